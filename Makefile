@@ -1,0 +1,58 @@
+# geosam: two commands set everything up on a fresh machine.
+#   make demo   create .venv if missing, install geosam, fetch the sample scenes, run the pipeline on them
+#   make test   create .venv if missing, install geosam with dev extras, run the test suite
+# Both are idempotent: a second call reuses .venv and the sample scenes.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+# glibc keeps large freed buffers instead of returning them to the OS on every call: ~2x faster
+# SAM encoder on CPU (see docs/performance.md). The geosam CLI sets these itself too.
+export MALLOC_MMAP_THRESHOLD_ ?= 4294967296
+export MALLOC_TRIM_THRESHOLD_ ?= 4294967296
+export MALLOC_TOP_PAD_ ?= 1073741824
+
+.PHONY: demo test install install-dev samples lint typecheck bench clean help
+
+help:
+	@echo "make demo   - install and run geosam on sample_tiles/ (outputs in demo_out/)"
+	@echo "make test   - install with dev extras and run the test suite"
+	@echo "make lint   - ruff + mypy"
+	@echo "make bench  - run the benchmarks in benchmarks/ (slow)"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PIP) install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(PY)
+	$(PIP) install -q -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+samples: $(VENV)/.installed
+	$(PY) sample_tiles/fetch.py
+
+demo: samples
+	$(VENV)/bin/geosam run sample_tiles/data/*.vrt --out demo_out
+	@echo "Outputs are in $(CURDIR)/demo_out (open demo_out/*.qgs in QGIS)"
+
+test: $(VENV)/.installed-dev
+	$(PY) sample_tiles/fetch.py --quiet
+	$(PY) -m pytest
+
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check geosam tests benchmarks pipelines sample_tiles
+	$(VENV)/bin/ruff format --check geosam tests benchmarks pipelines sample_tiles
+	$(VENV)/bin/mypy
+
+bench: $(VENV)/.installed-dev samples
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf demo_out .pytest_cache .mypy_cache .ruff_cache

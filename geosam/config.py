@@ -1,0 +1,237 @@
+"""Typed, strict run configuration (pydantic, ``extra="forbid"``).
+
+A :class:`RunConfig` is loaded from YAML/JSON (:func:`load_config`), overridden field by field from
+CLI options, saved next to every run's outputs, and split into sub-configs that each stage receives
+(``TilingConfig`` for tiling, ``SegmentConfig`` for segmentation...). Library functions never read the
+whole ``RunConfig`` or the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from geosam.errors import ConfigError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "NormalizeConfig",
+    "OutputConfig",
+    "RunConfig",
+    "SegmentConfig",
+    "TilingConfig",
+    "format_validation_error",
+    "load_config",
+    "parse_config",
+    "upgrade_config",
+]
+
+SCHEMA_VERSION = 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class TilingConfig(_Strict):
+    """How a scene is cut into tiles.
+
+    Attributes:
+        tile_size: Read-window edge in pixels (SAM's native input is 1024).
+        halo: Context in pixels added on each side of a tile's core; cores advance by
+            ``tile_size - 2 * halo``. Must be < ``tile_size / 4``.
+        skip_empty: Skip tiles whose pixels are all nodata.
+    """
+
+    tile_size: int = Field(1024, ge=32, le=8192)
+    halo: int = Field(64, ge=0)
+    skip_empty: bool = True
+
+    @model_validator(mode="after")
+    def _halo_fits(self) -> TilingConfig:
+        if self.halo * 4 >= self.tile_size:
+            raise ValueError(f"halo ({self.halo}) must be less than tile_size/4 ({self.tile_size / 4:g})")
+        return self
+
+
+class NormalizeConfig(_Strict):
+    """Per-scene radiometric stretch applied before the model's own normalisation.
+
+    Attributes:
+        method: ``percentile`` maps each band's ``low``..``high`` percentiles (computed once per scene
+            from a decimated read, so all tiles share one stretch) to 0..1; ``none`` leaves values as read
+            (already 0..1 reflectance, for example); ``dtype`` divides by the dtype's maximum (uint8/uint16).
+        low: Lower percentile (0-100).
+        high: Upper percentile (0-100).
+        sample_size: Longest side, in pixels, of the decimated read used for the statistics.
+    """
+
+    method: Literal["percentile", "none", "dtype"] = "percentile"
+    low: float = Field(2.0, ge=0, le=100)
+    high: float = Field(98.0, ge=0, le=100)
+    sample_size: int = Field(1024, ge=16, le=16384)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> NormalizeConfig:
+        if self.low >= self.high:
+            raise ValueError(f"low percentile ({self.low}) must be below high ({self.high})")
+        return self
+
+
+class SegmentConfig(_Strict):
+    """Where regions come from and SAM automatic-mask-generator settings.
+
+    ``source``: ``sam`` runs SAM's mask decoder on the tile embedding (needs a SAM checkpoint);
+    ``felzenszwalb`` uses graph-based superpixels of the tile pixels (scikit-image), an honest,
+    documented fallback when no SAM decoder is available; ``tiles`` makes no regions (tile labels
+    only); ``auto`` picks ``sam`` when a SAM checkpoint is given and ``felzenszwalb`` otherwise.
+    The SAM thresholds are segment-anything's ``SamAutomaticMaskGenerator`` arguments and defaults.
+    """
+
+    source: Literal["auto", "sam", "felzenszwalb", "tiles"] = "auto"
+    points_per_side: int = Field(32, ge=1, le=128)
+    points_per_batch: int = Field(64, ge=1, le=1024)
+    pred_iou_thresh: float = Field(0.88, ge=0, le=1)
+    stability_score_thresh: float = Field(0.95, ge=0, le=1)
+    stability_score_offset: float = Field(1.0, ge=0)
+    box_nms_thresh: float = Field(0.7, ge=0, le=1)
+    mask_threshold: float = 0.0
+    min_region_area: int = Field(32, ge=0, description="regions smaller than this (pixels) are dropped")
+    felzenszwalb_scale: float = Field(100.0, gt=0)
+    felzenszwalb_sigma: float = Field(0.8, ge=0)
+    felzenszwalb_min_size: int = Field(64, ge=1)
+    seam_match_iou: float = Field(0.5, gt=0, le=1, description="overlap needed to merge regions across a seam")
+
+
+class OutputConfig(_Strict):
+    """Which outputs to write and how.
+
+    Attributes:
+        confidence_dtype: ``float32`` (probability 0..1, nodata -1) or ``uint8`` (percent 0..100, nodata 255).
+        regions: Write ``<scene>_regions.geojson`` (EPSG:4326) and ``<scene>_regions.gpkg`` (scene CRS).
+        tiles: Write ``<scene>_tiles.gpkg``.
+        qgis_project: Write ``<scene>.qgs`` that opens every layer styled.
+        overwrite: Replace existing outputs (otherwise a scene with outputs is an error).
+        compress: COG compression.
+    """
+
+    confidence_dtype: Literal["float32", "uint8"] = "float32"
+    regions: bool = True
+    tiles: bool = True
+    qgis_project: bool = True
+    overwrite: bool = True
+    compress: Literal["deflate", "lzw", "zstd"] = "deflate"
+
+
+class RunConfig(_Strict):
+    """Everything that controls one ``geosam run`` besides its inputs.
+
+    Attributes:
+        schema_version: Version of this schema (bumped with an upgrader on breaking change).
+        bands: Scene bands to feed the model, by 1-based index or by name, in the model's band order.
+            ``None`` selects them automatically from band names / colour interpretation.
+        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda[:N]``.
+        precision: ``auto`` (bf16 autocast on CPUs and GPUs that support it), ``fp32``, ``bf16`` or ``fp16``.
+        batch_size: Tiles (or chips) per encoder batch.
+    """
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    bands: list[int | str] | None = None
+    tiling: TilingConfig = Field(default_factory=TilingConfig)  # type: ignore[arg-type]
+    normalize: NormalizeConfig = Field(default_factory=NormalizeConfig)  # type: ignore[arg-type]
+    segment: SegmentConfig = Field(default_factory=SegmentConfig)  # type: ignore[arg-type]
+    output: OutputConfig = Field(default_factory=OutputConfig)  # type: ignore[arg-type]
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    batch_size: int = Field(4, ge=1, le=1024)
+
+    @model_validator(mode="after")
+    def _device_ok(self) -> RunConfig:
+        d = self.device
+        if not (d in ("auto", "cpu", "cuda", "mps") or (d.startswith("cuda:") and d[5:].isdigit())):
+            raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps, not {d!r}")
+        return self
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of every field (defaults included)."""
+        return json.loads(self.model_dump_json())
+
+    def with_overrides(self, **changes: Any) -> RunConfig:
+        """Return a copy with dotted-path overrides applied (``{"tiling.tile_size": 512}``), validated."""
+        data = self.to_json_dict()
+        for key, value in changes.items():
+            if value is None:
+                continue
+            node = data
+            *parents, leaf = key.split(".")
+            for p in parents:
+                node = node[p]
+            node[leaf] = value
+        return parse_config(data)
+
+
+def format_validation_error(err: ValidationError, source: str | None = None) -> str:
+    """Turn a pydantic error into one readable line naming each bad key."""
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            parts.append(f"unknown key '{loc}'")
+        else:
+            parts.append(f"'{loc}': {e['msg']}")
+    prefix = "invalid configuration" if source is None else "invalid configuration"
+    return f"{prefix}: " + "; ".join(parts)
+
+
+def parse_config(data: Any, source: str | os.PathLike[str] | None = None) -> RunConfig:
+    """Validate a mapping as a :class:`RunConfig`, upgrading older schema versions.
+
+    Raises:
+        ConfigError: Unknown keys, wrong types or out-of-range values (the message names each key).
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"a configuration must be a mapping, not {type(data).__name__}", source)
+    data = upgrade_config(dict(data), source)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err), source) from None
+
+
+def upgrade_config(data: dict[str, Any], source: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Upgrade a config mapping from an older ``schema_version`` to the current one.
+
+    Version 1 is the first schema, so this only rejects versions from the future.
+    """
+    version = data.get("schema_version", SCHEMA_VERSION)
+    if not isinstance(version, int) or version < 1 or version > SCHEMA_VERSION:
+        raise ConfigError(
+            f"schema_version {version!r} is not supported by this geosam (supports 1..{SCHEMA_VERSION})", source
+        )
+    return data
+
+
+def load_config(path: str | os.PathLike[str]) -> RunConfig:
+    """Load a YAML or JSON run configuration file.
+
+    Raises:
+        ConfigError: The file is missing, not YAML, or invalid (see :func:`parse_config`).
+    """
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError("configuration file not found", p)
+    try:
+        text = p.read_text(encoding="utf-8")
+        data = yaml.safe_load(text)
+    except (UnicodeDecodeError, yaml.YAMLError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"not a valid YAML/JSON file ({first})", p) from None
+    return parse_config(data, p)
