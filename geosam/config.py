@@ -30,7 +30,7 @@ __all__ = [
     "upgrade_config",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 
 
 class _Strict(BaseModel):
@@ -104,7 +104,9 @@ class SegmentConfig(_Strict):
     felzenszwalb_scale: float = Field(100.0, gt=0)
     felzenszwalb_sigma: float = Field(0.8, ge=0)
     felzenszwalb_min_size: int = Field(64, ge=1)
-    seam_match_iou: float = Field(0.5, gt=0, le=1, description="overlap needed to merge regions across a seam")
+    seam_match_iou: float = Field(
+        0.5, gt=0, le=1, description="overlap needed to merge regions across a seam"
+    )
 
 
 class OutputConfig(_Strict):
@@ -158,7 +160,8 @@ class RunConfig(_Strict):
 
     def to_json_dict(self) -> dict[str, Any]:
         """JSON-ready dict of every field (defaults included)."""
-        return json.loads(self.model_dump_json())
+        data: dict[str, Any] = json.loads(self.model_dump_json())
+        return data
 
     def with_overrides(self, **changes: Any) -> RunConfig:
         """Return a copy with dotted-path overrides applied (``{"tiling.tile_size": 512}``), validated."""
@@ -183,8 +186,8 @@ def format_validation_error(err: ValidationError, source: str | None = None) -> 
             parts.append(f"unknown key '{loc}'")
         else:
             parts.append(f"'{loc}': {e['msg']}")
-    prefix = "invalid configuration" if source is None else "invalid configuration"
-    return f"{prefix}: " + "; ".join(parts)
+    what = "invalid configuration" if source is None else f"invalid configuration in {source}"
+    return f"{what}: " + "; ".join(parts)
 
 
 def parse_config(data: Any, source: str | os.PathLike[str] | None = None) -> RunConfig:
@@ -212,7 +215,8 @@ def upgrade_config(data: dict[str, Any], source: str | os.PathLike[str] | None =
     version = data.get("schema_version", SCHEMA_VERSION)
     if not isinstance(version, int) or version < 1 or version > SCHEMA_VERSION:
         raise ConfigError(
-            f"schema_version {version!r} is not supported by this geosam (supports 1..{SCHEMA_VERSION})", source
+            f"schema_version {version!r} is not supported by this geosam (supports 1..{SCHEMA_VERSION})",
+            source,
         )
     return data
 

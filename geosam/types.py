@@ -159,7 +159,8 @@ class ClassScheme:
             raise ConfigError("class names must not be empty")
         if not 0 <= self.nodata <= 255 or self.nodata < len(names):
             raise ConfigError(
-                f"nodata value {self.nodata} must be in 0..255 and not a class id (there are {len(names)} classes)"
+                f"nodata value {self.nodata} must be in 0..255 and not a class id "
+                f"(there are {len(names)} classes)"
             )
         colors = tuple(tuple(int(v) for v in c) for c in self.colors) or tuple(
             _default_color(i, len(names)) for i in range(len(names))

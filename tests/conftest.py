@@ -17,7 +17,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
     import geosam
 
-    lines = [f"geosam {geosam.__version__}, rasterio {rasterio.__version__}, GDAL {rasterio.__gdal_version__}"]
+    lines = [
+        f"geosam {geosam.__version__}, rasterio {rasterio.__version__}, GDAL {rasterio.__gdal_version__}"
+    ]
     try:
         import torch
 

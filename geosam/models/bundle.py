@@ -1,0 +1,356 @@
+"""Model bundles: the classifier's weights plus everything needed to use them, in one folder.
+
+Layout of a bundle folder (``<name>/``)::
+
+    model.json            metadata (schema below), versioned by ``format_version``
+    weights.safetensors   tensors ``encoder.*`` (unless the encoder comes from a SAM checkpoint),
+                          ``head.*``, ``mean``, ``std``
+
+``model.json`` records the class scheme (names, colours), band names in input order, the per-band
+normalisation, the SAM configuration of the encoder, the input size, training metrics and data
+provenance, and the sha256 of ``weights.safetensors``; loading verifies that hash, so a tampered or
+truncated weights file is refused. Weights are loaded with safetensors (no pickle).
+
+``encoder.source`` is ``bundle`` when the encoder weights travel in the bundle (fine-tuned or trained
+from scratch) or ``sam_checkpoint`` when the encoder is a frozen official SAM encoder: then the bundle
+holds the head only and the run needs the SAM checkpoint, whose sha256 must match
+``encoder.checkpoint_sha256``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from geosam.errors import BundleError, WeightsNotFoundError
+from geosam.types import ClassScheme
+
+__all__ = [
+    "BUNDLE_FORMAT",
+    "BundleMeta",
+    "EncoderMeta",
+    "HeadMeta",
+    "LoadedBundle",
+    "default_bundle_path",
+    "load_bundle",
+    "read_bundle_meta",
+    "save_bundle",
+]
+
+BUNDLE_FORMAT: Literal["geosam-model-bundle"] = "geosam-model-bundle"
+FORMAT_VERSION: Literal[1] = 1
+META_FILE = "model.json"
+WEIGHTS_FILE = "weights.safetensors"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EncoderMeta(_Strict):
+    """Where the encoder comes from and its architecture (a :class:`SamConfig` dict)."""
+
+    source: Literal["bundle", "sam_checkpoint"] = "bundle"
+    config: dict[str, Any]
+    checkpoint_sha256: str | None = None
+    band_adapter: Literal["none", "zero", "mean", "trained"] = "none"
+
+
+class HeadMeta(_Strict):
+    """Classifier head shape."""
+
+    in_dim: int = Field(ge=1)
+    num_classes: int = Field(ge=1, le=255)
+    hidden: int = Field(0, ge=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+
+
+class BundleMeta(_Strict):
+    """Contents of ``model.json``.
+
+    Attributes:
+        format: Always ``geosam-model-bundle``.
+        format_version: Bumped on incompatible change.
+        name: Model name.
+        version: The model's own version string.
+        created: ISO 8601 UTC creation time.
+        geosam_version: geosam version that wrote the bundle.
+        classes: :class:`ClassScheme` as a dict (names, colors, nodata).
+        bands: Canonical band names in model input order (e.g. ``red, green, blue``).
+        mean: Per-band mean of the 0..1-stretched input.
+        std: Per-band standard deviation of the 0..1-stretched input.
+        input_size: Chip size in pixels the encoder runs at (the encoder's ``img_size``).
+        chip_size: Size in source pixels of the training chips (``None``: ``input_size``). Scenes are
+            resampled by ``input_size / chip_size`` before encoding so that a model pixel covers the same
+            ground as in training.
+        gsd_m: Ground sampling distance of the training data in metres (informational).
+        recommended_tile_size: Tile size for scenes (a multiple of ``input_size``).
+        encoder: Encoder metadata.
+        head: Head metadata.
+        preprocessing: How training inputs were brought to 0..1 (for reproducibility).
+        training: Mode, epochs, timings, metrics, learning curve summary.
+        data: Data provenance (source paths, licence, counts, split).
+        weights_sha256: sha256 of ``weights.safetensors``.
+        weights_dtype: Storage dtype of the weights (``float32`` or ``float16``); loaded as float32.
+    """
+
+    format: Literal["geosam-model-bundle"] = BUNDLE_FORMAT
+    format_version: Literal[1] = FORMAT_VERSION
+    name: str
+    version: str = "1"
+    created: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    geosam_version: str = ""
+    classes: dict[str, Any]
+    bands: list[str] = Field(min_length=1)
+    mean: list[float]
+    std: list[float]
+    input_size: int = Field(ge=16, le=4096)
+    chip_size: int | None = Field(None, ge=1)
+    gsd_m: float | None = None
+    recommended_tile_size: int = Field(1024, ge=16)
+    encoder: EncoderMeta
+    head: HeadMeta
+    preprocessing: dict[str, Any] = Field(default_factory=dict)
+    training: dict[str, Any] = Field(default_factory=dict)
+    data: dict[str, Any] = Field(default_factory=dict)
+    weights_sha256: str = ""
+    weights_dtype: Literal["float32", "float16"] = "float32"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BundleMeta:
+        n = len(self.bands)
+        if len(self.mean) != n or len(self.std) != n:
+            raise ValueError(f"{n} bands but {len(self.mean)} means and {len(self.std)} stds")
+        if any(s <= 0 for s in self.std):
+            raise ValueError("std values must be positive")
+        scheme = ClassScheme.from_dict(self.classes)  # raises ConfigError on bad names/colours
+        if len(scheme) != self.head.num_classes:
+            raise ValueError(f"{len(scheme)} class names but the head has {self.head.num_classes} outputs")
+        chip = self.chip_size or self.input_size
+        if self.recommended_tile_size % chip:
+            raise ValueError(
+                f"recommended_tile_size {self.recommended_tile_size} is not a multiple of chip size {chip}"
+            )
+        return self
+
+    @property
+    def class_scheme(self) -> ClassScheme:
+        """The class names and colours."""
+        return ClassScheme.from_dict(self.classes)
+
+
+@dataclass(frozen=True)
+class LoadedBundle:
+    """A bundle's metadata, its folder, and the model built from it (a ``LandCoverModel``)."""
+
+    meta: BundleMeta
+    path: Path
+    model: Any  # geosam.models.classifier.LandCoverModel (typed Any: keep torch out of signatures)
+
+    @property
+    def classes(self) -> ClassScheme:
+        """The class scheme."""
+        return self.meta.class_scheme
+
+
+def default_bundle_path() -> Path:
+    """Path of the default model shipped inside the package (trained on EuroSAT RGB)."""
+    return Path(__file__).resolve().parent.parent / "data" / "default_model"
+
+
+def read_bundle_meta(path: str | os.PathLike[str]) -> BundleMeta:
+    """Read and validate ``model.json`` of a bundle folder (no weights, no torch).
+
+    Raises:
+        WeightsNotFoundError: The folder or its ``model.json`` does not exist.
+        BundleError: ``model.json`` is not JSON, misses keys, has unknown keys or inconsistent values.
+    """
+    p = Path(path)
+    meta_path = p / META_FILE if p.is_dir() else p
+    if not meta_path.is_file():
+        raise WeightsNotFoundError(
+            f"model bundle not found (expected a folder with {META_FILE} and {WEIGHTS_FILE}); "
+            "train one with `geosam train` or omit --model to use the default model",
+            p,
+        )
+    try:
+        data = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BundleError(f"metadata is not valid JSON ({err})", meta_path) from None
+    if not isinstance(data, dict) or data.get("format") != BUNDLE_FORMAT:
+        raise BundleError(f"not a geosam model bundle (format must be {BUNDLE_FORMAT!r})", meta_path)
+    try:
+        return BundleMeta.model_validate(data)
+    except ValidationError as err:
+        from geosam.config import format_validation_error
+
+        raise BundleError(
+            format_validation_error(err).replace("configuration", "bundle metadata"), meta_path
+        ) from None
+    except Exception as err:  # ConfigError from ClassScheme
+        raise BundleError(f"invalid bundle metadata ({err})", meta_path) from None
+
+
+def save_bundle(
+    path: str | os.PathLike[str],
+    model: Any,
+    meta: BundleMeta,
+    *,
+    dtype: Literal["float32", "float16"] = "float32",
+    include_encoder: bool = True,
+    extra_files: dict[str, bytes] | None = None,
+) -> BundleMeta:
+    """Write ``model`` (a ``LandCoverModel``) and ``meta`` as a bundle folder, atomically.
+
+    The folder is assembled under a temporary name and renamed into place; an existing bundle at
+    ``path`` is replaced only after the new one is complete. Returns the metadata as written (with
+    ``weights_sha256``, ``weights_dtype`` and ``geosam_version`` filled in). ``extra_files`` (relative
+    path -> bytes, e.g. the training report) are written into the folder before it is renamed.
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    import geosam
+    from geosam.models.sam import sha256_file
+
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if not include_encoder:
+        state = {k: v for k, v in state.items() if not k.startswith("encoder.")}
+    if dtype == "float16":
+        state = {
+            k: v.half() if v.is_floating_point() and k not in ("mean", "std") else v for k, v in state.items()
+        }
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    try:
+        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": BUNDLE_FORMAT})
+        meta = meta.model_copy(
+            update={
+                "weights_sha256": sha256_file(tmp / WEIGHTS_FILE),
+                "weights_dtype": dtype,
+                "geosam_version": geosam.__version__,
+            }
+        )
+        BundleMeta.model_validate(meta.model_dump())  # re-validate the final form
+        (tmp / META_FILE).write_text(json.dumps(meta.model_dump(), indent=2) + "\n", encoding="utf-8")
+        for rel, content in (extra_files or {}).items():
+            target = (tmp / rel).resolve()
+            if tmp.resolve() not in target.parents:
+                raise BundleError(f"extra file {rel!r} would escape the bundle folder", dest)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+        if dest.exists():
+            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+            os.replace(dest, old)
+            os.replace(tmp, dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    del torch
+    return meta
+
+
+def load_bundle(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    sam_checkpoint: str | os.PathLike[str] | None = None,
+    device: str = "cpu",
+    img_size: int | None = None,
+) -> LoadedBundle:
+    """Load a bundle (default: the packaged default model), verifying its weights hash.
+
+    Args:
+        path: Bundle folder; ``None`` for the packaged default model.
+        sam_checkpoint: Meta SAM checkpoint, required when the bundle's encoder is ``sam_checkpoint``.
+        device: Torch device for the model.
+        img_size: Build the encoder for this input size instead of ``meta.input_size`` (position
+            embeddings interpolated), e.g. to run SAM's decoder on whole tiles.
+
+    Raises:
+        WeightsNotFoundError: Missing folder/files, or a needed SAM checkpoint not given.
+        BundleError: Invalid metadata, sha256 mismatch, or weights that do not fit the metadata.
+    """
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from geosam.models.classifier import ClassifierHead, LandCoverModel
+    from geosam.models.sam import build_encoder, load_sam, resize_encoder_state, sha256_file
+    from geosam.models.sam_config import SamConfig
+
+    folder = Path(path) if path is not None else default_bundle_path()
+    meta = read_bundle_meta(folder)
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        raise WeightsNotFoundError(f"bundle is missing {WEIGHTS_FILE}", folder)
+    digest = sha256_file(weights)
+    if digest != meta.weights_sha256:
+        raise BundleError(
+            f"{WEIGHTS_FILE} does not match the sha256 recorded in {META_FILE} "
+            f"({digest[:12]}... != {meta.weights_sha256[:12]}...): the bundle was modified or is incomplete",
+            folder,
+        )
+    try:
+        state = load_file(str(weights), device="cpu")
+    except (SafetensorError, OSError) as err:
+        raise BundleError(f"cannot read weights ({err})", folder) from None
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    try:
+        cfg = SamConfig.from_dict(dict(meta.encoder.config))
+    except (TypeError, ValueError) as err:
+        raise BundleError(f"invalid encoder configuration ({err})", folder) from None
+    if cfg.in_chans != len(meta.bands):
+        raise BundleError(f"encoder takes {cfg.in_chans} bands but metadata lists {len(meta.bands)}", folder)
+    if img_size is not None:
+        cfg = cfg.with_img_size(img_size)
+    if meta.encoder.source == "sam_checkpoint":
+        if sam_checkpoint is None:
+            raise WeightsNotFoundError(
+                "this bundle uses a frozen official SAM encoder; pass its checkpoint with --sam-checkpoint",
+                folder,
+            )
+        if meta.encoder.checkpoint_sha256 and sha256_file(sam_checkpoint) != meta.encoder.checkpoint_sha256:
+            raise BundleError(
+                "the SAM checkpoint is not the one this bundle was trained on (sha256 differs)",
+                sam_checkpoint,
+            )
+        encoder, _ = load_sam(sam_checkpoint, img_size=cfg.img_size, encoder_only=True)
+        if cfg.in_chans != 3:
+            from geosam.models.band_adapter import adapt_patch_embed
+
+            adapt_patch_embed(encoder, meta.bands, init="zero")
+        enc_state = {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
+        if enc_state:  # adapted patch embedding stored in the bundle
+            encoder.load_state_dict(enc_state, strict=False)
+    else:
+        encoder = build_encoder(cfg)
+        enc_state = {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
+        enc_state = resize_encoder_state(enc_state, cfg, prefix="")
+        try:
+            encoder.load_state_dict(enc_state, strict=True)
+        except RuntimeError as err:
+            raise BundleError(f"encoder weights do not fit the metadata ({str(err)[:300]})", folder) from None
+    head = ClassifierHead(meta.head.in_dim, meta.head.num_classes, meta.head.hidden, meta.head.dropout)
+    model = LandCoverModel(encoder, head, meta.mean, meta.std)
+    rest = {k: v for k, v in state.items() if not k.startswith("encoder.")}
+    try:
+        missing, unexpected = model.load_state_dict(rest, strict=False)
+    except RuntimeError as err:
+        raise BundleError(f"head weights do not fit the metadata ({str(err)[:300]})", folder) from None
+    missing = [k for k in missing if not k.startswith("encoder.")]
+    if missing or unexpected:
+        raise BundleError(f"weights missing {missing[:5]} / unexpected {unexpected[:5]}", folder)
+    model.eval().to(torch.device(device))
+    return LoadedBundle(meta=meta, path=folder, model=model)

@@ -1,0 +1,90 @@
+"""The land-cover classifier: SAM's ViT image encoder + a small head over pooled features.
+
+Input to :class:`LandCoverModel` is a float tensor ``(B, N, H, W)`` of the model's bands, each already
+stretched to 0..1 (per scene, see :mod:`geosam.stretch`; per data set for training chips). The model
+applies its own per-band ``(x - mean) / std`` (stored in the bundle), runs the encoder once, and the
+same feature map feeds tile pooling, region (mask) pooling and, in the end-to-end run, SAM's mask decoder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from geosam.models.pooling import mask_weights, pool_regions, pool_tile
+
+__all__ = ["ClassifierHead", "LandCoverModel"]
+
+
+class ClassifierHead(nn.Module):
+    """LayerNorm, dropout and a linear layer (or a one-hidden-layer MLP) over pooled features.
+
+    Args:
+        in_dim: Feature channels (the encoder's ``out_chans``).
+        num_classes: Number of classes.
+        hidden: Hidden width; 0 means a linear head.
+        dropout: Dropout before the classifier (training only).
+    """
+
+    def __init__(self, in_dim: int, num_classes: int, hidden: int = 0, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.in_dim, self.num_classes, self.hidden, self.dropout = in_dim, num_classes, hidden, dropout
+        layers: list[nn.Module] = [nn.LayerNorm(in_dim), nn.Dropout(dropout)]
+        if hidden:
+            layers += [
+                nn.Linear(in_dim, hidden),
+                nn.GELU(),
+                nn.Dropout(dropout),
+                nn.Linear(hidden, num_classes),
+            ]
+        else:
+            layers += [nn.Linear(in_dim, num_classes)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Map ``(K, in_dim)`` pooled features to ``(K, num_classes)`` logits."""
+        return self.net(pooled)  # type: ignore[no-any-return]
+
+
+class LandCoverModel(nn.Module):
+    """Encoder + head with the bundle's per-band normalisation.
+
+    Args:
+        encoder: A segment-anything ``ImageEncoderViT`` (possibly band-adapted).
+        head: The classifier head.
+        mean: Per-band mean of the 0..1-stretched input.
+        std: Per-band standard deviation of the 0..1-stretched input.
+    """
+
+    def __init__(
+        self, encoder: nn.Module, head: ClassifierHead, mean: Sequence[float], std: Sequence[float]
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalise and encode ``(B, N, H, W)`` 0..1 inputs; returns the ``(B, C, h, w)`` embedding."""
+        mean: torch.Tensor = self.mean  # type: ignore[assignment]
+        std: torch.Tensor = self.std  # type: ignore[assignment]
+        out: torch.Tensor = self.encoder((x - mean) / std)
+        return out
+
+    def classify_tiles(self, features: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """Class logits ``(B, K)`` of whole tiles/chips from their features (nodata excluded)."""
+        out: torch.Tensor = self.head(pool_tile(features, valid).float())
+        return out
+
+    def classify_regions(self, features: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """Class logits ``(R, K)`` of ``R`` pixel masks ``(R, H, W)`` on one tile's ``(C, h, w)`` features."""
+        weights = mask_weights(masks, (features.shape[-2], features.shape[-1]))
+        out: torch.Tensor = self.head(pool_regions(features.float(), weights))
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Chip classification logits ``(B, K)`` (used for training)."""
+        return self.classify_tiles(self.features(x))

@@ -1,0 +1,333 @@
+"""Build and load SAM models with segment-anything's own classes, safely and at any input size.
+
+Checkpoints are Meta's format: a flat ``state_dict`` whose keys start with ``image_encoder.``,
+``prompt_encoder.`` and ``mask_decoder.``. They are read with ``torch.load(weights_only=True)`` (no
+pickled code runs) and ``map_location`` (GPU-saved weights load on CPU workers). The architecture is
+inferred from tensor shapes, so ``sam_vit_b/l/h`` and geosam's small configurations load the same way.
+
+Building for another ``img_size`` interpolates the absolute position embedding (bicubic) and the
+relative-position tables of the global-attention blocks (linear, exactly as segment-anything's own
+``get_rel_pos`` would at run time), so e.g. 64 x 64 EuroSAT chips can run at 224 instead of 1024.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import re
+import zipfile
+from collections.abc import Mapping
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from geosam.errors import CheckpointError, WeightsNotFoundError
+from geosam.models.sam_config import OFFICIAL_CHECKPOINTS, SamConfig
+
+if TYPE_CHECKING:
+    from segment_anything.modeling import ImageEncoderViT, Sam
+
+__all__ = [
+    "build_encoder",
+    "build_sam",
+    "infer_config",
+    "load_sam",
+    "load_state_dict",
+    "resize_encoder_state",
+    "save_sam",
+    "sha256_file",
+]
+
+# SAM's pixel statistics on the 0..255 scale (segment_anything.build_sam).
+SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
+SAM_PIXEL_STD = (58.395, 57.12, 57.375)
+
+
+def build_encoder(cfg: SamConfig) -> ImageEncoderViT:
+    """Build a randomly initialised ``ImageEncoderViT`` exactly as ``build_sam`` does for ``cfg``."""
+    from segment_anything.modeling import ImageEncoderViT
+
+    return ImageEncoderViT(
+        depth=cfg.depth,
+        embed_dim=cfg.embed_dim,
+        img_size=cfg.img_size,
+        mlp_ratio=cfg.mlp_ratio,
+        norm_layer=partial(nn.LayerNorm, eps=1e-6),
+        num_heads=cfg.num_heads,
+        patch_size=cfg.patch_size,
+        in_chans=cfg.in_chans,
+        qkv_bias=True,
+        use_rel_pos=True,
+        global_attn_indexes=cfg.global_attn_indexes,
+        window_size=cfg.window_size,
+        out_chans=cfg.out_chans,
+    )
+
+
+def build_sam(cfg: SamConfig) -> Sam:
+    """Build a full SAM (encoder, prompt encoder, mask decoder) for ``cfg`` in eval mode."""
+    from segment_anything.modeling import MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+
+    grid = cfg.grid_size
+    sam = Sam(
+        image_encoder=build_encoder(cfg),
+        prompt_encoder=PromptEncoder(
+            embed_dim=cfg.out_chans,
+            image_embedding_size=(grid, grid),
+            input_image_size=(cfg.img_size, cfg.img_size),
+            mask_in_chans=cfg.mask_in_chans,
+        ),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=3,
+            transformer=TwoWayTransformer(
+                depth=cfg.decoder_depth,
+                embedding_dim=cfg.out_chans,
+                mlp_dim=cfg.decoder_mlp_dim,
+                num_heads=cfg.decoder_heads,
+            ),
+            transformer_dim=cfg.out_chans,
+            iou_head_depth=3,
+            iou_head_hidden_dim=cfg.iou_head_hidden_dim,
+        ),
+        pixel_mean=list(SAM_PIXEL_MEAN),
+        pixel_std=list(SAM_PIXEL_STD),
+    )
+    return sam.eval()
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_state_dict(
+    path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu"
+) -> dict[str, torch.Tensor]:
+    """Read a checkpoint as a flat ``{name: tensor}`` dict without executing pickled code.
+
+    Accepts ``.pth``/``.pt`` files written by ``torch.save`` (Meta's format) and ``.safetensors``.
+
+    Raises:
+        WeightsNotFoundError: The file does not exist (the message says where Meta's checkpoints are).
+        CheckpointError: The file is not a checkpoint, is corrupt, or contains pickled objects other
+            than tensors (``weights_only=True`` refuses them).
+    """
+    p = Path(path)
+    if not p.is_file():
+        hint = (
+            "; download one of Meta's checkpoints ("
+            + ", ".join(f"{k}: {v}" for k, v in OFFICIAL_CHECKPOINTS.items())
+            + ") and pass its path; geosam never downloads weights"
+        )
+        raise WeightsNotFoundError("SAM checkpoint not found" + hint, p)
+    if p.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return dict(load_file(str(p), device=str(map_location)))
+        except (SafetensorError, OSError, ValueError) as err:
+            raise CheckpointError(f"not a valid safetensors file ({err})", p) from None
+    try:
+        obj = torch.load(p, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).splitlines()[0] if str(err) else "unpickling refused"
+        raise CheckpointError(
+            "refusing to load: the file holds pickled objects other than tensors, which could run code "
+            f"({first[:200]}). Only plain state_dict checkpoints are accepted",
+            p,
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+        raise CheckpointError(
+            f"not a readable PyTorch checkpoint ({str(err).splitlines()[0][:200]})", p
+        ) from None
+    if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
+        obj = obj["model"]  # training checkpoints that wrap the state dict
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError("not a state_dict (expected a mapping of parameter names to tensors)", p)
+    return {str(k): v for k, v in obj.items()}
+
+
+_BLOCK = re.compile(r"^image_encoder\.blocks\.(\d+)\.")
+
+
+def infer_config(
+    state: Mapping[str, torch.Tensor], *, name: str = "custom", source: str | None = None
+) -> SamConfig:
+    """Infer the :class:`SamConfig` of a SAM state dict from its tensor shapes.
+
+    Works for Meta's ViT-B/L/H and for any configuration built by :func:`build_sam`. Encoder-only
+    state dicts (keys ``image_encoder.*``) are accepted; decoder fields then keep their defaults
+    scaled to ``out_chans``.
+
+    Raises:
+        CheckpointError: The keys or shapes are not those of a SAM image encoder.
+    """
+    try:
+        proj = state["image_encoder.patch_embed.proj.weight"]  # (D, C, p, p)
+        pos = state["image_encoder.pos_embed"]  # (1, G, G, D)
+        neck0 = state["image_encoder.neck.0.weight"]  # (out, D, 1, 1)
+    except KeyError as err:
+        raise CheckpointError(f"not a SAM checkpoint: missing {err.args[0]!r}", source) from None
+    embed_dim, in_chans, patch, _ = proj.shape
+    grid = pos.shape[1]
+    depth = 1 + max((int(m.group(1)) for k in state if (m := _BLOCK.match(k))), default=-1)
+    if depth == 0:
+        raise CheckpointError("not a SAM checkpoint: the image encoder has no blocks", source)
+    head_dim = state["image_encoder.blocks.0.attn.rel_pos_h"].shape[1]
+    tables = [state[f"image_encoder.blocks.{i}.attn.rel_pos_h"].shape[0] for i in range(depth)]
+    global_len = 2 * grid - 1
+    global_idx = tuple(i for i, n in enumerate(tables) if n == global_len)
+    window_lens = {n for n in tables if n != global_len}
+    if len(window_lens) > 1:
+        raise CheckpointError(f"inconsistent relative-position table sizes {sorted(set(tables))}", source)
+    window = (window_lens.pop() + 1) // 2 if window_lens else 0
+    out_chans = neck0.shape[0]
+    kw: dict[str, object] = {
+        "name": name,
+        "img_size": grid * patch,
+        "patch_size": patch,
+        "in_chans": in_chans,
+        "embed_dim": embed_dim,
+        "depth": depth,
+        "num_heads": embed_dim // head_dim,
+        "global_attn_indexes": global_idx,
+        "window_size": window,
+        "out_chans": out_chans,
+        "mlp_ratio": state["image_encoder.blocks.0.mlp.lin1.weight"].shape[0] / embed_dim,
+    }
+    if "mask_decoder.transformer.layers.0.mlp.lin1.weight" in state:
+        kw["decoder_mlp_dim"] = state["mask_decoder.transformer.layers.0.mlp.lin1.weight"].shape[0]
+        kw["decoder_depth"] = 1 + max(
+            int(k.split(".")[3]) for k in state if k.startswith("mask_decoder.transformer.layers.")
+        )
+        kw["iou_head_hidden_dim"] = state["mask_decoder.iou_prediction_head.layers.0.weight"].shape[0]
+        kw["mask_in_chans"] = state["prompt_encoder.mask_downscaling.0.weight"].shape[0] * 4
+        # heads cannot be read from shapes; SAM uses 8 at width 256; keep head_dim 32 otherwise.
+        kw["decoder_heads"] = 8 if out_chans == 256 else max(1, out_chans // 16)
+    else:
+        kw.update(
+            decoder_mlp_dim=out_chans * 8,
+            decoder_heads=max(1, min(8, out_chans // 16)),
+            iou_head_hidden_dim=out_chans,
+            mask_in_chans=max(4, out_chans // 16),
+        )
+    try:
+        return SamConfig(**kw)  # type: ignore[arg-type]
+    except Exception as err:  # ConfigError from validation
+        raise CheckpointError(f"unsupported SAM architecture ({err})", source) from None
+
+
+def _resize_pos_embed(pos: torch.Tensor, grid: int) -> torch.Tensor:
+    """Bicubic resize of a ``(1, G, G, D)`` absolute position embedding to ``(1, grid, grid, D)``."""
+    if pos.shape[1] == grid and pos.shape[2] == grid:
+        return pos
+    x = pos.permute(0, 3, 1, 2).float()
+    x = F.interpolate(x, size=(grid, grid), mode="bicubic", align_corners=False)
+    return x.permute(0, 2, 3, 1).to(pos.dtype).contiguous()
+
+
+def _resize_rel_pos(table: torch.Tensor, length: int) -> torch.Tensor:
+    """Linear resize of a ``(L, head_dim)`` relative-position table, as SAM's ``get_rel_pos`` does."""
+    if table.shape[0] == length:
+        return table
+    x = F.interpolate(
+        table.float().reshape(1, table.shape[0], -1).permute(0, 2, 1), size=length, mode="linear"
+    )
+    return x.reshape(-1, length).permute(1, 0).to(table.dtype).contiguous()
+
+
+def resize_encoder_state(
+    state: Mapping[str, torch.Tensor], cfg: SamConfig, prefix: str = "image_encoder."
+) -> dict[str, torch.Tensor]:
+    """Adapt encoder weights saved at one input size to ``cfg.img_size``.
+
+    Only the absolute position embedding and the global blocks' relative-position tables depend on the
+    input size; windowed blocks' tables depend on the window only and are kept.
+    """
+    out = dict(state)
+    key = prefix + "pos_embed"
+    if key in out:
+        out[key] = _resize_pos_embed(out[key], cfg.grid_size)
+    for i in cfg.global_attn_indexes:
+        for axis in ("h", "w"):
+            k = f"{prefix}blocks.{i}.attn.rel_pos_{axis}"
+            if k in out:
+                out[k] = _resize_rel_pos(out[k], 2 * cfg.grid_size - 1)
+    return out
+
+
+def load_sam(
+    path: str | os.PathLike[str],
+    *,
+    img_size: int | None = None,
+    map_location: str | torch.device = "cpu",
+    encoder_only: bool = False,
+) -> tuple[nn.Module, SamConfig]:
+    """Load a SAM checkpoint (Meta's ``sam_vit_*.pth`` or geosam's small ones) safely.
+
+    Args:
+        path: Checkpoint file (state dict, ``.pth`` or ``.safetensors``).
+        img_size: Build for this input size instead of the checkpoint's (interpolates position tables).
+        map_location: Device to load tensors on.
+        encoder_only: Return only the ``ImageEncoderViT`` (decoder weights are not required).
+
+    Returns:
+        ``(model, config)``: a :class:`segment_anything.modeling.Sam` in eval mode (or its image encoder).
+
+    Raises:
+        WeightsNotFoundError, CheckpointError: See :func:`load_state_dict`; also for shape mismatches.
+    """
+    state = load_state_dict(path, map_location=map_location)
+    cfg = infer_config(state, name=Path(path).stem, source=str(path))
+    if img_size is not None:
+        cfg = cfg.with_img_size(img_size)
+    state = resize_encoder_state(state, cfg)
+    has_decoder = any(k.startswith("mask_decoder.") for k in state)
+    if encoder_only or not has_decoder:
+        if not encoder_only:
+            raise CheckpointError(
+                "the checkpoint has no mask decoder (encoder-only); it cannot make SAM masks", path
+            )
+        model: nn.Module = build_encoder(cfg)
+        sub = {k[len("image_encoder.") :]: v for k, v in state.items() if k.startswith("image_encoder.")}
+    else:
+        model = build_sam(cfg)
+        sub = state
+    try:
+        model.load_state_dict(sub, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(
+            f"weights do not fit the inferred architecture ({str(err)[:300]})", path
+        ) from None
+    return model.to(map_location).eval(), cfg
+
+
+def save_sam(model: nn.Module, path: str | os.PathLike[str]) -> None:
+    """Save a SAM (or bare image encoder) as an official-format state dict (``torch.save``), atomically.
+
+    A bare encoder is saved with the ``image_encoder.`` prefix so :func:`load_sam` reads it back.
+    """
+    from segment_anything.modeling import ImageEncoderViT
+
+    state = model.state_dict()
+    if isinstance(model, ImageEncoderViT):
+        state = {f"image_encoder.{k}": v for k, v in state.items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    p = Path(path)
+    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, p)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
