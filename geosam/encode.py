@@ -1,0 +1,113 @@
+"""Encoder stage: one pass of the SAM image encoder per tile (torch, no I/O).
+
+A tile of ``tile_size`` scene pixels is encoded either whole (the encoder is built for that size, as
+SAM is for 1024 px tiles) or, for models trained on small chips (the default model: 64 px EuroSAT
+chips), as a grid of chips of ``chip_size`` scene pixels, each resampled to the encoder's
+``input_size`` and encoded in one batch; the chip feature maps are stitched back into one tile
+feature map. Either way every pixel goes through the encoder exactly once.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from geosam.errors import ConfigError
+
+__all__ = ["EncoderPlan", "autocast_context", "encode_tiles", "fill_invalid"]
+
+
+@dataclass(frozen=True)
+class EncoderPlan:
+    """How tiles are fed to the encoder.
+
+    Attributes:
+        tile_size: Tile edge in scene pixels.
+        chip_size: Encoder chip edge in scene pixels (``tile_size`` must be a multiple).
+        input_size: Encoder input edge in pixels (chips are resampled from ``chip_size``).
+        grid: Feature cells per chip edge (``input_size // patch_size``).
+    """
+
+    tile_size: int
+    chip_size: int
+    input_size: int
+    grid: int
+
+    def __post_init__(self) -> None:
+        if self.tile_size % self.chip_size:
+            raise ConfigError(
+                f"tile size {self.tile_size} must be a multiple of the model's chip size {self.chip_size}"
+            )
+
+    @property
+    def chips_per_side(self) -> int:
+        """Chips along one tile edge."""
+        return self.tile_size // self.chip_size
+
+    @property
+    def feature_size(self) -> int:
+        """Edge of a tile's stitched feature map, in cells."""
+        return self.chips_per_side * self.grid
+
+    @property
+    def chips_per_tile(self) -> int:
+        """Encoder inputs per tile."""
+        return self.chips_per_side**2
+
+
+def autocast_context(device: torch.device, precision: str) -> Any:
+    """Autocast for ``bf16``/``fp16`` inference, or a no-op for ``fp32``."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision == "fp16":
+        return torch.autocast(device.type, dtype=torch.float16)
+    return nullcontext()
+
+
+def fill_invalid(data: np.ndarray, valid: np.ndarray, fill: np.ndarray) -> np.ndarray:
+    """Replace invalid pixels of a ``(N, H, W)`` tile by per-band ``fill`` values (the model mean).
+
+    Filling with the mean makes nodata normalise to zero instead of to a dark, "real-looking" value.
+    """
+    out = np.array(data, dtype=np.float32, copy=True)
+    if not valid.all():
+        inv = ~valid
+        for b in range(out.shape[0]):
+            out[b][inv] = fill[b]
+    return out
+
+
+@torch.inference_mode()
+def encode_tiles(
+    model: Any, x: torch.Tensor, plan: EncoderPlan, *, precision: str = "fp32", chip_batch: int = 64
+) -> torch.Tensor:
+    """Encode ``(B, N, T, T)`` 0..1 tiles into ``(B, C, F, F)`` float32 features (``F = plan.feature_size``).
+
+    Args:
+        model: A ``LandCoverModel`` (normalises its input, then runs the SAM encoder).
+        x: Tiles on the model's device, ``T = plan.tile_size``.
+        plan: Tile-to-encoder layout.
+        precision: ``fp32``, ``bf16`` or ``fp16`` (autocast).
+        chip_batch: Encoder inputs per forward call (bounds memory in chip mode).
+    """
+    b, n, t, _ = x.shape
+    if t != plan.tile_size:
+        raise ValueError(f"tiles are {t} px but the plan expects {plan.tile_size}")
+    k, c = plan.chips_per_side, plan.chip_size
+    chips = x.reshape(b, n, k, c, k, c).permute(0, 2, 4, 1, 3, 5).reshape(b * k * k, n, c, c)
+    if c != plan.input_size:
+        chips = F.interpolate(
+            chips, size=(plan.input_size, plan.input_size), mode="bilinear", align_corners=False
+        )
+    outs = []
+    with autocast_context(x.device, precision):
+        for s in range(0, chips.shape[0], chip_batch):
+            outs.append(model.features(chips[s : s + chip_batch]).float())
+    f = torch.cat(outs)  # (b*k*k, C, g, g)
+    g, ch = f.shape[-1], f.shape[1]
+    return f.reshape(b, k, k, ch, g, g).permute(0, 3, 1, 4, 2, 5).reshape(b, ch, k * g, k * g)

@@ -1,0 +1,162 @@
+"""Regions of a tile: SAM automatic masks from a precomputed embedding, or an honest fallback.
+
+``sam_regions`` runs segment-anything's own ``SamAutomaticMaskGenerator`` (its point grid, batching,
+predicted-IoU and stability-score filters and box NMS, with its argument names and defaults) on an image
+embedding the caller has already computed, so the encoder runs once per tile and the same embedding
+also feeds the classifier. Only single-crop generation is supported (``crop_n_layers=0``): extra crop
+layers would need new encoder passes.
+
+``felzenszwalb_regions`` is the fallback when no SAM mask decoder is available: graph-based
+superpixels (scikit-image) of the stretched tile pixels. Outputs say which source made the regions;
+their SAM scores are NaN.
+
+Both return :class:`Regions`: a non-overlapping label image (0 = no region) plus per-region arrays.
+Overlapping SAM masks are painted largest first, so smaller masks (objects within objects) stay
+visible on top; masks left with fewer than ``min_region_area`` visible valid pixels are dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from geosam.config import SegmentConfig
+
+__all__ = ["Regions", "felzenszwalb_regions", "paint_masks", "sam_regions"]
+
+
+@dataclass(frozen=True)
+class Regions:
+    """Regions of one tile.
+
+    Attributes:
+        labels: ``(H, W)`` int32 label image; 0 = no region, ``1..R`` = region ``i - 1``.
+        predicted_iou: ``(R,)`` SAM's predicted IoU (NaN for non-SAM sources).
+        stability_score: ``(R,)`` SAM's stability score (NaN for non-SAM sources).
+        source: ``sam``, ``felzenszwalb`` or ``none``.
+    """
+
+    labels: np.ndarray
+    predicted_iou: np.ndarray
+    stability_score: np.ndarray
+    source: str
+
+    @property
+    def count(self) -> int:
+        """Number of regions ``R``."""
+        return len(self.predicted_iou)
+
+    @classmethod
+    def empty(cls, shape: tuple[int, int], source: str = "none") -> Regions:
+        """No regions at all."""
+        z = np.zeros(0, np.float32)
+        return cls(np.zeros(shape, np.int32), z, z.copy(), source)
+
+
+def paint_masks(
+    masks: list[np.ndarray], scores: list[tuple[float, float]], valid: np.ndarray, min_area: int, source: str
+) -> Regions:
+    """Turn possibly overlapping boolean masks into a partition (largest painted first).
+
+    Args:
+        masks: ``(H, W)`` boolean masks.
+        scores: ``(predicted_iou, stability_score)`` per mask.
+        valid: ``(H, W)`` valid-pixel mask; invalid pixels never belong to a region.
+        min_area: Masks with fewer visible valid pixels after painting are dropped.
+        source: Recorded in the result.
+    """
+    h, w = valid.shape
+    canvas = np.zeros((h, w), np.int32)
+    order = sorted(range(len(masks)), key=lambda i: -int(masks[i].sum()))
+    for rank, i in enumerate(order, start=1):
+        canvas[masks[i]] = rank
+    canvas[~valid] = 0
+    counts = np.bincount(canvas.ravel(), minlength=len(order) + 1)
+    keep = [r for r in range(1, len(order) + 1) if counts[r] >= max(1, min_area)]
+    remap = np.zeros(len(order) + 1, np.int32)
+    remap[keep] = np.arange(1, len(keep) + 1, dtype=np.int32)
+    labels = remap[canvas]
+    kept = [order[r - 1] for r in keep]
+    iou = np.array([scores[i][0] for i in kept], np.float32)
+    stab = np.array([scores[i][1] for i in kept], np.float32)
+    return Regions(labels, iou, stab, source)
+
+
+def sam_regions(sam: Any, embedding: Any, valid: np.ndarray, cfg: SegmentConfig) -> Regions:
+    """SAM automatic masks for one tile from its precomputed image embedding.
+
+    Args:
+        sam: A ``segment_anything.modeling.Sam`` whose encoder input size equals the tile size.
+        embedding: ``(1, C, h, w)`` tensor from ``sam.image_encoder`` (or a classifier sharing it).
+        valid: ``(H, W)`` valid pixels of the tile (``H, W`` = the encoder input size).
+        cfg: Generator thresholds (segment-anything's argument names).
+    """
+    import torch
+    from segment_anything import SamAutomaticMaskGenerator, SamPredictor
+
+    class _EmbeddingPredictor(SamPredictor):  # type: ignore[misc]
+        """A ``SamPredictor`` whose ``set_image`` installs the given embedding instead of encoding."""
+
+        def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
+            self.reset_image()
+            self.original_size = tuple(image.shape[:2])
+            self.input_size = tuple(
+                self.transform.get_preprocess_shape(*image.shape[:2], self.transform.target_length)
+            )
+            self.features = embedding.to(self.device, torch.float32)
+            self.is_image_set = True
+
+    h, w = valid.shape
+    gen = SamAutomaticMaskGenerator(
+        sam,
+        points_per_side=cfg.points_per_side,
+        points_per_batch=cfg.points_per_batch,
+        pred_iou_thresh=cfg.pred_iou_thresh,
+        stability_score_thresh=cfg.stability_score_thresh,
+        stability_score_offset=cfg.stability_score_offset,
+        box_nms_thresh=cfg.box_nms_thresh,
+        crop_n_layers=0,
+        min_mask_region_area=0,
+        output_mode="binary_mask",
+    )
+    gen.predictor = _EmbeddingPredictor(sam)
+    placeholder = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (h, w, 3))  # only its shape is used
+    with torch.inference_mode():
+        anns = gen.generate(placeholder)
+    masks = [a["segmentation"] for a in anns]
+    scores = [(float(a["predicted_iou"]), float(a["stability_score"])) for a in anns]
+    return paint_masks(masks, scores, valid, cfg.min_region_area, "sam")
+
+
+def felzenszwalb_regions(image: np.ndarray, valid: np.ndarray, cfg: SegmentConfig) -> Regions:
+    """Graph-based superpixels of a ``(N, H, W)`` 0..1 tile (scikit-image ``felzenszwalb``).
+
+    ``scale``/``sigma``/``min_size`` come from ``cfg.felzenszwalb_*``. Regions get NaN SAM scores.
+    """
+    from skimage.segmentation import felzenszwalb
+
+    if not valid.any():
+        return Regions.empty(valid.shape, "felzenszwalb")
+    img = np.moveaxis(np.asarray(image, dtype=np.float32), 0, -1)
+    seg = (
+        felzenszwalb(
+            img,
+            scale=cfg.felzenszwalb_scale,
+            sigma=cfg.felzenszwalb_sigma,
+            min_size=cfg.felzenszwalb_min_size,
+            channel_axis=-1,
+        ).astype(np.int32)
+        + 1
+    )
+    seg[~valid] = 0
+    # split labels that nodata cut into pieces? keep: a superpixel is one region even if split by nodata
+    counts = np.bincount(seg.ravel())
+    keep = np.flatnonzero(counts >= max(1, cfg.min_region_area))
+    keep = keep[keep > 0]
+    remap = np.zeros(len(counts), np.int32)
+    remap[keep] = np.arange(1, len(keep) + 1, dtype=np.int32)
+    labels = remap[seg]
+    nan = np.full(len(keep), np.nan, np.float32)
+    return Regions(labels, nan, nan.copy(), "felzenszwalb")
