@@ -1,0 +1,1 @@
+"""Raster and vector input/output: the only geosam modules that touch files."""
