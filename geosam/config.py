@@ -41,21 +41,28 @@ class TilingConfig(_Strict):
     """How a scene is cut into tiles.
 
     Attributes:
-        tile_size: Read-window edge in pixels (SAM's native input is 1024).
+        tile_size: Read-window edge in pixels. ``None``: the model's choice (1024, SAM's native input,
+            when SAM makes the regions; the bundle's ``recommended_tile_size`` otherwise).
         halo: Context in pixels added on each side of a tile's core; cores advance by
-            ``tile_size - 2 * halo``. Must be < ``tile_size / 4``.
+            ``tile_size - 2 * halo``. Must be < ``tile_size / 4``. ``None``: ``tile_size // 8``.
         skip_empty: Skip tiles whose pixels are all nodata.
     """
 
-    tile_size: int = Field(1024, ge=32, le=8192)
-    halo: int = Field(64, ge=0)
+    tile_size: int | None = Field(None, ge=32, le=8192)
+    halo: int | None = Field(None, ge=0)
     skip_empty: bool = True
 
     @model_validator(mode="after")
     def _halo_fits(self) -> TilingConfig:
-        if self.halo * 4 >= self.tile_size:
+        if self.halo is not None and self.tile_size is not None and self.halo * 4 >= self.tile_size:
             raise ValueError(f"halo ({self.halo}) must be less than tile_size/4 ({self.tile_size / 4:g})")
         return self
+
+    def resolved(self, default_tile_size: int) -> TilingConfig:
+        """A copy with ``tile_size`` and ``halo`` filled in (``halo`` defaults to ``tile_size // 8``)."""
+        size = self.tile_size if self.tile_size is not None else default_tile_size
+        halo = self.halo if self.halo is not None else size // 8
+        return TilingConfig(tile_size=size, halo=halo, skip_empty=self.skip_empty)
 
 
 class NormalizeConfig(_Strict):

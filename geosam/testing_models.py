@@ -1,0 +1,97 @@
+"""Tiny models for tests: architecture-identical SAM configurations with random weights.
+
+``make_tiny_sam_checkpoint`` writes a full SAM (encoder, prompt encoder, mask decoder) of the ``tiny``
+configuration in Meta's checkpoint format; ``make_tiny_bundle`` writes a classifier bundle either with
+its own tiny encoder or as a head on a SAM checkpoint's frozen encoder (what ``geosam train --mode
+probe --backbone <checkpoint>`` produces). Their outputs are random: tests use them to exercise the real
+code paths (mask decoder, pooling, stitching, writers), not to judge accuracy.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from geosam.models.sam_config import SamConfig
+
+__all__ = ["make_tiny_bundle", "make_tiny_sam_checkpoint"]
+
+
+def make_tiny_sam_checkpoint(path: str | os.PathLike[str], *, seed: int = 0, img_size: int = 128) -> Path:
+    """Write a randomly initialised ``tiny`` SAM in the official state-dict format."""
+    import torch
+
+    from geosam.models.sam import build_sam, save_sam
+
+    torch.manual_seed(seed)
+    save_sam(build_sam(SamConfig.preset("tiny", img_size=img_size)), path)
+    return Path(path)
+
+
+def make_tiny_bundle(
+    path: str | os.PathLike[str],
+    *,
+    classes: Sequence[str] = ("water", "forest", "field"),
+    bands: Sequence[str] = ("red", "green", "blue"),
+    sam_checkpoint: str | os.PathLike[str] | None = None,
+    input_size: int = 32,
+    tile_size: int = 128,
+    seed: int = 0,
+) -> Path:
+    """Write a random classifier bundle.
+
+    Args:
+        path: Bundle folder.
+        classes: Class names.
+        bands: Band names in input order.
+        sam_checkpoint: Make a head-only bundle on this checkpoint's frozen encoder (source
+            ``sam_checkpoint``); ``None`` makes a bundle with its own ``tiny`` encoder.
+        input_size: Encoder input (and chip) size for bundles with their own encoder.
+        tile_size: Recommended tile size recorded in the bundle.
+        seed: Random seed.
+    """
+    import torch
+
+    from geosam.models.band_adapter import adapt_patch_embed
+    from geosam.models.bundle import BundleMeta, EncoderMeta, HeadMeta, save_bundle
+    from geosam.models.classifier import ClassifierHead, LandCoverModel
+    from geosam.models.sam import SAM_PIXEL_MEAN, SAM_PIXEL_STD, build_encoder, load_sam, sha256_file
+
+    torch.manual_seed(seed)
+    n = len(bands)
+    if sam_checkpoint is not None:
+        encoder, cfg = load_sam(sam_checkpoint, encoder_only=True)
+        if tuple(bands) != ("red", "green", "blue"):
+            adapt_patch_embed(encoder, bands)
+            cfg = SamConfig.from_dict({**cfg.to_dict(), "in_chans": n})
+        enc_meta = EncoderMeta(
+            source="sam_checkpoint", config=cfg.to_dict(), checkpoint_sha256=sha256_file(sam_checkpoint)
+        )
+        size = cfg.img_size
+        rgb_mean = dict(zip(("red", "green", "blue"), SAM_PIXEL_MEAN, strict=True))
+        rgb_std = dict(zip(("red", "green", "blue"), SAM_PIXEL_STD, strict=True))
+        mean = [rgb_mean.get(b, 120.0) / 255 for b in bands]
+        std = [rgb_std.get(b, 58.0) / 255 for b in bands]
+    else:
+        cfg = SamConfig.preset("tiny", img_size=input_size, in_chans=n)
+        encoder = build_encoder(cfg)
+        enc_meta = EncoderMeta(source="bundle", config=cfg.to_dict())
+        size = input_size
+        mean, std = [0.4] * n, [0.2] * n
+    head = ClassifierHead(cfg.out_chans, len(classes))
+    model = LandCoverModel(encoder, head, mean, std)
+    meta = BundleMeta(
+        name="tiny-test-model",
+        classes={"names": list(classes)},
+        bands=list(bands),
+        mean=mean,
+        std=std,
+        input_size=size,
+        recommended_tile_size=tile_size if tile_size % size == 0 else size,
+        encoder=enc_meta,
+        head=HeadMeta(in_dim=cfg.out_chans, num_classes=len(classes)),
+        data={"note": "random weights, for tests"},
+    )
+    save_bundle(path, model, meta, include_encoder=enc_meta.source == "bundle")
+    return Path(path)
