@@ -1,0 +1,124 @@
+"""Click options shared by ``geosam run`` and ``geosam batch``, and how they map onto :class:`RunConfig`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from geosam.config import RunConfig, load_config
+
+__all__ = ["build_run_config", "run_options"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: option name -> dotted RunConfig field
+OVERRIDES = {
+    "tile_size": "tiling.tile_size",
+    "halo": "tiling.halo",
+    "regions": "segment.source",
+    "points_per_side": "segment.points_per_side",
+    "pred_iou_thresh": "segment.pred_iou_thresh",
+    "stability_score_thresh": "segment.stability_score_thresh",
+    "min_region_area": "segment.min_region_area",
+    "device": "device",
+    "precision": "precision",
+    "batch_size": "batch_size",
+    "confidence_dtype": "output.confidence_dtype",
+    "stretch": "normalize.method",
+}
+
+
+def _bands(_ctx: click.Context, _param: click.Parameter, value: str | None) -> list[int | str] | None:
+    if not value:
+        return None
+    out: list[int | str] = []
+    for part in value.split(","):
+        part = part.strip()
+        if part:
+            out.append(int(part) if part.isdigit() else part)
+    return out
+
+
+def run_options(f: F) -> F:
+    """Decorate a command with the model, tiling, region and output options."""
+    opts = [
+        click.option(
+            "--model",
+            "-m",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="Model bundle folder (default: the packaged model trained on EuroSAT RGB).",
+        ),
+        click.option(
+            "--sam-checkpoint",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="Meta SAM checkpoint (sam_vit_b_01ec64.pth...) for SAM regions; the bundle must "
+            "have been trained on it.",
+        ),
+        click.option(
+            "--config",
+            "-c",
+            "config_path",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="YAML run configuration (see docs/configuration.md); options override it.",
+        ),
+        click.option(
+            "--bands",
+            "-b",
+            callback=_bands,
+            default=None,
+            help="Scene bands in model order, by 1-based index or name: '3,2,1' or 'B04,B03,B02'.",
+        ),
+        click.option("--tile-size", type=int, default=None, help="Tile edge in pixels (default: model's)."),
+        click.option("--halo", type=int, default=None, help="Overlap context per tile side in pixels."),
+        click.option(
+            "--regions",
+            type=click.Choice(["auto", "sam", "felzenszwalb", "tiles"]),
+            default=None,
+            help="Region source: SAM masks, superpixels, or tile labels only (auto: SAM when a "
+            "checkpoint is given).",
+        ),
+        click.option("--points-per-side", type=int, default=None, help="SAM point grid density."),
+        click.option("--pred-iou-thresh", type=float, default=None, help="SAM predicted-IoU filter."),
+        click.option("--stability-score-thresh", type=float, default=None, help="SAM stability filter."),
+        click.option(
+            "--min-region-area", type=int, default=None, help="Drop regions smaller than this (px)."
+        ),
+        click.option(
+            "--stretch",
+            type=click.Choice(["percentile", "dtype", "none"]),
+            default=None,
+            help="Per-scene radiometric stretch to 0..1 (default: 2-98 percentile).",
+        ),
+        click.option("--device", default=None, help="auto, cpu, cuda or cuda:N."),
+        click.option(
+            "--precision",
+            type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+            default=None,
+            help="Encoder precision (auto: bf16 where the hardware has it).",
+        ),
+        click.option("--batch-size", type=int, default=None, help="Encoder batch (tiles)."),
+        click.option(
+            "--confidence-dtype",
+            type=click.Choice(["float32", "uint8"]),
+            default=None,
+            help="Confidence raster as probability (float32) or percent (uint8).",
+        ),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def build_run_config(config_path: Path | None, bands: list[int | str] | None, **options: Any) -> RunConfig:
+    """Load the YAML config (if any) and apply CLI overrides; validation errors are ConfigErrors."""
+    cfg = load_config(config_path) if config_path is not None else RunConfig()
+    changes = {OVERRIDES[k]: v for k, v in options.items() if k in OVERRIDES and v is not None}
+    if bands is not None:
+        changes["bands"] = bands
+    return cfg.with_overrides(**changes) if changes else cfg
