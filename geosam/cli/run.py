@@ -45,6 +45,7 @@ A scene that fails is reported and skipped; the exit status is non-zero if any f
 @click.pass_context
 def run(
     ctx: click.Context,
+    /,
     scenes: tuple[Path, ...],
     out: Path,
     model: Path | None,
