@@ -1,0 +1,280 @@
+"""Band names: one canonical spelling per spectral band, and choosing a scene's bands for a model.
+
+Models name the bands they expect (``("red", "green", "blue")`` for SAM); scenes name theirs in band
+descriptions or colour interpretation, in many spellings (``B04``, ``Red``, ``SR_B4``, ``lsat7_2000_30``).
+:func:`canonical_band_name` maps the spellings geosam knows onto canonical names close to the STAC
+``eo:common_name`` vocabulary, and :func:`resolve_bands` uses it to find a model's bands in a scene.
+
+Canonical names: ``coastal, blue, green, red, rededge1, rededge2, rededge3, nir, nir08, nir09, cirrus,
+swir1, swir2, swir, lwir, pan, alpha``.
+
+Known spellings (case, spaces, ``_`` and ``-`` are ignored):
+
+* common words: ``red``, ``Near infrared``, ``NIR``, ``SWIR 1``, ``swir16``/``swir22`` (STAC),
+  ``rededge071``..., ``panchromatic``, ``thermal``;
+* Sentinel-2 band ids: ``B01``..``B12`` and ``B8A`` (zero-padded, as in ESA products: ``B02`` blue,
+  ``B03`` green, ``B04`` red, ``B08`` nir, ``B8A`` nir08, ``B11`` swir1, ``B12`` swir2), and the
+  unpadded ``B2``... when prefixed by ``S2``/``Sentinel2`` (``S2_B4``);
+* Landsat band ids with a sensor prefix, because the numbering differs between sensors: ``LC08``/
+  ``L8``/``Landsat8`` (and 9, OLI: ``B4`` red, ``B5`` nir...) and ``LE07``/``LT05``/``L7``/``Landsat7``
+  (TM/ETM+: ``B3`` red, ``B4`` nir, ``B7`` swir2...), e.g. ``LC08_SR_B4``; GRASS names such as
+  ``lsat7_2000_40`` (TM/ETM+ band 4 = nir).
+
+An unprefixed ``B4`` is *not* guessed: it is red on Sentinel-2 and Landsat 8 but near infrared on
+Landsat 5/7. Unknown names are returned lower-cased without separators and only match themselves.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from geosam.errors import BandError
+from geosam.types import SceneInfo
+
+__all__ = ["CANONICAL_BANDS", "canonical_band_name", "describe_bands", "resolve_bands"]
+
+CANONICAL_BANDS: tuple[str, ...] = (
+    "coastal",
+    "blue",
+    "green",
+    "red",
+    "rededge1",
+    "rededge2",
+    "rededge3",
+    "nir",
+    "nir08",
+    "nir09",
+    "cirrus",
+    "swir1",
+    "swir2",
+    "swir",
+    "lwir",
+    "pan",
+    "alpha",
+)
+
+# Keys are compact names: lower case, only letters and digits.
+_ALIASES: dict[str, str] = {
+    **{c: c for c in CANONICAL_BANDS},
+    # words
+    "coastalaerosol": "coastal",
+    "aerosol": "coastal",
+    "ultrablue": "coastal",
+    "r": "red",
+    "g": "green",
+    "b": "blue",
+    "rededge": "rededge1",
+    "re1": "rededge1",
+    "re2": "rededge2",
+    "re3": "rededge3",
+    "rededge071": "rededge1",
+    "rededge075": "rededge2",
+    "rededge078": "rededge3",
+    "nearinfrared": "nir",
+    "nearir": "nir",
+    "infrared": "nir",
+    "nirnarrow": "nir08",
+    "narrownir": "nir08",
+    "watervapor": "nir09",
+    "watervapour": "nir09",
+    "swir16": "swir1",
+    "swir22": "swir2",
+    "shortwaveinfrared1": "swir1",
+    "shortwaveinfrared2": "swir2",
+    "swir11": "swir1",
+    "swir12": "swir2",
+    "thermal": "lwir",
+    "tir": "lwir",
+    "thermalinfrared": "lwir",
+    "longwaveinfrared": "lwir",
+    "panchromatic": "pan",
+    # Sentinel-2 (zero-padded ids as in ESA SAFE products)
+    "b01": "coastal",
+    "b02": "blue",
+    "b03": "green",
+    "b04": "red",
+    "b05": "rededge1",
+    "b06": "rededge2",
+    "b07": "rededge3",
+    "b08": "nir",
+    "b8a": "nir08",
+    "b09": "nir09",
+    "b10": "cirrus",
+    "b11": "swir1",
+    "b12": "swir2",
+}
+
+_SENTINEL2 = {
+    "1": "coastal",
+    "2": "blue",
+    "3": "green",
+    "4": "red",
+    "5": "rededge1",
+    "6": "rededge2",
+    "7": "rededge3",
+    "8": "nir",
+    "8a": "nir08",
+    "9": "nir09",
+    "10": "cirrus",
+    "11": "swir1",
+    "12": "swir2",
+}
+_OLI = {
+    "1": "coastal",
+    "2": "blue",
+    "3": "green",
+    "4": "red",
+    "5": "nir",
+    "6": "swir1",
+    "7": "swir2",
+    "8": "pan",
+    "9": "cirrus",
+    "10": "lwir",
+    "11": "lwir",
+}
+_TM = {"1": "blue", "2": "green", "3": "red", "4": "nir", "5": "swir1", "6": "lwir", "7": "swir2", "8": "pan"}
+
+# (pattern on the compact name, band table); the band id is the last group.
+_PREFIXED: tuple[tuple[re.Pattern[str], dict[str, str]], ...] = (
+    (re.compile(r"^(?:s2[abc]?|sentinel2[abc]?|msi)[a-z0-9]*?b0?(\d{1,2}|8a)$"), _SENTINEL2),
+    (re.compile(r"^(?:lc0?[89]|l[89]|landsat[89]|oli)[a-z0-9]*?b0?(\d{1,2})$"), _OLI),
+    (re.compile(r"^(?:le0?7|lt0?[45]|l[457]|landsat[457]|etm|tm)[a-z0-9]*?b0?(\d{1,2})$"), _TM),
+)
+# GRASS GIS Landsat rasters: lsat7_2002_10, lsat5_1987_40 (band number x 10; 61/62 thermal gains).
+_GRASS = re.compile(r"^lsat[457]_\d{4}_(\d)\d$")
+
+
+def _compact(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.strip().lower())
+
+
+def canonical_band_name(name: str) -> str:
+    """Return the canonical name of a band spelling, or the compacted spelling when unknown.
+
+    >>> canonical_band_name("B04"), canonical_band_name("Near Infrared"), canonical_band_name("LC08_SR_B5")
+    ('red', 'nir', 'nir')
+    >>> canonical_band_name("lsat7_2000_70"), canonical_band_name("My Band")
+    ('swir2', 'myband')
+    """
+    raw = name.strip().lower()
+    grass = _GRASS.match(raw)
+    if grass:
+        return _TM.get(grass.group(1), _compact(name))
+    key = _compact(name)
+    if key in _ALIASES:
+        return _ALIASES[key]
+    for pattern, table in _PREFIXED:
+        m = pattern.match(key)
+        if m and m.group(1) in table:
+            return table[m.group(1)]
+    return key
+
+
+def describe_bands(info: SceneInfo) -> str:
+    """One line listing a scene's bands, e.g. ``1 'red', 2 'green', 3 (unnamed)``."""
+    return ", ".join(
+        f"{i} {name!r}" if name else f"{i} (unnamed)" for i, name in enumerate(info.band_names, start=1)
+    )
+
+
+def _find(info: SceneInfo, name: str) -> int | None:
+    want = canonical_band_name(name)
+    hits = [
+        i for i, n in enumerate(info.band_names, start=1) if n is not None and canonical_band_name(n) == want
+    ]
+    if len(hits) > 1:
+        raise BandError(
+            f"band name {name!r} matches bands {hits}; pass --bands with indexes "
+            f"(bands: {describe_bands(info)})",
+            info.path,
+        )
+    return hits[0] if hits else None
+
+
+def _select(info: SceneInfo, bands: Sequence[int | str]) -> tuple[int, ...]:
+    out: list[int] = []
+    for b in bands:
+        if isinstance(b, bool):
+            raise BandError(f"band {b!r} is neither an index nor a name", info.path)
+        if isinstance(b, int) or (isinstance(b, str) and b.strip().isdigit()):
+            i = int(b)
+            if not 1 <= i <= info.count:
+                raise BandError(
+                    f"band {i} does not exist; band indexes start at 1 and this raster has "
+                    f"{info.count} band(s): {describe_bands(info)}",
+                    info.path,
+                )
+            out.append(i)
+            continue
+        found = _find(info, str(b))
+        if found is None:
+            raise BandError(
+                f"no band named {b!r} (read as {canonical_band_name(str(b))!r}); the raster has "
+                f"{describe_bands(info)}; pass --bands with indexes, e.g. --bands 3,2,1",
+                info.path,
+            )
+        out.append(found)
+    return tuple(out)
+
+
+def resolve_bands(
+    info: SceneInfo,
+    bands: Sequence[int | str] | None = None,
+    wanted: Sequence[str] | None = None,
+) -> tuple[int, ...]:
+    """Choose the scene bands to read, as 1-based indexes in the order the model wants them.
+
+    Rules, in order:
+
+    1. ``bands`` given (from ``--bands`` or the run config): each entry is a 1-based index (``3`` or
+       ``"3"``) or a band name matched through :func:`canonical_band_name` (``"B04"`` finds a band
+       described as ``red``). When ``wanted`` is given too, the counts must agree.
+    2. ``wanted`` given: every wanted name is looked up in the scene's band names.
+    3. Otherwise, when no scene band has a name geosam recognises and the scene has exactly
+       ``len(wanted)`` bands, the bands are taken in file order (a 3-band unnamed image is read as the
+       model's three bands).
+    4. Neither given: all bands in file order, except alpha bands.
+
+    Args:
+        info: The scene header (:func:`geosam.io.read.open_scene`).
+        bands: Explicit selection by index or name.
+        wanted: The model's band names, in model order.
+
+    Returns:
+        1-based band indexes, one per model input band.
+
+    Raises:
+        BandError: A band does not exist, a name is missing or ambiguous, or the bands cannot be matched
+            to the model; the message lists the scene's bands and suggests ``--bands``.
+    """
+    if bands is not None:
+        if len(bands) == 0:
+            raise BandError("the band selection is empty", info.path)
+        chosen = _select(info, bands)
+        if wanted is not None and len(chosen) != len(wanted):
+            raise BandError(
+                f"the model expects {len(wanted)} bands ({', '.join(wanted)}) but {len(chosen)} were "
+                f"selected ({', '.join(map(str, bands))})",
+                info.path,
+            )
+        return chosen
+    if wanted is None:
+        return tuple(
+            i
+            for i, n in enumerate(info.band_names, start=1)
+            if n is None or canonical_band_name(n) != "alpha"
+        )
+    found = [_find(info, w) for w in wanted]
+    if all(f is not None for f in found):
+        return tuple(f for f in found if f is not None)
+    known = [n for n in info.band_names if n is not None and canonical_band_name(n) in CANONICAL_BANDS]
+    if not known and info.count == len(wanted):
+        return tuple(range(1, info.count + 1))
+    missing = [w for w, f in zip(wanted, found, strict=True) if f is None]
+    raise BandError(
+        f"cannot find the model's bands {', '.join(missing)} (it expects {', '.join(wanted)}) among the "
+        f"raster's {info.count} band(s): {describe_bands(info)}; pass --bands with one index per model "
+        f"band, e.g. --bands {','.join(str(i) for i in range(1, min(len(wanted), info.count) + 1))}",
+        info.path,
+    )
