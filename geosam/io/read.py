@@ -149,7 +149,7 @@ def _open(path: str | os.PathLike[str]) -> DatasetReader:
     # Raised outside the ``except`` block, so the geosam error carries no chained rasterio exception
     # (see _guarded).
     low = msg.lower()
-    if "no such file" in low or "does not exist" in low or "404" in low:
+    if "no such file" in low or "does not exist" in low or "response code: 404" in low:
         raise RasterNotFoundError(f"file not found ({msg})", p)
     if "invalid dataset dimensions" in low or "must be positive" in low or "missing one of" in low:
         raise EmptyRasterError(f"the raster has no pixels or no bands ({msg})", p)
