@@ -383,7 +383,7 @@ def _finish_outputs(
                 a, b, c, d, e, f = info.transform
                 from affine import Affine
 
-                wt = Affine(a, b, c, d, e, f) * Affine.translation(win.col_off, win.row_off)
+                wt = Affine(a, b, c, d, e, f) @ Affine.translation(win.col_off, win.row_off)
                 polys.add(window_polygons(final.astype(np.int32), wt))
     if not cfg.output.regions:
         return int(table.count)
@@ -470,10 +470,10 @@ def _write_tiles_layer(
     for spec in plan.tiles:
         c = spec.core
         corners = [
-            t * (c.col_off, c.row_off),
-            t * (c.col_end, c.row_off),
-            t * (c.col_end, c.row_end),
-            t * (c.col_off, c.row_end),
+            t @ (c.col_off, c.row_off),
+            t @ (c.col_end, c.row_off),
+            t @ (c.col_end, c.row_end),
+            t @ (c.col_off, c.row_end),
         ]
         geoms.append(Polygon(corners))
         p = tile_probs[spec.index]

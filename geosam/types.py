@@ -86,8 +86,9 @@ class TileSpec:
         window: Read window in scene pixels (may overhang the scene).
         core: Owned window in scene pixels (always inside the scene).
         halo: Context width in pixels on each side of the core.
-        transform: Affine geotransform of the read window's top-left pixel, as the 6 GDAL-order
-            coefficients ``(a, b, c, d, e, f)`` of :class:`affine.Affine`, in the scene CRS.
+        transform: Affine geotransform of the read window's top-left pixel, as the 6 coefficients
+            ``(a, b, c, d, e, f)`` of :class:`affine.Affine` (rasterio's order, not GDAL's), in the
+            scene CRS.
         crs: The scene CRS as WKT.
         padded: ``True`` when ``window`` reaches outside the scene.
     """
