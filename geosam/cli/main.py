@@ -75,12 +75,18 @@ class LazyGroup(click.Group):
 
 def _configure_logging(verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else logging.DEBUG if verbose >= 2 else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
     for noisy in ("rasterio", "fiona", "pyogrio", "distributed", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
-@click.group(cls=LazyGroup, help=HELP, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=LazyGroup,
+    help=HELP,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(geosam.__version__, "--version", prog_name="geosam")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv: debug, and tracebacks on errors).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no progress bars.")
@@ -100,7 +106,11 @@ def _maybe_reexec_with_allocator_env() -> None:
         return
     if all(os.environ.get(k) for k in MALLOC_ENV):
         return
-    env = {**os.environ, **{k: v for k, v in MALLOC_ENV.items() if not os.environ.get(k)}, "GEOSAM_NO_REEXEC": "1"}
+    env = {
+        **os.environ,
+        **{k: v for k, v in MALLOC_ENV.items() if not os.environ.get(k)},
+        "GEOSAM_NO_REEXEC": "1",
+    }
     try:
         os.execve(sys.executable, [sys.executable, "-m", "geosam", *sys.argv[1:]], env)
     except OSError:  # pragma: no cover - exec not permitted: run as is
