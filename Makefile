@@ -39,7 +39,7 @@ samples: $(VENV)/.installed
 	$(PY) sample_tiles/fetch.py
 
 demo: samples
-	$(VENV)/bin/geosam run sample_tiles/data/*.vrt --out demo_out
+	$(VENV)/bin/geosam run sample_tiles/data/raleigh_landsat7_2000.vrt --out demo_out
 	@echo "Outputs are in $(CURDIR)/demo_out (open demo_out/*.qgs in QGIS)"
 
 test: $(VENV)/.installed-dev
