@@ -273,34 +273,42 @@ def _decode_all(files: list[Path], progress: bool) -> np.ndarray:
 def stratified_split(
     labels: np.ndarray, val_fraction: float, seed: int, groups: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Split indices into train/validation, per class, keeping each group on one side.
+    """Split indices into train/validation, stratified by class, keeping each group on one side.
 
-    Every class with at least two groups gets at least one validation group. Returns sorted index
-    arrays ``(train, val)``.
+    Whole groups (e.g. all chips of one polygon, or of one spatial block) go to one side, so no group
+    leaks between training and validation. A group is assigned to the class of most of its samples;
+    per class, randomly chosen groups go to validation until they hold ``val_fraction`` of that class's
+    samples, always leaving at least one group for training. Returns sorted index arrays ``(train, val)``.
+
+    Raises:
+        DataError: No class has two groups (nothing can be held out).
     """
     rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
     groups = np.arange(len(labels)) if groups is None else np.asarray(groups)
-    val: list[np.ndarray] = []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        g = np.unique(groups[idx])
+    uniq, inverse = np.unique(groups, return_inverse=True)
+    n_classes = int(labels.max()) + 1
+    counts = np.zeros((len(uniq), n_classes), np.int64)
+    np.add.at(counts, (inverse, labels), 1)
+    majority = counts.argmax(axis=1)
+    sizes = counts.sum(axis=1)
+    val_groups: list[int] = []
+    for c in range(n_classes):
+        g = np.flatnonzero(majority == c)
         if len(g) < 2:
             continue
         rng.shuffle(g)
-        sizes = {gg: int((groups[idx] == gg).sum()) for gg in g}
-        target = val_fraction * len(idx)
-        chosen: list[Any] = []
+        target = val_fraction * sizes[g].sum()
         total = 0
-        for gg in g:
-            if total >= target and chosen:
+        for k, gi in enumerate(g):
+            if (total >= target and k > 0) or k == len(g) - 1:
                 break
-            if len(chosen) == len(g) - 1:
-                break
-            chosen.append(gg)
-            total += sizes[gg]
-        val.append(idx[np.isin(groups[idx], chosen)])
-    v = np.sort(np.concatenate(val)) if val else np.array([], dtype=np.int64)
-    t = np.setdiff1d(np.arange(len(labels)), v)
+            val_groups.append(int(gi))
+            total += int(sizes[gi])
+    is_val = np.zeros(len(uniq), bool)
+    is_val[val_groups] = True
+    v = np.flatnonzero(is_val[inverse])
+    t = np.flatnonzero(~is_val[inverse])
     if len(v) == 0:
         raise DataError("not enough data for a validation split (need at least 2 samples/groups per class)")
     return t, v

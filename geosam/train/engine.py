@@ -161,6 +161,26 @@ def _input_stats(data: ChipData, idx: np.ndarray, seed: int) -> tuple[np.ndarray
     return x.mean(axis=1), np.maximum(x.std(axis=1), 1e-3)
 
 
+def _sam_normalisation(
+    bands: tuple[str, ...], mean: np.ndarray, std: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """SAM's own pixel statistics for red/green/blue (so a pretrained encoder sees what it was trained on).
+
+    Other bands keep the data set's statistics.
+    """
+    from geosam.bands import canonical_band_name
+    from geosam.models.sam import SAM_PIXEL_MEAN, SAM_PIXEL_STD
+
+    sam_mean = dict(zip(("red", "green", "blue"), SAM_PIXEL_MEAN, strict=True))
+    sam_std = dict(zip(("red", "green", "blue"), SAM_PIXEL_STD, strict=True))
+    m, s = mean.copy(), std.copy()
+    for i, b in enumerate(bands):
+        name = canonical_band_name(b)
+        if name in sam_mean:
+            m[i], s[i] = sam_mean[name] / 255.0, sam_std[name] / 255.0
+    return m, s
+
+
 @torch.no_grad()
 def _evaluate(
     model: LandCoverModel,
@@ -245,6 +265,8 @@ def train(
     train_idx, val_idx = stratified_split(data.labels, cfg.val_fraction, cfg.seed, data.groups)
     size = cfg.input_size or data.chip_size
     mean, std = _input_stats(data, train_idx, cfg.seed)
+    if cfg.backbone not in ("small", "tiny"):
+        mean, std = _sam_normalisation(data.bands, mean, std)
     model, enc_meta = build_model(cfg, data, mean, std)
     model.to(device)
     params = _trainable(model, cfg)
