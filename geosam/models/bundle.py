@@ -206,13 +206,16 @@ def save_bundle(
     *,
     dtype: Literal["float32", "float16"] = "float32",
     include_encoder: bool = True,
+    include_prefixes: tuple[str, ...] = (),
     extra_files: dict[str, bytes] | None = None,
 ) -> BundleMeta:
     """Write ``model`` (a ``LandCoverModel``) and ``meta`` as a bundle folder, atomically.
 
     The folder is assembled under a temporary name and renamed into place; an existing bundle at
     ``path`` is replaced only after the new one is complete. Returns the metadata as written (with
-    ``weights_sha256``, ``weights_dtype`` and ``geosam_version`` filled in). ``extra_files`` (relative
+    ``weights_sha256``, ``weights_dtype`` and ``geosam_version`` filled in). Without ``include_encoder``
+    only encoder tensors whose names start with one of ``include_prefixes`` are kept (a band-adapted
+    patch embedding on a frozen SAM encoder, for example). ``extra_files`` (relative
     path -> bytes, e.g. the training report) are written into the folder before it is renamed.
     """
     import torch
@@ -225,7 +228,11 @@ def save_bundle(
     dest.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if not include_encoder:
-        state = {k: v for k, v in state.items() if not k.startswith("encoder.")}
+        state = {
+            k: v
+            for k, v in state.items()
+            if not k.startswith("encoder.") or (include_prefixes and k.startswith(include_prefixes))
+        }
     if dtype == "float16":
         state = {
             k: v.half() if v.is_floating_point() and k not in ("mean", "std") else v for k, v in state.items()
@@ -315,6 +322,15 @@ def load_bundle(
         raise BundleError(f"encoder takes {cfg.in_chans} bands but metadata lists {len(meta.bands)}", folder)
     if img_size is not None:
         cfg = cfg.with_img_size(img_size)
+    _check_head(meta, state, folder)
+    if meta.encoder.source == "bundle":
+        if img_size is None and cfg.img_size != meta.input_size:
+            msg = f"encoder img_size {cfg.img_size} is not the bundle's input_size {meta.input_size}"
+            raise BundleError(msg, folder)
+        _check_encoder(cfg, state, folder)
+        if meta.head.in_dim != cfg.out_chans:
+            msg = f"the head takes {meta.head.in_dim} features but the encoder gives {cfg.out_chans}"
+            raise BundleError(msg, folder)
     if meta.encoder.source == "sam_checkpoint":
         if sam_checkpoint is None:
             raise WeightsNotFoundError(
@@ -326,14 +342,24 @@ def load_bundle(
                 "the SAM checkpoint is not the one this bundle was trained on (sha256 differs)",
                 sam_checkpoint,
             )
-        encoder, _ = load_sam(sam_checkpoint, img_size=cfg.img_size, encoder_only=True)
+        encoder, sam_cfg = load_sam(sam_checkpoint, img_size=cfg.img_size, encoder_only=True)
+        if meta.head.in_dim != sam_cfg.out_chans:
+            raise BundleError(
+                f"the head takes {meta.head.in_dim} features but the SAM checkpoint's encoder gives "
+                f"{sam_cfg.out_chans}",
+                folder,
+            )
         if cfg.in_chans != 3:
             from geosam.models.band_adapter import adapt_patch_embed
 
             adapt_patch_embed(encoder, meta.bands, init="zero")
         enc_state = {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
         if enc_state:  # adapted patch embedding stored in the bundle
-            encoder.load_state_dict(enc_state, strict=False)
+            try:
+                encoder.load_state_dict(enc_state, strict=False)
+            except RuntimeError as err:
+                msg = f"encoder weights do not fit the SAM checkpoint ({str(err)[:300]})"
+                raise BundleError(msg, folder) from None
     else:
         encoder = build_encoder(cfg)
         enc_state = {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
@@ -354,3 +380,50 @@ def load_bundle(
         raise BundleError(f"weights missing {missing[:5]} / unexpected {unexpected[:5]}", folder)
     model.eval().to(torch.device(device))
     return LoadedBundle(meta=meta, path=folder, model=model)
+
+
+def _check_head(meta: BundleMeta, state: dict[str, Any], folder: Path) -> None:
+    """Refuse head sizes in ``model.json`` that do not describe the stored head weights.
+
+    ``model.json`` is not covered by the weights' sha256, so its sizes are checked against the tensors
+    *before* anything is built from them: an edited size must not make geosam allocate what it says.
+    """
+    import torch
+
+    from geosam.models.classifier import ClassifierHead
+
+    h = meta.head
+    with torch.device("meta"):  # shapes only, no memory
+        probe = ClassifierHead(h.in_dim, h.num_classes, h.hidden, h.dropout)
+    want = {f"head.{k}": tuple(v.shape) for k, v in probe.state_dict().items()}
+    have = {k: tuple(v.shape) for k, v in state.items() if k.startswith("head.")}
+    if want != have:
+        raise BundleError(
+            f"the head in {META_FILE} (in_dim {h.in_dim}, hidden {h.hidden}, {h.num_classes} classes) "
+            f"does not match the head weights in {WEIGHTS_FILE}",
+            folder,
+        )
+
+
+def _check_encoder(cfg: Any, state: dict[str, Any], folder: Path) -> None:
+    """Refuse an encoder configuration in ``model.json`` that does not describe the stored encoder."""
+    from geosam.errors import CheckpointError
+    from geosam.models.sam import infer_config
+
+    enc = {"image_encoder." + k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
+    try:
+        actual = infer_config(enc, source=str(folder))
+    except (CheckpointError, KeyError, IndexError, ValueError) as err:
+        raise BundleError(f"the encoder weights are not a SAM image encoder ({err})", folder) from None
+    fields = ["embed_dim", "depth", "num_heads", "patch_size", "in_chans", "out_chans", "mlp_ratio"]
+    if len(actual.global_attn_indexes) < actual.depth:  # some blocks use windowed attention
+        fields.append("window_size")
+    diff = [
+        f"{f} {getattr(cfg, f)} != {getattr(actual, f)}"
+        for f in fields
+        if getattr(cfg, f) != getattr(actual, f)
+    ]
+    if diff:
+        raise BundleError(
+            f"the encoder configuration in {META_FILE} does not match the weights ({', '.join(diff)})", folder
+        )

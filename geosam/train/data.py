@@ -185,7 +185,7 @@ def load_folder_chips(
     Args:
         root: Folder whose sub-folders are the classes (sorted names = class ids).
         band_names: Names of the chip bands; default ``red, green, blue`` for 3-band chips, the
-            Sentinel-2 L1C order for 13-band chips, else ``b1..bN``.
+            EuroSAT MS order (``B01..B12, B8A``) for 13-band chips, else ``b1..bN``.
         max_per_class: Use at most this many chips per class (random, seeded).
         cache_dir: Cache folder (``None``: no cache).
         seed: Seed for ``max_per_class`` sampling.

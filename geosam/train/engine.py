@@ -283,13 +283,23 @@ def train(
     start_epoch, history, best_score, best_state, stale = 0, [], -1.0, None, 0
     last = work / "last.pt"
     if cfg.resume and last.is_file():
-        ck = torch.load(last, map_location="cpu", weights_only=True)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        start_epoch, history, best_score, stale = ck["epoch"], ck["history"], ck["best_score"], ck["stale"]
-        best_state = ck["best_state"]
-        rng.bit_generator.state = json.loads(ck["rng"])
+        try:
+            ck = torch.load(last, map_location="cpu", weights_only=True)
+            model.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optimizer"])
+            sched.load_state_dict(ck["scheduler"])
+            start_epoch, history = ck["epoch"], ck["history"]
+            best_score, stale = ck["best_score"], ck["stale"]
+            best_state = ck["best_state"]
+            rng.bit_generator.state = json.loads(ck["rng"])
+        except Exception as err:  # corrupt, another configuration's, or pickled code (never run)
+            from geosam.errors import CheckpointError
+
+            raise CheckpointError(
+                f"cannot resume from this checkpoint ({type(err).__name__}): it is corrupt, from another "
+                "model configuration, or not one geosam wrote; delete it to start over",
+                last,
+            ) from None
         log.info("resumed from %s at epoch %d", last, start_epoch)
     train_seconds = sum(h.get("seconds", 0.0) for h in history)
     for epoch in range(start_epoch, cfg.epochs):
@@ -418,6 +428,8 @@ def train(
         meta,
         dtype=cfg.save_dtype,
         include_encoder=enc_meta.source == "bundle",
+        # a frozen checkpoint encoder is not stored, but a band-adapted patch embedding is
+        include_prefixes=("encoder.patch_embed.",) if enc_meta.band_adapter != "none" else (),
         extra_files=report_files(metrics, history),
     )
     return TrainResult(
