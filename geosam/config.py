@@ -245,4 +245,6 @@ def load_config(path: str | os.PathLike[str]) -> RunConfig:
     except (UnicodeDecodeError, yaml.YAMLError) as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ConfigError(f"not a valid YAML/JSON file ({first})", p) from None
+    except RecursionError:
+        raise ConfigError("not a valid configuration: the YAML is nested too deeply", p) from None
     return parse_config(data, p)

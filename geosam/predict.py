@@ -24,11 +24,13 @@ so its presence means the scene is complete.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import platform
+import re
 import shutil
 import tempfile
 import time
@@ -46,7 +48,7 @@ from geosam.errors import EmptyRasterError, OutputError
 from geosam.runtime import Models
 from geosam.types import ClassScheme, TileSpec
 
-__all__ = ["SceneResult", "TileResult", "output_paths", "predict_scene", "process_tile"]
+__all__ = ["SceneResult", "TileResult", "output_paths", "output_stem", "predict_scene", "process_tile"]
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +83,34 @@ class SceneResult:
     record: dict[str, Any] = field(default_factory=dict)
 
 
+#: Characters of scene names that are not kept in output names: control characters; ``;`` and ``!``,
+#: which GDAL's vector writers (pyogrio) read as URI parameters and archive separators and so write to
+#: another file; ``|`` (QGIS data-source separator); and ``\\``.
+_UNSAFE_NAME_CHARS = re.compile(r"[\x00-\x1f\x7f;!|\\]")
+#: Stems longer than this (UTF-8 bytes) are cut and suffixed with a hash of the whole stem, so
+#: ``<stem>_confidence.tif`` and its temporary names stay under the 255-byte file-name limit.
+_MAX_STEM_BYTES = 160
+
+
+def output_stem(scene: str | os.PathLike[str]) -> str:
+    """The name a scene's outputs start with: the scene file's stem, made safe for GDAL and QGIS.
+
+    Only the stem is used, so outputs stay inside the output directory whatever the scene's path
+    (``../../x.tif`` gives ``x``). Characters in :data:`_UNSAFE_NAME_CHARS` become ``_``; a stem longer
+    than 160 bytes is cut and gets ``-<8 hex digits of its sha256>``.
+    """
+    raw = Path(scene).stem
+    stem = _UNSAFE_NAME_CHARS.sub("_", raw) or "scene"
+    data = stem.encode("utf-8", "surrogateescape")
+    if len(data) > _MAX_STEM_BYTES:
+        digest = hashlib.sha256(raw.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+        stem = data[: _MAX_STEM_BYTES - 9].decode("utf-8", "ignore") + "-" + digest
+    return stem
+
+
 def output_paths(scene: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> dict[str, Path]:
-    """Output file of each kind for a scene (named after the scene file's stem)."""
-    stem = Path(scene).stem
+    """Output file of each kind for a scene (named after :func:`output_stem`)."""
+    stem = output_stem(scene)
     d = Path(out_dir)
     return {
         "classes": d / f"{stem}_classes.tif",
@@ -239,7 +266,15 @@ def predict_scene(
         raise OutputError(f"cannot create the output directory ({err.strerror})", out) from None
     paths = output_paths(path, out)
     k = len(scheme)
-    scratch_dir = Path(tempfile.mkdtemp(prefix=f".{plan.scene_id}.work-", dir=out))
+    from geosam.io.atomic import output_error
+
+    try:
+        scratch_dir = Path(tempfile.mkdtemp(prefix=f".{output_stem(path)}.work-", dir=out))
+    except OSError as err:
+        raise output_error(err, out, f"{plan.scene_id}'s scratch folder", creating=True) or OutputError(
+            f"cannot write here ({err.strerror or err})", out
+        ) from None
+    before = _output_state(paths)
     try:
         prov_path = scratch_dir / "regions_provisional.tif"
         profile = {
@@ -262,8 +297,9 @@ def predict_scene(
         tile_valid_px: dict[int, int] = {}
         from geosam.progress import progress_iter
 
-        torch.set_grad_enabled(False)
-        with rasterio.open(prov_path, "w", **profile) as prov:
+        # no_grad scoped to the tile loop: a global set_grad_enabled(False) would leak into the caller
+        # (a training run later in the same process would have no gradients)
+        with torch.no_grad(), rasterio.open(prov_path, "w", **profile) as prov:
             # the scratch raster starts as nodata (-1) everywhere; skipped tiles stay so
             for done, spec in enumerate(
                 progress_iter(plan.tiles, f"{plan.scene_id}: tiles", enabled=progress), 1
@@ -305,12 +341,63 @@ def predict_scene(
 
         with atomic_path(paths["record"]) as tmp:
             tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    except BaseException as exc:
+        _discard_outputs(paths, before, overwrite=cfg.output.overwrite)
+        failure = output_error(exc, out, f"the outputs of {plan.scene_id}")  # full disk, scratch raster
+        if failure is not None and failure is not exc:
+            raise failure from None
+        raise
     finally:
         shutil.rmtree(scratch_dir, ignore_errors=True)
     outputs = {k_: v for k_, v in paths.items() if v.exists()}
     return SceneResult(
         path, outputs, len(plan.tiles), len(plan.skipped), n_regions, models.region_source, dict(secs), record
     )
+
+
+def _output_files(paths: dict[str, Path]) -> list[Path]:
+    """Every file of a scene's outputs: the outputs with their ``.qml`` and GDAL ``.aux.xml`` sidecars."""
+    from geosam.io.style import qml_path
+
+    files: dict[Path, None] = {}
+    for kind, p in paths.items():
+        files[p] = None
+        if kind not in ("qgis_project", "record"):
+            files[qml_path(p)] = None
+        if p.suffix == ".tif":
+            files[Path(f"{p}.aux.xml")] = None
+    return list(files)
+
+
+def _output_state(paths: dict[str, Path]) -> dict[Path, tuple[int, int, int]]:
+    """Identity ``(inode, mtime, size)`` of each existing output file, to tell what a run replaced."""
+    state = {}
+    for f in _output_files(paths):
+        try:
+            st = f.stat()
+        except OSError:
+            continue
+        state[f] = (st.st_ino, st.st_mtime_ns, st.st_size)
+    return state
+
+
+def _discard_outputs(
+    paths: dict[str, Path], before: dict[Path, tuple[int, int, int]], *, overwrite: bool
+) -> None:
+    """After a failed run, leave no mix of new and old outputs of the scene.
+
+    Once a run has written any output, the scene's files no longer belong together: with ``overwrite``
+    every output of the scene is removed (rerun it); without it, only the files this run wrote.
+    """
+    now = _output_state(paths)
+    written = [f for f, ident in now.items() if before.get(f) != ident]
+    if not written:
+        return  # failed before touching any output: earlier results stay as they were
+    doomed = list(now) if overwrite else written
+    for f in doomed:
+        with contextlib.suppress(OSError):
+            f.unlink()
+    log.info("%s: run failed; removed %d incomplete output file(s)", paths["record"].parent, len(doomed))
 
 
 def _finish_outputs(

@@ -179,9 +179,18 @@ def load_models(
 
 
 def _default_model() -> Path:
-    from geosam.models.bundle import default_bundle_path
+    from geosam.errors import WeightsNotFoundError
+    from geosam.models.bundle import META_FILE, default_bundle_path
 
-    return default_bundle_path()
+    path = default_bundle_path()
+    if not (path / META_FILE).is_file():
+        # a development checkout before the packaged model is trained: say so, not "bundle not found"
+        raise WeightsNotFoundError(
+            "the packaged default model is not installed here; pass a model bundle with --model "
+            "(train one with `geosam train`, see docs/training.md)",
+            path,
+        )
+    return path
 
 
 _CACHE: dict[tuple[Any, ...], Models] = {}

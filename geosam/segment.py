@@ -17,6 +17,7 @@ visible on top; masks left with fewer than ``min_region_area`` visible valid pix
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,16 +141,18 @@ def felzenszwalb_regions(image: np.ndarray, valid: np.ndarray, cfg: SegmentConfi
     if not valid.any():
         return Regions.empty(valid.shape, "felzenszwalb")
     img = np.moveaxis(np.asarray(image, dtype=np.float32), 0, -1)
-    seg = (
-        felzenszwalb(
+    with warnings.catch_warnings():
+        # scikit-image warns about any image of more than 4 channels even with channel_axis given;
+        # multispectral tiles are intended (and the warning would reach users' terminals)
+        warnings.filterwarnings("ignore", "Got image with third dimension", RuntimeWarning)
+        labels0 = felzenszwalb(
             img,
             scale=cfg.felzenszwalb_scale,
             sigma=cfg.felzenszwalb_sigma,
             min_size=cfg.felzenszwalb_min_size,
             channel_axis=-1,
-        ).astype(np.int32)
-        + 1
-    )
+        )
+    seg = labels0.astype(np.int32) + 1
     seg[~valid] = 0
     # split labels that nodata cut into pieces? keep: a superpixel is one region even if split by nodata
     counts = np.bincount(seg.ravel())

@@ -9,7 +9,14 @@ import click
 EPILOG = """\b
 Examples:
   geosam info scene.tif
+      size, CRS, pixel size, band names, nodata, and a plan of 1024 px tiles
   geosam info scene.tif --tile-size 512 --halo 32
+      the plan for 512 px tiles with 32 px of context on each side
+  geosam info sample_tiles/data/raleigh_landsat7_2000.vrt
+      check which bands geosam finds by name before choosing --bands for `geosam run`
+
+\b
+Reads only the header and a decimated sample (to skip empty tiles), so it is instant on huge scenes.
 """
 
 

@@ -44,7 +44,7 @@ Examples:
   geosam run scene.tif --model my_model --sam-checkpoint sam_vit_b_01ec64.pth --out results/
   geosam train folder eurosat/2750 --out my_model
   geosam batch 'archive/*.tif' --out results/
-  geosam ingest --config pipelines/ingest.yaml
+  geosam ingest --config pipelines/configs/ingest.yaml
   geosam info scene.tif                      bands, CRS, tiling plan
 
 Run `geosam COMMAND --help` for each command's options and examples.

@@ -40,7 +40,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
-from geosam.errors import OutputError
+from geosam.errors import GeosamError, OutputError
 
 __all__ = ["TEMP_PREFIX", "AtomicGroup", "atomic_path", "atomic_paths", "output_error", "remove_stale_temps"]
 
@@ -97,6 +97,8 @@ def output_error(
     """
     if isinstance(exc, OutputError):
         return exc
+    if isinstance(exc, GeosamError):  # an input problem (a corrupt tile...), not the output's
+        return None
     reasons = _PROBE_ERRNOS if creating else _WRITE_ERRNOS
     reason = None
     if isinstance(exc, OSError) and exc.errno in reasons:
@@ -107,9 +109,30 @@ def output_error(
             if needle in text:
                 reason = why
                 break
+        if reason is None:
+            # GDAL/OGR often report a full disk only as "Write failed" or "Failed to commit
+            # transaction" (the errno goes to stderr or is lost): ask the file system itself.
+            reason = _full_disk_reason(directory)
     if reason is None:
         return None
     return OutputError(f"cannot write {what}: {reason}", directory)
+
+
+#: A write that failed while less than this is free on the device is reported as "disk full". Callers
+#: translate errors *before* removing their temp files, which would free the space again.
+_NEARLY_FULL_BYTES = 1 << 20
+
+
+def _full_disk_reason(directory: PathLike) -> str | None:
+    try:
+        st = os.statvfs(directory)
+    except (OSError, AttributeError):  # no statvfs on Windows; a vanished directory
+        return None
+    if st.f_bavail * st.f_frsize < _NEARLY_FULL_BYTES:
+        return "no space left on the device"
+    if st.f_files and st.f_favail == 0:
+        return "no free inodes left on the device"
+    return None
 
 
 def _fsync_file(path: Path) -> None:
@@ -236,10 +259,10 @@ class AtomicGroup:
             for directory in dict.fromkeys(p.parent for p in self.finals):
                 _fsync_dir(directory)
         except BaseException as exc:
+            err = output_error(exc, self.directory, self.finals[0].name, creating=True)
             for path in moved:
                 _remove_quietly(path)
             self.abort()
-            err = output_error(exc, self.directory, self.finals[0].name, creating=True)
             if err is not None and err is not exc:
                 raise err from exc
             raise
@@ -261,8 +284,8 @@ class AtomicGroup:
             if not self._done:
                 self.commit()
             return
+        err = output_error(exc, self.directory, self.finals[0].name)  # before abort frees the space
         self.abort()
-        err = output_error(exc, self.directory, self.finals[0].name)
         if err is not None and err is not exc:
             raise err from exc
 

@@ -369,8 +369,8 @@ class RasterWriter:
         return self._closed
 
     def _fail(self, exc: BaseException) -> NoReturn:
+        err = output_error(exc, self.path.parent, self.path.name)  # before abort frees the space
         self.abort()
-        err = output_error(exc, self.path.parent, self.path.name)
         if err is not None and err is not exc:
             raise err from exc
         raise exc

@@ -16,6 +16,7 @@ import hashlib
 import os
 import pickle
 import re
+import warnings
 import zipfile
 from collections.abc import Mapping
 from functools import partial
@@ -138,23 +139,43 @@ def load_state_dict(
         except (SafetensorError, OSError, ValueError) as err:
             raise CheckpointError(f"not a valid safetensors file ({err})", p) from None
     try:
-        obj = torch.load(p, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns (on stderr) about pickle protocols its weights-only unpickler was not built
+            # for; the load is refused or succeeds all the same, and the CLI keeps errors to one line.
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).splitlines()[0] if str(err) else "unpickling refused"
-        raise CheckpointError(
-            "refusing to load: the file holds pickled objects other than tensors, which could run code "
-            f"({first[:200]}). Only plain state_dict checkpoints are accepted",
-            p,
-        ) from None
+        raise CheckpointError(_refusal(str(err)), p) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
-        raise CheckpointError(
-            f"not a readable PyTorch checkpoint ({str(err).splitlines()[0][:200]})", p
-        ) from None
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        if isinstance(err, EOFError):
+            first = "the file is empty or ends early"
+        raise CheckpointError(f"not a readable PyTorch checkpoint ({first})", p) from None
     if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
         obj = obj["model"]  # training checkpoints that wrap the state dict
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError("not a state_dict (expected a mapping of parameter names to tensors)", p)
     return {str(k): v for k, v in obj.items()}
+
+
+_UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+_UNPICKLER_ERROR = re.compile(r"WeightsUnpickler error:\s*(.+)")
+
+
+def _refusal(torch_message: str) -> str:
+    """Why the weights-only unpickler refused a file, without torch's advice to load it unsafely."""
+    unsafe = _UNSAFE_GLOBAL.search(torch_message)
+    if unsafe:
+        return (
+            f"refusing to load: the checkpoint holds a pickled reference to {unsafe.group(1)!r}, which "
+            "would run code when unpickled; geosam loads weights only (a state_dict of tensors)"
+        )
+    detail = _UNPICKLER_ERROR.search(torch_message)
+    why = detail.group(1).strip()[:120] if detail else "unpickling refused"
+    return (
+        f"not a checkpoint geosam can load safely ({why}): it is corrupt, not a PyTorch file, or holds "
+        "pickled objects other than tensors; geosam loads weights only (a state_dict of tensors)"
+    )
 
 
 _BLOCK = re.compile(r"^image_encoder\.blocks\.(\d+)\.")
