@@ -374,9 +374,11 @@ def plan_tasks(
         where = out if layout == "flat" else scene_dir(out, sid)
         tasks.append(SceneTask(ref.path, sid, str(where), ref.source, layout == "flat"))
     if layout == "flat":
+        from geosam.predict import output_stem
+
         stems: dict[str, list[str]] = {}
         for ref in scenes:
-            stems.setdefault(Path(ref.path).stem, []).append(ref.path)
+            stems.setdefault(output_stem(ref.path), []).append(ref.path)
         dup = {k: v for k, v in stems.items() if len(v) > 1}
         if dup:
             first = next(iter(dup.values()))

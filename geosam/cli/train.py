@@ -273,6 +273,8 @@ def _load_yaml(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise ConfigError(f"not valid YAML ({str(err).splitlines()[0]})", path) from None
+    except RecursionError:
+        raise ConfigError("not a valid configuration: the YAML is nested too deeply", path) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
