@@ -91,6 +91,9 @@ def prepare_run(args: argparse.Namespace) -> Path:
 
 def render_all(run: Path, out_dir: Path) -> list[Path]:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    # QGIS computes statistics/histograms when it draws a raster and GDAL would save them next to the
+    # input (.aux.xml, or inside a VRT): never modify the user's (or sample_tiles') scenes.
+    os.environ["GDAL_PAM_ENABLED"] = "NO"
     runtime = WORK / ".qgis-runtime"
     runtime.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime))
