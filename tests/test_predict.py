@@ -187,7 +187,7 @@ def test_tiles_layer_and_run_record(run_default):
 def test_sam_mask_decoder_path(tmp_path):
     ckpt = make_tiny_sam_checkpoint(tmp_path / "sam_tiny.pth")
     bundle = make_tiny_bundle(tmp_path / "probe_bundle", classes=CLASSES, sam_checkpoint=ckpt)
-    scene = blocky_scene(tmp_path / "scene.tif", h=200, w=230)
+    scene = blocky_scene(tmp_path / "scene.tif", h=150, w=170)
     cfg = RunConfig.model_validate(
         {
             "tiling": {"tile_size": 128, "halo": 16},
