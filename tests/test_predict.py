@@ -192,7 +192,7 @@ def test_sam_mask_decoder_path(tmp_path):
         {
             "tiling": {"tile_size": 128, "halo": 16},
             "segment": {
-                "points_per_side": 8,
+                "points_per_side": 6,
                 "pred_iou_thresh": 0.0,
                 "stability_score_thresh": 0.0,
                 "min_region_area": 4,
