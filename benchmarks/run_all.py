@@ -1,0 +1,115 @@
+"""Run every benchmark (``make bench``), each in its own process, and print the headline numbers.
+
+Usage::
+
+    python benchmarks/run_all.py                 # full run (~30 min on 2 idle cores)
+    python benchmarks/run_all.py --size smoke    # tiny models, a minute or two
+    python benchmarks/run_all.py --only flops precision
+
+Measure on an otherwise idle machine: every script prints the load averages at its start and warns
+when other processes keep more than half of the cores busy (those numbers are not valid). Results go
+to ``benchmarks/results/<name>.json`` (``--results DIR`` elsewhere); ``docs/performance.md`` explains them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import _harness as harness  # noqa: E402
+
+#: Script, extra arguments of the full run.
+BENCHMARKS: dict[str, tuple[str, list[str]]] = {
+    "flops": ("bench_flops.py", []),
+    "precision": ("bench_precision.py", []),
+    "single_vs_two_pass": ("bench_single_vs_two_pass.py", []),
+    "allocator": ("bench_allocator.py", []),
+    "memory": ("bench_memory.py", []),
+    "scaling": ("bench_scaling.py", []),
+}
+
+
+def headline(name: str, data: dict[str, Any]) -> list[str]:
+    """A few lines of the most important numbers of one result file."""
+    out = []
+    if name == "single_vs_two_pass":
+        for s in data["summary"]:
+            out.append(
+                f"{s['precision']} {s['method']}: {s['s_per_tile']:.2f} s/tile end to end, "
+                f"x{s['x_slower_end_to_end']:.2f} vs one pass"
+            )
+    elif name == "precision":
+        rec = data["recommendation"]
+        out.append(f"auto -> {rec['auto_resolves_to']}; s per 1024 px tile: {rec['seconds_per_1024_tile']}")
+    elif name == "flops":
+        for e in data["encoder"]:
+            out.append(
+                f"encoder {e['precision']}: {e['gflop_per_s']:.0f} GFLOP/s = "
+                f"{e['pct_of_matmul_rate']:.0f}% of matmul"
+            )
+    elif name == "allocator":
+        for s in data["summary"]:
+            out.append(
+                f"{s['where']} {s['precision']}: defaults {s['defaults_s']:.2f} s, tuned {s['tuned_s']:.2f} s"
+            )
+    elif name == "memory":
+        for r in data["runs"]:
+            out.append(
+                f"{r['setup']} {r['area']}: peak {r['peak_mb']:.0f} MB (growth {r['growth_mb']:.0f} MB)"
+            )
+    elif name.startswith("scaling"):
+        for r in data["runs"]:
+            out.append(f"workers={r['workers']}: {r['scenes_per_min']:.2f} scenes/min")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", choices=("smoke", "full"), default="full")
+    ap.add_argument("--results", default=None)
+    ap.add_argument("--work", default=None)
+    ap.add_argument("--only", nargs="+", choices=list(BENCHMARKS), default=None)
+    a = ap.parse_args(argv)
+    cores = os.cpu_count() or 1
+    l1, l5, l15 = os.getloadavg()
+    print(f"load before the benchmarks: {l1:.2f} / {l5:.2f} / {l15:.2f} on {cores} cores")
+    if l1 > 0.5 * cores:
+        print("WARNING: the machine is busy; numbers measured now are not valid", file=sys.stderr)
+    results = Path(a.results) if a.results else harness.RESULTS
+    failed = []
+    t0 = time.perf_counter()
+    for name in a.only or list(BENCHMARKS):
+        script, extra = BENCHMARKS[name]
+        cmd = [sys.executable, str(HERE / script), "--size", a.size, "--results", str(results)]
+        if a.work:
+            cmd += ["--work", a.work]
+        if a.size == "full":
+            cmd += extra
+        t = time.perf_counter()
+        rc = subprocess.call(cmd)
+        print(f"[{name}: exit {rc}, {time.perf_counter() - t:.0f} s]\n", flush=True)
+        if rc:
+            failed.append(name)
+    print(f"== headline numbers ({a.size}, {time.perf_counter() - t0:.0f} s in all) ==")
+    suffix = "_smoke" if a.size == "smoke" else ""
+    for name in a.only or list(BENCHMARKS):
+        path = results / f"{name}{suffix}.json"
+        if path.is_file():
+            for line in headline(name, json.loads(path.read_text(encoding="utf-8"))):
+                print(f"{name}: {line}")
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

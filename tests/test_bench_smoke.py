@@ -1,0 +1,142 @@
+"""The benchmark scripts in benchmarks/ still run (tiny models, tiny scenes) and measure what they claim.
+
+The default suite runs the quick paths (seconds); the full smoke run of every script (subprocesses,
+dask clusters) is marked ``bench``: ``pytest -m bench tests/test_bench_smoke.py``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+
+SCRIPTS = sorted(p.stem for p in BENCH.glob("bench_*.py"))
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    return tmp_path_factory.mktemp("bench-work")
+
+
+def test_every_script_imports_and_is_run_by_run_all():
+    import run_all
+
+    assert SCRIPTS, "no benchmark scripts found"
+    for name in SCRIPTS:
+        mod = importlib.import_module(name)
+        assert callable(mod.run) and callable(mod.main)
+    assert sorted(s for s, _ in run_all.BENCHMARKS.values()) == sorted(f"{n}.py" for n in SCRIPTS)
+
+
+def test_allocator_settings_match_the_cli():
+    import _harness
+
+    from geosam.cli.main import MALLOC_ENV
+
+    assert _harness.MALLOC_ENV == MALLOC_ENV
+
+
+def test_table_and_results(tmp_path, capsys):
+    import _harness
+
+    text = _harness.table([{"a": 1.23456, "b": "x"}, {"a": 1234.5, "b": "yy"}], title="t")
+    assert "1.23" in text and "1234" in text.replace("1235", "1234")  # rounding of large values
+    path = _harness.write_result("demo", {"v": np.float32(1.5), "arr": np.arange(2)}, tmp_path)
+    assert json.loads(path.read_text()) == {"v": 1.5, "arr": [0, 1]}
+    header = _harness.start("demo", "smoke")
+    assert {"load1", "load5", "load15"} <= set(header["load_at_start"])
+    assert "load at start" in capsys.readouterr().out
+
+
+def test_vit_b_flops_analytic_equals_counted():
+    """The analytic FLOP count used for GFLOP/s is exactly what torch's counter sees (meta tensors)."""
+    import torch
+    from bench_flops import count_flops, vit_flops_analytic
+
+    from geosam.models.sam import build_encoder
+    from geosam.models.sam_config import SamConfig
+
+    for cfg in (SamConfig.preset("vit_b"), SamConfig.preset("small"), SamConfig.preset("tiny")):
+        with torch.device("meta"):
+            enc = build_encoder(cfg)
+            x = torch.empty(1, cfg.in_chans, cfg.img_size, cfg.img_size)
+        counted, _ = count_flops(lambda enc=enc, x=x: enc(x))
+        assert counted == pytest.approx(vit_flops_analytic(cfg), rel=1e-9), cfg.name
+    assert vit_flops_analytic(SamConfig.preset("vit_b")) == pytest.approx(972.08e9, rel=1e-4)
+
+
+def test_stage_timers_time_and_restore():
+    import _stage_timers
+
+    class Thing:
+        def work(self, n):
+            return n + 1
+
+    mod = type(sys)("fake_mod")
+    mod.f = lambda x: x * 2
+    original_f = mod.f
+    with _stage_timers.stage_timers() as st:
+        st.patch(mod, "f")
+        st.patch(Thing, "work", label=lambda self, n: f"work{n}")
+        assert mod.f(3) == 6 and Thing().work(1) == 2 and Thing().work(1) == 2
+    assert mod.f is original_f and "work" in vars(Thing) and not hasattr(Thing.work, "__wrapped__")
+    assert st.calls == {"f": 1, "work1": 2}
+
+
+def test_mosaic_vrt_repeats_the_scene(work):
+    import _fixtures
+    import rasterio
+
+    src = _fixtures.synthetic_scene(work)
+    vrt = _fixtures.mosaic_vrt(work / "m.vrt", src, 2, 3)
+    with rasterio.open(src) as a, rasterio.open(vrt) as b:
+        assert (b.width, b.height, b.count) == (2 * a.width, 3 * a.height, a.count)
+        assert b.nodata == a.nodata and b.crs == a.crs and b.transform == a.transform
+        data = a.read()
+        big = b.read()
+    for j in range(3):
+        for i in range(2):
+            tile = big[
+                :, j * data.shape[1] : (j + 1) * data.shape[1], i * data.shape[2] : (i + 1) * data.shape[2]
+            ]
+            np.testing.assert_array_equal(tile, data)
+
+
+def test_single_vs_two_pass_smoke(work, tmp_path):
+    """One pass, two passes and crop-classification produce the same kind of results on one scene."""
+    import bench_single_vs_two_pass as b
+
+    data = b.run("smoke", results=str(tmp_path), work=str(work), precisions=("fp32",))
+    by = {s["method"]: s for s in data["summary"]}
+    assert set(by) == {"one_pass", "two_pass", "crop"}
+    assert by["one_pass"]["tiles"] == by["two_pass"]["tiles"] == by["crop"]["tiles"] > 0
+    # the two-step variants run the image encoder twice (or more) per tile; geosam once
+    for r in data["runs"]:
+        if r["method"] == "one_pass":
+            assert r["sam_encoder_s"] == 0.0
+        else:
+            assert r["sam_encoder_s"] > 0.0
+    assert (tmp_path / "single_vs_two_pass_smoke.json").is_file()
+
+
+@pytest.mark.bench
+@pytest.mark.parametrize(
+    "name", ["bench_precision", "bench_flops", "bench_memory", "bench_scaling", "bench_allocator"]
+)
+def test_script_smoke(name, work, tmp_path, monkeypatch):
+    monkeypatch.setenv("GEOSAM_NO_REEXEC", "1")  # main() would otherwise re-execute pytest itself
+    mod = importlib.import_module(name)
+    mod.main(["--size", "smoke", "--results", str(tmp_path), "--work", str(work)])
+    out = list(tmp_path.glob("*_smoke.json"))
+    assert len(out) == 1
+    data = json.loads(out[0].read_text())
+    assert data["size"] == "smoke" and "load_at_start" in data
