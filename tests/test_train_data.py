@@ -43,13 +43,13 @@ def scene(tmp_path: Path) -> Path:
 
 def _px_box(c0: float, r0: float, c1: float, r1: float):
     """A rectangle given in scene pixel coordinates, returned in map coordinates."""
-    (x0, y0), (x1, y1) = T * (c0, r0), T * (c1, r1)
+    (x0, y0), (x1, y1) = T @ (c0, r0), T @ (c1, r1)
     return box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
 
 
 def _px_triangle(*corners: tuple[float, float]) -> Polygon:
     """A triangle given by (col, row) pixel corners, returned in map coordinates."""
-    return Polygon([T * c for c in corners])
+    return Polygon([T @ c for c in corners])
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def _centres(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _pixel_centre(row: int, col: int) -> Point:
-    return Point(*(T * (col + 0.5, row + 0.5)))
+    return Point(*(T @ (col + 0.5, row + 0.5)))
 
 
 def test_polygon_chips_come_from_their_polygon(

@@ -88,7 +88,7 @@ def test_raleigh_polygon_chips_are_consistent(sample_data: Path, tmp_path: Path)
     t = Affine(*grid["transform"])
     in_scene_crs = polys.to_crs(grid["crs"])
     inside = [
-        in_scene_crs.geometry[g].contains(Point(*(t * (c + 0.5, r + 0.5))))
+        in_scene_crs.geometry[g].contains(Point(*(t @ (c + 0.5, r + 0.5))))
         for g, r, c in zip(pos.groups, rows, cols, strict=True)
     ]
     fallbacks = pos.provenance["small_polygon_fallbacks"]

@@ -171,7 +171,7 @@ def scene_bounds(info: SceneInfo) -> tuple[float, float, float, float]:
     from affine import Affine
 
     t = Affine(*info.transform)
-    corners = [t * (c, r) for c, r in ((0, 0), (info.width, 0), (0, info.height), (info.width, info.height))]
+    corners = [t @ (c, r) for c, r in ((0, 0), (info.width, 0), (0, info.height), (info.width, info.height))]
     xs, ys = [p[0] for p in corners], [p[1] for p in corners]
     return (min(xs), min(ys), max(xs), max(ys))
 
