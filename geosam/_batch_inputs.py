@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from geosam.errors import ConfigError, OutputError
+from geosam.hashing import sha256_file as file_sha256
 
 __all__ = [
     "ARCHIVE_SUFFIXES",
@@ -80,15 +81,6 @@ def scene_dir(out_dir: str | os.PathLike[str], name: str) -> Path:
     if os.path.dirname(target) != root:
         raise OutputError(f"scene folder {name!r} resolves outside the output directory", out_dir)
     return Path(out_dir) / name
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file's content."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 # -- discovery --------------------------------------------------------------------------------------

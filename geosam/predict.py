@@ -45,6 +45,7 @@ import numpy as np
 import geosam
 from geosam.config import RunConfig
 from geosam.errors import EmptyRasterError, OutputError
+from geosam.hashing import sha256_file
 from geosam.runtime import Models
 from geosam.types import ClassScheme, TileSpec
 
@@ -177,14 +178,6 @@ def process_tile(
 
 def _scene_id(path: str) -> str:
     return Path(path).stem
-
-
-def _sha256(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _top3(probs: np.ndarray, scheme: ClassScheme) -> list[str]:
@@ -684,7 +677,7 @@ def _run_record(
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "scene": {
             "path": os.path.abspath(path),
-            "sha256": _sha256(path),
+            "sha256": sha256_file(path),
             "width": info.width,
             "height": info.height,
             "bands_used": list(stretch.bands),
@@ -696,7 +689,7 @@ def _run_record(
             "name": meta.name,
             "version": meta.version,
             "weights_sha256": meta.weights_sha256,
-            "model_json_sha256": _sha256(model_json) if model_json.exists() else None,
+            "model_json_sha256": sha256_file(model_json) if model_json.exists() else None,
             "classes": list(meta.class_scheme.names),
             "bands": meta.bands,
         },

@@ -12,7 +12,6 @@ relative-position tables of the global-attention blocks (linear, exactly as segm
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import re
@@ -28,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from geosam.errors import CheckpointError, WeightsNotFoundError
+from geosam.hashing import sha256_file
 from geosam.models.sam_config import OFFICIAL_CHECKPOINTS, SamConfig
 
 if TYPE_CHECKING:
@@ -99,15 +99,6 @@ def build_sam(cfg: SamConfig) -> Sam:
         pixel_std=list(SAM_PIXEL_STD),
     )
     return sam.eval()
-
-
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_state_dict(

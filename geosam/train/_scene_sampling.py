@@ -6,7 +6,6 @@ Private: the public entry points and the sampling rules are documented in
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections import Counter
@@ -117,19 +116,6 @@ def gsd_m(info: SceneInfo) -> float | None:
         return None
     rx, ry = info.res
     return round(float((rx + ry) / 2 * factor), 6)
-
-
-def sha256_files(paths: Sequence[str | os.PathLike[str]]) -> str | None:
-    """sha256 of the concatenated files (streamed), or ``None`` for remote or GDAL virtual paths."""
-    h = hashlib.sha256()
-    for p in paths:
-        s = os.fspath(p)
-        if s.startswith("/vsi") or "://" in s or not os.path.isfile(s):
-            return None
-        with open(s, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
 
 
 def scaling(scene: Scene) -> dict[str, Any]:

@@ -65,6 +65,7 @@ import numpy as np
 
 from geosam.config import NormalizeConfig
 from geosam.errors import DataError
+from geosam.hashing import sha256_files
 from geosam.train import _scene_sampling as ss
 from geosam.train.data import ChipData
 from geosam.types import PixelWindow, SceneInfo
@@ -93,7 +94,7 @@ def _chip_data(
     provenance = {
         **provenance,
         "scene": _local(sc.info.path),
-        "scene_sha256": ss.sha256_files([sc.info.path]),
+        "scene_sha256": sha256_files([sc.info.path]),
         "bands": list(sc.bands),
         "band_names": list(sc.band_names),
         "chips": len(labels),
@@ -321,7 +322,7 @@ def polygon_chips(
         {
             "source": "polygons",
             "labels": str(lab_path.resolve()),
-            "labels_sha256": ss.sha256_files(
+            "labels_sha256": sha256_files(
                 [lab_path.with_suffix(s) for s in _SHAPEFILE_PARTS if lab_path.with_suffix(s).is_file()]
                 if lab_path.suffix.lower() == ".shp"
                 else [lab_path]
@@ -590,7 +591,7 @@ def raster_chips(
         {
             "source": "label_raster",
             "labels": str(lab_path.resolve()),
-            "labels_sha256": ss.sha256_files([lab_path]),
+            "labels_sha256": sha256_files([lab_path]),
             "warped_to_scene_grid": warped,
             "label_rule": label_rule,
             "label_nodata": label_nodata,
