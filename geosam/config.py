@@ -146,6 +146,10 @@ class RunConfig(_Strict):
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda[:N]``.
         precision: ``auto`` (bf16 autocast on CPUs and GPUs that support it), ``fp32``, ``bf16`` or ``fp16``.
         batch_size: Tiles (or chips) per encoder batch.
+        match_resolution: For models that encode chips (the default model), resample each scene so one
+            model pixel covers the ground it covered in training (the bundle's ``gsd_m``): a 28.5 m
+            Landsat scene is encoded in 22 px chips upsampled to the model's 64 px. Only for scenes in a
+            projected CRS in metres; SAM tiles are never resampled.
     """
 
     schema_version: Literal[1] = SCHEMA_VERSION
@@ -157,6 +161,7 @@ class RunConfig(_Strict):
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     batch_size: int = Field(4, ge=1, le=1024)
+    match_resolution: bool = True
 
     @model_validator(mode="after")
     def _device_ok(self) -> RunConfig:

@@ -125,7 +125,13 @@ def output_paths(scene: str | os.PathLike[str], out_dir: str | os.PathLike[str])
 
 
 def process_tile(
-    models: Models, tile_data: np.ndarray, valid: np.ndarray, spec: TileSpec, cfg: RunConfig
+    models: Models,
+    tile_data: np.ndarray,
+    valid: np.ndarray,
+    spec: TileSpec,
+    cfg: RunConfig,
+    *,
+    chip_size: int | None = None,
 ) -> TileResult:
     """Encode once, make regions, classify tile and regions (pure compute on one tile).
 
@@ -135,6 +141,7 @@ def process_tile(
         valid: ``(T, T)`` valid pixels.
         spec: The tile.
         cfg: Run configuration (segment settings used).
+        chip_size: Encoder chip edge in scene pixels (see :func:`scene_chip_size`); default the model's.
     """
     import torch
 
@@ -148,7 +155,7 @@ def process_tile(
     mean = model.mean.detach().cpu().numpy().reshape(-1)
     x = torch.from_numpy(fill_invalid(tile_data, valid, mean))[None].to(models.device)
     grid = models.input_size // int(model.encoder.patch_embed.proj.kernel_size[0])
-    plan = EncoderPlan(models.tile_size, models.chip_size, models.input_size, grid)
+    plan = EncoderPlan(tile_data.shape[-1], chip_size or models.chip_size, models.input_size, grid)
     feats = encode_tiles(model, x, plan, precision=models.precision, chip_batch=max(1, cfg.batch_size) * 16)
     t1 = time.perf_counter()
     secs["encode"] = t1 - t0
@@ -174,6 +181,48 @@ def process_tile(
         classes.tile,
         secs,
     )
+
+
+def scene_encoding(models: Models, info: Any, cfg: RunConfig) -> tuple[int, int]:
+    """Chip and tile size, in scene pixels, for encoding this scene.
+
+    SAM tiles and models without a known ground sampling distance use the model's sizes. Otherwise,
+    with ``cfg.match_resolution``, the chip covers the ground of a training chip:
+    ``chip = round(model_chip * model_gsd / scene_gsd)``, and a tile holds as many chips per side as
+    the model's default tile (a user-set tile size is rounded to a multiple of the chip).
+    """
+    chip, tile = models.chip_size, models.tile_size
+    gsd = models.bundle.meta.gsd_m
+    if models.region_source == "sam" or not cfg.match_resolution or not gsd:
+        return chip, tile
+    scene_gsd = _scene_gsd_m(info)
+    if scene_gsd is None or abs(scene_gsd - gsd) / gsd < 0.05:
+        return chip, tile
+    per_side = max(1, round(tile / chip))
+    new_chip = max(4, round(chip * gsd / scene_gsd))
+    new_tile = new_chip * per_side
+    if cfg.tiling.tile_size is not None:
+        new_tile = max(new_chip, round(cfg.tiling.tile_size / new_chip) * new_chip)
+    log.info(
+        "%s: %.3g m pixels, model trained at %.3g m: encoding %d px chips resampled to %d px",
+        Path(info.path).name,
+        scene_gsd,
+        gsd,
+        new_chip,
+        models.input_size,
+    )
+    return new_chip, new_tile
+
+
+def _scene_gsd_m(info: Any) -> float | None:
+    """Mean pixel size in metres for projected CRSs in metres (``None`` otherwise)."""
+    from rasterio.crs import CRS
+
+    crs = CRS.from_user_input(info.crs)
+    if not crs.is_projected:
+        return None
+    factor = float(crs.linear_units_factor[1]) if crs.linear_units_factor else 1.0
+    return float((info.res[0] + info.res[1]) / 2 * factor)
 
 
 def _scene_id(path: str) -> str:
@@ -247,7 +296,8 @@ def predict_scene(
     scheme = meta.class_scheme
     bands = resolve_bands(info, cfg.bands, meta.bands)
     stretch = compute_stretch(path, bands, cfg.normalize)
-    tiling = cfg.tiling.model_copy(update={"tile_size": models.tile_size}).resolved(models.tile_size)
+    chip, tile_size = scene_encoding(models, info, cfg)
+    tiling = cfg.tiling.model_copy(update={"tile_size": tile_size}).resolved(tile_size)
     plan = plan_tiles(info, tiling, scene_id=_scene_id(path))
     if not plan.tiles:
         raise EmptyRasterError("every pixel is nodata: nothing to classify", path)
@@ -301,7 +351,7 @@ def predict_scene(
                 tile = read_tile(path, spec, bands)
                 data = apply_stretch(tile.data, tile.valid, stretch)
                 secs["read"] += time.perf_counter() - t0
-                res = process_tile(models, data, tile.valid, spec, cfg)
+                res = process_tile(models, data, tile.valid, spec, cfg, chip_size=chip)
                 for key_, v in res.seconds.items():
                     secs[key_] += v
                 t1 = time.perf_counter()
@@ -330,6 +380,8 @@ def predict_scene(
         record = _run_record(
             path, info, plan, models, cfg, paths, secs, n_regions, model_path, stitcher.matches, stretch
         )
+        record["tiling"]["chip_size"] = chip  # scene pixels per encoder chip (after resolution matching)
+        record["tiling"]["scene_gsd_m"] = _scene_gsd_m(info)
         from geosam.io.atomic import atomic_path
 
         with atomic_path(paths["record"]) as tmp:

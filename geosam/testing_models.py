@@ -38,6 +38,7 @@ def make_tiny_bundle(
     input_size: int = 32,
     tile_size: int = 128,
     seed: int = 0,
+    gsd_m: float | None = None,
 ) -> Path:
     """Write a random classifier bundle.
 
@@ -50,6 +51,7 @@ def make_tiny_bundle(
         input_size: Encoder input (and chip) size for bundles with their own encoder.
         tile_size: Recommended tile size recorded in the bundle.
         seed: Random seed.
+        gsd_m: Ground sampling distance recorded as the training data's (enables resolution matching).
     """
     import torch
 
@@ -92,6 +94,7 @@ def make_tiny_bundle(
         encoder=enc_meta,
         head=HeadMeta(in_dim=cfg.out_chans, num_classes=len(classes)),
         data={"note": "random weights, for tests"},
+        gsd_m=gsd_m,
     )
     save_bundle(path, model, meta, include_encoder=enc_meta.source == "bundle")
     return Path(path)

@@ -225,3 +225,32 @@ def test_bundle_without_sam_encoder_refuses_sam_regions(tmp_path, tiny_bundle):
     with pytest.raises(InputMismatchError, match="one encoder pass"):
         load_models(other, big, RunConfig.model_validate({"tiling": {"tile_size": 128, "halo": 16}}))
     assert ckpt.exists()
+
+
+def test_scene_is_encoded_at_the_models_ground_resolution(tmp_path):
+    """A 10 m model on a 20 m scene: chips of 16 scene px (= 32 px at 10 m) resampled to the 32 px input."""
+    bundle = make_tiny_bundle(tmp_path / "b", classes=CLASSES, input_size=32, tile_size=128, gsd_m=10.0)
+    scene = make_raster(
+        tmp_path / "s20.tif",
+        100,
+        90,
+        count=3,
+        dtype="uint16",
+        fill="random",
+        transform=(20.0, 0.0, 500000.0, 0.0, -20.0, 5000000.0),
+    )
+    cfg = RunConfig()
+    models = load_models(bundle, None, cfg)
+    sizes = []
+    hook = models.bundle.model.encoder.register_forward_hook(lambda m, i, o: sizes.append(tuple(i[0].shape)))
+    res = predict_scene(scene, tmp_path / "out", models, cfg)
+    hook.remove()
+    rec = json.loads(res.outputs["record"].read_text())
+    assert (
+        rec["tiling"]["chip_size"] == 16 and rec["tiling"]["tile_size"] == 64
+    )  # 4 chips per side, as 128/32
+    assert rec["tiling"]["scene_gsd_m"] == 20.0
+    assert all(s[-2:] == (32, 32) for s in sizes)
+    assert sum(s[0] for s in sizes) == res.n_tiles * 16
+    off = predict_scene(scene, tmp_path / "out2", models, cfg.model_copy(update={"match_resolution": False}))
+    assert json.loads(off.outputs["record"].read_text())["tiling"]["chip_size"] == 32
