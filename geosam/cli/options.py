@@ -28,6 +28,7 @@ OVERRIDES = {
     "batch_size": "batch_size",
     "confidence_dtype": "output.confidence_dtype",
     "stretch": "normalize.method",
+    "match_resolution": "match_resolution",
 }
 
 
@@ -103,6 +104,11 @@ def run_options(f: F) -> F:
             help="Encoder precision (auto: bf16 where the hardware has it).",
         ),
         click.option("--batch-size", type=int, default=None, help="Encoder batch (tiles)."),
+        click.option(
+            "--match-resolution/--no-match-resolution",
+            default=None,
+            help="Resample scenes to the model's training resolution (default: on; chip models only).",
+        ),
         click.option(
             "--confidence-dtype",
             type=click.Choice(["float32", "uint8"]),
