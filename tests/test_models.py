@@ -259,3 +259,17 @@ def test_missing_bundle(tmp_path):
 
     with pytest.raises(WeightsNotFoundError):
         load_bundle(tmp_path / "nope")
+
+
+def test_builders_match_segment_anything_registry():
+    """geosam's vit_b is segment-anything's own vit_b: same keys and shapes, so Meta's .pth loads strictly."""
+    from segment_anything import sam_model_registry
+
+    torch.manual_seed(0)
+    stock = sam_model_registry["vit_b"](checkpoint=None).state_dict()
+    with torch.device("meta"):
+        ours = build_sam(SamConfig.preset("vit_b")).state_dict()
+    assert {k: tuple(v.shape) for k, v in stock.items()} == {k: tuple(v.shape) for k, v in ours.items()}
+    from dataclasses import replace
+
+    assert infer_config(stock) == replace(SamConfig.preset("vit_b"), name="custom")
