@@ -155,7 +155,8 @@ def prob_diffs(
         "region_top1_agreement": float(np.mean(reg_agree)) if reg_agree else float("nan"),
     }
     if sam_counts:
-        out["sam_regions_fp32_vs_low"] = sam_counts
+        out["sam_regions_fp32"] = sum(c[0] for c in sam_counts)
+        out["sam_regions_low"] = sum(c[1] for c in sam_counts)
         out["sam_region_pixel_agreement"] = float(np.mean(sam_pixel_agree))
     return out
 

@@ -255,6 +255,7 @@ def save_bundle(
                 raise BundleError(f"extra file {rel!r} would escape the bundle folder", dest)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(content)
+        _publishable_permissions(tmp)
         if dest.exists():
             old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
             os.replace(dest, old)
@@ -267,6 +268,18 @@ def save_bundle(
             shutil.rmtree(tmp, ignore_errors=True)
     del torch
     return meta
+
+
+def _publishable_permissions(folder: Path) -> None:
+    """Give a bundle assembled in a private temp folder the usual modes (0755 dirs, 0644 files, less umask).
+
+    ``mkdtemp`` makes 0700 folders; left as is, a bundle installed system-wide would be unreadable to
+    other users and dask workers running under another account.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    for p in [folder, *folder.rglob("*")]:
+        p.chmod((0o755 if p.is_dir() else 0o644) & ~umask)
 
 
 def load_bundle(
