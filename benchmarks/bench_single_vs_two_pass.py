@@ -106,7 +106,16 @@ class TwoStep:
             output_mode="binary_mask",
         )
 
-    def __call__(self, models: Any, tile_data: np.ndarray, valid: np.ndarray, spec: Any, cfg: Any) -> Any:
+    def __call__(
+        self,
+        models: Any,
+        tile_data: np.ndarray,
+        valid: np.ndarray,
+        spec: Any,
+        cfg: Any,
+        *,
+        chip_size: int | None = None,
+    ) -> Any:
         from geosam.classify import classify_tile
         from geosam.encode import EncoderPlan, encode_tiles, fill_invalid
         from geosam.predict import TileResult
@@ -129,7 +138,7 @@ class TwoStep:
         if self.method == "two_pass":
             x = torch.from_numpy(fill_invalid(tile_data, valid, self.mean))[None].to(models.device)
             grid = models.input_size // int(model.encoder.patch_embed.proj.kernel_size[0])
-            plan = EncoderPlan(models.tile_size, models.chip_size, models.input_size, grid)
+            plan = EncoderPlan(tile_data.shape[-1], chip_size or models.chip_size, models.input_size, grid)
             feats = encode_tiles(
                 model, x, plan, precision=models.precision, chip_batch=max(1, cfg.batch_size) * 16
             )
