@@ -108,6 +108,23 @@ def machine() -> dict[str, Any]:
     return info
 
 
+def emulated_bf16(device: Any) -> bool:
+    """True on a CPU without native bf16 (no AVX512-BF16/AMX): bf16 matmuls there are emulated.
+
+    On such CPUs (AVX2-only EPYCs, for one) bf16 autocast is 5-25x *slower* than fp32, so the benchmarks
+    time bf16 only on the small default model and a few matmuls, and skip bf16 for SAM ViT-B at 1024 px
+    (one pass takes minutes). ``precision: auto`` resolves to fp32 there.
+    """
+    from geosam.runtime import cpu_supports_bf16
+
+    return getattr(device, "type", str(device)) == "cpu" and not cpu_supports_bf16()
+
+
+BF16_SKIPPED = (
+    "skipped: this CPU has no native bf16 (AVX512-BF16/AMX), where bf16 autocast is emulated and far slower"
+)
+
+
 def load() -> dict[str, float]:
     """Load averages and the share of CPU time used system-wide over the last second."""
     import psutil

@@ -190,18 +190,24 @@ def run(
     models = sam.load(device=device)
     sam_batches = [1, 2] if dev.type == "cpu" else [1, 2, 4, 8]
     n = 1 if size == "smoke" else 2
+    sam_precisions = ["fp32"] if harness.emulated_bf16(dev) and size != "smoke" else precisions
+    if sam_precisions != precisions:
+        data["sam_bf16"] = harness.BF16_SKIPPED
+        print(f"SAM encoder bf16: {harness.BF16_SKIPPED}")
     print("SAM encoder speed:")
-    data["sam_encoder_speed"] = encoder_speed(models, precisions, sam_batches, n)
+    data["sam_encoder_speed"] = encoder_speed(models, sam_precisions, sam_batches, n)
     harness.table(
         data["sam_encoder_speed"],
         ["precision", "batch", "input", "s_per_image", "min_s_per_image", "speedup_vs_fp32_same_batch"],
         title=f"SAM image encoder ({sam.name}), seconds per image",
     )
     tiles = [t for s, b in scenes for t in scene_tiles(s, b, models, sam.cfg, limit=2)][:max_tiles]
-    data["sam_prob_diffs"] = [prob_diffs(models, tiles, p, sam.cfg, True) for p in precisions[1:]]
-    harness.table(
-        data["sam_prob_diffs"], title=f"{sam.name}: fp32 vs reduced precision, same regions (random weights)"
-    )
+    data["sam_prob_diffs"] = [prob_diffs(models, tiles, p, sam.cfg, True) for p in sam_precisions[1:]]
+    if data["sam_prob_diffs"]:
+        harness.table(
+            data["sam_prob_diffs"],
+            title=f"{sam.name}: fp32 vs reduced precision, same regions (random weights)",
+        )
     data["sam_setup"] = sam.describe()
     del models
 
@@ -221,16 +227,22 @@ def run(
     data["default_setup"] = dm.describe()
 
     fast = {r["precision"]: r["s_per_image"] for r in data["sam_encoder_speed"] if r["batch"] == 1}
-    best = min(fast, key=lambda k: fast[k])
+    chips: dict[str, float] = {}
+    for r in data["default_tile_speed"]:
+        chips[r["precision"]] = min(chips.get(r["precision"], float("inf")), r["s_per_tile"])
+    best = min(chips, key=lambda k: chips[k])
     data["recommendation"] = {
         "auto_resolves_to": auto,
-        "fastest_sam_batch1": best,
+        "fastest_default_model": best,
+        "fastest_sam_batch1": min(fast, key=lambda k: fast[k]),
         "auto_is_fastest": best == auto,
         "seconds_per_1024_tile": fast,
+        "best_seconds_per_default_tile": chips,
     }
     print(
-        f"precision 'auto' -> {auto}; fastest for the SAM encoder here: {best} "
-        f"({', '.join(f'{k} {v:.2f} s' for k, v in fast.items())})"
+        f"precision 'auto' -> {auto}; fastest for the default model here: {best} "
+        f"({', '.join(f'{k} {v:.3f} s/tile' for k, v in chips.items())}); "
+        f"SAM encoder s per 1024 px tile: {', '.join(f'{k} {v:.2f}' for k, v in fast.items())}"
     )
     data["seconds"] = time.perf_counter() - t_start
     harness.finish(data)
