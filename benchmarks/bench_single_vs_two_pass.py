@@ -9,6 +9,10 @@ reading, stitching, class map, confidence, vectorizing and writing; only the per
 ``two_pass`` (the common way)
     ``SamAutomaticMaskGenerator(sam).generate(image)`` on the tile as a separate step (it encodes the
     image itself), then the classifier encodes the tile again and pools the masks.
+``two_pass_norle`` (control)
+    ``two_pass`` with geosam's RLE-free mask generation (:func:`geosam.segment.generate_single_crop`,
+    same masks as ``generate``): the difference to ``one_pass`` is the second encoder pass alone, the
+    difference to ``two_pass`` is segment-anything's RLE round trip alone.
 ``crop`` (also common)
     ``generate(image)`` as above, then every mask's bounding box is cropped from the tile, resized to
     ``crop_size`` (224, as CLIP-style region classifiers take) and encoded by the same encoder
@@ -35,7 +39,7 @@ import torch
 from _fixtures import bench_scenes, sam_setup, scene_tiles, work_dir
 from torch import nn
 
-METHODS = ("one_pass", "two_pass", "crop")
+METHODS = ("one_pass", "two_pass", "two_pass_norle", "crop")
 
 
 class AutocastEncoder(nn.Module):
@@ -125,7 +129,15 @@ class TwoStep:
         model = models.bundle.model
         t0 = time.perf_counter()
         enc0 = self.encoder.seconds
-        if valid.any():
+        if valid.any() and self.method == "two_pass_norle":
+            from geosam.segment import generate_single_crop
+
+            gen = self.generator(cfg)
+            with torch.inference_mode():
+                gen.predictor.set_image(sam_image(tile_data, valid, self.mean))  # SAM's own encoder pass
+                masks, scores = generate_single_crop(gen, *valid.shape)
+            regions = paint_masks(masks, scores, valid, cfg.segment.min_region_area, "sam")
+        elif valid.any():
             anns = self.generator(cfg).generate(sam_image(tile_data, valid, self.mean))
             masks = [a["segmentation"] for a in anns]
             scores = [(float(a["predicted_iou"]), float(a["stability_score"])) for a in anns]
@@ -135,7 +147,7 @@ class TwoStep:
         t1 = time.perf_counter()
         secs["segment"] = t1 - t0  # includes SAM's own encoder pass
         secs["sam_encoder"] = self.encoder.seconds - enc0
-        if self.method == "two_pass":
+        if self.method in ("two_pass", "two_pass_norle"):
             x = torch.from_numpy(fill_invalid(tile_data, valid, self.mean))[None].to(models.device)
             grid = models.input_size // int(model.encoder.patch_embed.proj.kernel_size[0])
             plan = EncoderPlan(tile_data.shape[-1], chip_size or models.chip_size, models.input_size, grid)
@@ -290,7 +302,7 @@ def run(
     setup = sam_setup(size, wd)
     scenes = bench_scenes(size, wd)[:max_scenes]
     crop_size = 32 if size == "smoke" else 224
-    methods = METHODS if crop else METHODS[:2]
+    methods = METHODS if crop else METHODS[:3]
     rows: list[dict[str, Any]] = []
     summary: list[dict[str, Any]] = []
     for prec in precisions:
