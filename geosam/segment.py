@@ -4,7 +4,8 @@
 predicted-IoU and stability-score filters and box NMS, with its argument names and defaults) on an image
 embedding the caller has already computed, so the encoder runs once per tile and the same embedding
 also feeds the classifier. Only single-crop generation is supported (``crop_n_layers=0``): extra crop
-layers would need new encoder passes.
+layers would need new encoder passes. :func:`generate_single_crop` is that generator's single-crop path
+without its run-length-encoding round trip (same masks, scores and order).
 
 ``felzenszwalb_regions`` is the fallback when no SAM mask decoder is available: graph-based
 superpixels (scikit-image) of the stretched tile pixels. Outputs say which source made the regions;
