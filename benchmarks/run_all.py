@@ -80,9 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="+", choices=list(BENCHMARKS), default=None)
     a = ap.parse_args(argv)
     cores = os.cpu_count() or 1
-    l1, l5, l15 = os.getloadavg()
-    print(f"load before the benchmarks: {l1:.2f} / {l5:.2f} / {l15:.2f} on {cores} cores")
-    if l1 > 0.5 * cores:
+    ld = harness.load()
+    print(
+        f"before the benchmarks: load {ld['load1']} / {ld['load5']} / {ld['load15']} on {cores} cores, "
+        f"{ld['cpu_busy_pct']}% busy"
+    )
+    if ld["cpu_busy_pct"] > 25.0:
         print("WARNING: the machine is busy; numbers measured now are not valid", file=sys.stderr)
     results = Path(a.results) if a.results else harness.RESULTS
     failed = []
