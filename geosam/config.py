@@ -145,7 +145,9 @@ class RunConfig(_Strict):
             ``None`` selects them automatically from band names / colour interpretation.
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda[:N]``.
         precision: ``auto`` (bf16 autocast on CPUs and GPUs that support it), ``fp32``, ``bf16`` or ``fp16``.
-        batch_size: Tiles (or chips) per encoder batch.
+        batch_size: Encoder batch: chip models (the default model) encode ``16 x batch_size`` chips per
+            call; SAM-size tiles are encoded one per call. Default 1, the fastest on CPU
+            (``benchmarks/bench_precision.py``); raise it on GPUs.
         match_resolution: For models that encode chips (the default model), resample each scene so one
             model pixel covers the ground it covered in training (the bundle's ``gsd_m``): a 28.5 m
             Landsat scene is encoded in 22 px chips upsampled to the model's 64 px. Only for scenes in a
@@ -160,7 +162,7 @@ class RunConfig(_Strict):
     output: OutputConfig = Field(default_factory=OutputConfig)  # type: ignore[arg-type]
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    batch_size: int = Field(4, ge=1, le=1024)
+    batch_size: int = Field(1, ge=1, le=1024)
     match_resolution: bool = True
 
     @model_validator(mode="after")

@@ -103,7 +103,9 @@ def run_options(f: F) -> F:
             default=None,
             help="Encoder precision (auto: bf16 where the hardware has it).",
         ),
-        click.option("--batch-size", type=int, default=None, help="Encoder batch (tiles)."),
+        click.option(
+            "--batch-size", type=int, default=None, help="Encoder batch: 16 x N chips per call [default: 1]."
+        ),
         click.option(
             "--match-resolution/--no-match-resolution",
             default=None,
