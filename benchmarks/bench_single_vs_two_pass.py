@@ -94,21 +94,9 @@ class TwoStep:
             self.crop_model.to(models.device).eval()
 
     def generator(self, cfg: Any) -> Any:
-        from segment_anything import SamAutomaticMaskGenerator
+        from geosam.segment import mask_generator
 
-        s = cfg.segment
-        return SamAutomaticMaskGenerator(
-            self.sam,
-            points_per_side=s.points_per_side,
-            points_per_batch=s.points_per_batch,
-            pred_iou_thresh=s.pred_iou_thresh,
-            stability_score_thresh=s.stability_score_thresh,
-            stability_score_offset=s.stability_score_offset,
-            box_nms_thresh=s.box_nms_thresh,
-            crop_n_layers=0,
-            min_mask_region_area=0,
-            output_mode="binary_mask",
-        )
+        return mask_generator(self.sam, cfg.segment)
 
     def __call__(
         self,

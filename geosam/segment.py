@@ -26,7 +26,14 @@ import numpy as np
 
 from geosam.config import SegmentConfig
 
-__all__ = ["Regions", "felzenszwalb_regions", "generate_single_crop", "paint_masks", "sam_regions"]
+__all__ = [
+    "Regions",
+    "felzenszwalb_regions",
+    "generate_single_crop",
+    "mask_generator",
+    "paint_masks",
+    "sam_regions",
+]
 
 
 @dataclass(frozen=True)
@@ -96,7 +103,7 @@ def sam_regions(sam: Any, embedding: Any, valid: np.ndarray, cfg: SegmentConfig)
         cfg: Generator thresholds (segment-anything's argument names).
     """
     import torch
-    from segment_anything import SamAutomaticMaskGenerator, SamPredictor
+    from segment_anything import SamPredictor
 
     class _EmbeddingPredictor(SamPredictor):  # type: ignore[misc]
         """A ``SamPredictor`` whose ``set_image`` installs the given embedding instead of encoding."""
@@ -111,7 +118,21 @@ def sam_regions(sam: Any, embedding: Any, valid: np.ndarray, cfg: SegmentConfig)
             self.is_image_set = True
 
     h, w = valid.shape
-    gen = SamAutomaticMaskGenerator(
+    gen = mask_generator(sam, cfg)
+    gen.predictor = _EmbeddingPredictor(sam)
+    placeholder = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (h, w, 3))  # only its shape is used
+    with torch.inference_mode():
+        gen.predictor.set_image(placeholder)
+        masks, scores = generate_single_crop(gen, h, w)
+        gen.predictor.reset_image()
+    return paint_masks(masks, scores, valid, cfg.min_region_area, "sam")
+
+
+def mask_generator(sam: Any, cfg: SegmentConfig) -> Any:
+    """segment-anything's ``SamAutomaticMaskGenerator`` with ``cfg``'s thresholds; one crop, binary masks."""
+    from segment_anything import SamAutomaticMaskGenerator
+
+    return SamAutomaticMaskGenerator(
         sam,
         points_per_side=cfg.points_per_side,
         points_per_batch=cfg.points_per_batch,
@@ -123,13 +144,6 @@ def sam_regions(sam: Any, embedding: Any, valid: np.ndarray, cfg: SegmentConfig)
         min_mask_region_area=0,
         output_mode="binary_mask",
     )
-    gen.predictor = _EmbeddingPredictor(sam)
-    placeholder = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (h, w, 3))  # only its shape is used
-    with torch.inference_mode():
-        gen.predictor.set_image(placeholder)
-        masks, scores = generate_single_crop(gen, h, w)
-        gen.predictor.reset_image()
-    return paint_masks(masks, scores, valid, cfg.min_region_area, "sam")
 
 
 def generate_single_crop(gen: Any, h: int, w: int) -> tuple[list[np.ndarray], list[tuple[float, float]]]:
