@@ -104,6 +104,8 @@ def render_all(run: Path, out_dir: Path) -> list[Path]:
     app = QgsApplication([], False)
     app.setPrefixPath(os.environ.get("QGIS_PREFIX_PATH", "/usr"), True)
     app.initQgis()
+    # GDAL_PAM_ENABLED does not cover VRTs: the VRT driver writes statistics into the .vrt file itself.
+    vrts = {p: p.read_bytes() for p in SCENE.parent.glob("*.vrt")}
     try:
         return _render_views(run, out_dir)
     finally:
@@ -111,6 +113,9 @@ def render_all(run: Path, out_dir: Path) -> list[Path]:
         QgsProject.instance().clear()
         gc.collect()
         app.exitQgis()
+        for vrt, content in vrts.items():  # datasets are closed (and flushed) by now
+            if vrt.read_bytes() != content:
+                vrt.write_bytes(content)
 
 
 def _render_views(run: Path, out_dir: Path) -> list[Path]:
