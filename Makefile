@@ -12,6 +12,7 @@ PIP    := $(PY) -m pip
 export MALLOC_MMAP_THRESHOLD_ ?= 4294967296
 export MALLOC_TRIM_THRESHOLD_ ?= 4294967296
 export MALLOC_TOP_PAD_ ?= 1073741824
+export MALLOC_ARENA_MAX ?= 1
 
 .PHONY: demo test install install-dev samples lint typecheck bench clean help
 

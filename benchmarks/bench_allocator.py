@@ -4,7 +4,10 @@ glibc serves allocations above ``M_MMAP_THRESHOLD`` (128 KiB, adapting up to 32 
 ``mmap`` calls and gives freed heap memory back above ``M_TRIM_THRESHOLD``. The encoder allocates and
 frees attention maps and MLP activations of tens to hundreds of MB per block, so with the defaults
 every block pays for new pages (page faults, zeroing) again. ``MALLOC_MMAP_THRESHOLD_=4294967296
-MALLOC_TRIM_THRESHOLD_=4294967296 MALLOC_TOP_PAD_=1073741824`` keep those pages in the heap for reuse.
+MALLOC_TRIM_THRESHOLD_=4294967296 MALLOC_TOP_PAD_=1073741824`` keep those pages in the heap for reuse,
+and ``MALLOC_ARENA_MAX=1`` makes threads other than the main one (a dask worker runs tasks in a thread)
+use that heap too: secondary arenas cannot hold a buffer over 64 MB, so there every attention map would
+be a fresh ``mmap`` whatever the thresholds.
 The variables are read when a process starts, so each case runs in its own subprocess, one after the
 other (never at the same time), with identical code:
 
@@ -33,7 +36,7 @@ CHILD = r"""
 import json, os, resource, sys, time
 preset, size, precision, where = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[5]
 reps = int(sys.argv[4])
-KEYS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
+KEYS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_ARENA_MAX")
 
 def encoder_seconds(preset, size, precision, reps):
     import statistics, torch

@@ -29,11 +29,14 @@ COMMANDS: dict[str, str] = {
 }
 
 #: glibc allocator settings that keep large freed buffers (attention maps) instead of returning them
-#: to the OS on every call; ~2x faster SAM encoder on CPU (docs/performance.md).
+#: to the OS on every call; ~1.6x faster SAM encoder on CPU (docs/performance.md). One arena: threads
+#: other than the main one (dask worker tasks) would otherwise allocate from secondary arenas, whose
+#: heaps cannot hold buffers over 64 MB, so every attention map was a fresh mmap again there.
 MALLOC_ENV = {
     "MALLOC_MMAP_THRESHOLD_": "4294967296",
     "MALLOC_TRIM_THRESHOLD_": "4294967296",
     "MALLOC_TOP_PAD_": "1073741824",
+    "MALLOC_ARENA_MAX": "1",
 }
 
 HELP = """Land-cover classification of satellite rasters with Segment Anything.
