@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["sha256_file", "sha256_files"]
 
@@ -14,9 +15,7 @@ _BLOCK = 1 << 20
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """Hex sha256 of a file's content."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(_BLOCK):
-            h.update(block)
+    _feed(h, path)
     return h.hexdigest()
 
 
@@ -27,7 +26,11 @@ def sha256_files(paths: Sequence[str | os.PathLike[str]]) -> str | None:
         s = os.fspath(p)
         if s.startswith("/vsi") or "://" in s or not os.path.isfile(s):
             return None
-        with open(s, "rb") as f:
-            while block := f.read(_BLOCK):
-                h.update(block)
+        _feed(h, s)
     return h.hexdigest()
+
+
+def _feed(h: Any, path: str | os.PathLike[str]) -> None:
+    with open(path, "rb") as f:
+        while block := f.read(_BLOCK):
+            h.update(block)

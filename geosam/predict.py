@@ -47,7 +47,7 @@ from geosam.config import RunConfig
 from geosam.errors import EmptyRasterError, OutputError
 from geosam.hashing import sha256_file
 from geosam.runtime import Models
-from geosam.types import ClassScheme, TileSpec
+from geosam.types import ClassScheme, SceneInfo, TileSpec
 
 __all__ = ["SceneResult", "TileResult", "output_paths", "output_stem", "predict_scene", "process_tile"]
 
@@ -141,7 +141,7 @@ def process_tile(
         valid: ``(T, T)`` valid pixels.
         spec: The tile.
         cfg: Run configuration (segment settings used).
-        chip_size: Encoder chip edge in scene pixels (see :func:`scene_chip_size`); default the model's.
+        chip_size: Encoder chip edge in scene pixels (see :func:`scene_encoding`); default the model's.
     """
     import torch
 
@@ -183,7 +183,7 @@ def process_tile(
     )
 
 
-def scene_encoding(models: Models, info: Any, cfg: RunConfig) -> tuple[int, int]:
+def scene_encoding(models: Models, info: SceneInfo, cfg: RunConfig) -> tuple[int, int]:
     """Chip and tile size, in scene pixels, for encoding this scene.
 
     SAM tiles and models without a known ground sampling distance use the model's sizes. Otherwise,
@@ -195,7 +195,7 @@ def scene_encoding(models: Models, info: Any, cfg: RunConfig) -> tuple[int, int]
     gsd = models.bundle.meta.gsd_m
     if models.region_source == "sam" or not cfg.match_resolution or not gsd:
         return chip, tile
-    scene_gsd = _scene_gsd_m(info)
+    scene_gsd = info.gsd_m
     if scene_gsd is None or abs(scene_gsd - gsd) / gsd < 0.05:
         return chip, tile
     per_side = max(1, round(tile / chip))
@@ -212,17 +212,6 @@ def scene_encoding(models: Models, info: Any, cfg: RunConfig) -> tuple[int, int]
         models.input_size,
     )
     return new_chip, new_tile
-
-
-def _scene_gsd_m(info: Any) -> float | None:
-    """Mean pixel size in metres for projected CRSs in metres (``None`` otherwise)."""
-    from rasterio.crs import CRS
-
-    crs = CRS.from_user_input(info.crs)
-    if not crs.is_projected:
-        return None
-    factor = float(crs.linear_units_factor[1]) if crs.linear_units_factor else 1.0
-    return float((info.res[0] + info.res[1]) / 2 * factor)
 
 
 def _scene_id(path: str) -> str:
@@ -381,7 +370,7 @@ def predict_scene(
             path, info, plan, models, cfg, paths, secs, n_regions, model_path, stitcher.matches, stretch
         )
         record["tiling"]["chip_size"] = chip  # scene pixels per encoder chip (after resolution matching)
-        record["tiling"]["scene_gsd_m"] = _scene_gsd_m(info)
+        record["tiling"]["scene_gsd_m"] = info.gsd_m
         from geosam.io.atomic import atomic_path
 
         with atomic_path(paths["record"]) as tmp:

@@ -103,28 +103,18 @@ def sam_regions(sam: Any, embedding: Any, valid: np.ndarray, cfg: SegmentConfig)
         cfg: Generator thresholds (segment-anything's argument names).
     """
     import torch
-    from segment_anything import SamPredictor
-
-    class _EmbeddingPredictor(SamPredictor):  # type: ignore[misc]
-        """A ``SamPredictor`` whose ``set_image`` installs the given embedding instead of encoding."""
-
-        def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
-            self.reset_image()
-            self.original_size = tuple(image.shape[:2])
-            self.input_size = tuple(
-                self.transform.get_preprocess_shape(*image.shape[:2], self.transform.target_length)
-            )
-            self.features = embedding.to(self.device, torch.float32)
-            self.is_image_set = True
 
     h, w = valid.shape
     gen = mask_generator(sam, cfg)
-    gen.predictor = _EmbeddingPredictor(sam)
-    placeholder = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (h, w, 3))  # only its shape is used
+    pred = gen.predictor  # what SamPredictor.set_image would leave, with the given embedding
+    pred.reset_image()
+    pred.original_size = (h, w)
+    pred.input_size = tuple(pred.transform.get_preprocess_shape(h, w, pred.transform.target_length))
+    pred.features = embedding.to(pred.device, torch.float32)
+    pred.is_image_set = True
     with torch.inference_mode():
-        gen.predictor.set_image(placeholder)
         masks, scores = generate_single_crop(gen, h, w)
-        gen.predictor.reset_image()
+    pred.reset_image()
     return paint_masks(masks, scores, valid, cfg.min_region_area, "sam")
 
 

@@ -245,6 +245,22 @@ class SceneInfo:
         a, b, _, d, e, _ = self.transform
         return ((a * a + d * d) ** 0.5, (b * b + e * e) ** 0.5)
 
+    @property
+    def gsd_m(self) -> float | None:
+        """Mean pixel size in metres when the CRS is projected (feet etc. converted), else ``None``."""
+        from rasterio.crs import CRS
+        from rasterio.errors import CRSError
+
+        crs = CRS.from_wkt(self.crs)
+        if not crs.is_projected:
+            return None
+        try:
+            _, factor = crs.linear_units_factor
+        except CRSError:
+            return None
+        rx, ry = self.res
+        return round(float((rx + ry) / 2 * factor), 6)
+
 
 def as_tuple6(values: Sequence[float]) -> tuple[float, float, float, float, float, float]:
     """Convert an :class:`affine.Affine` or sequence to a 6-tuple of floats."""

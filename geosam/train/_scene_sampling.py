@@ -102,22 +102,6 @@ def prepare_scene(
     return Scene(info, idx, names, compute_stretch(info.path, idx, norm), norm)
 
 
-def gsd_m(info: SceneInfo) -> float | None:
-    """Pixel size in metres when the CRS is projected (feet are converted), else ``None``."""
-    from rasterio.crs import CRS
-    from rasterio.errors import CRSError
-
-    crs = CRS.from_wkt(info.crs)
-    if not crs.is_projected:
-        return None
-    try:
-        _, factor = crs.linear_units_factor
-    except CRSError:
-        return None
-    rx, ry = info.res
-    return round(float((rx + ry) / 2 * factor), 6)
-
-
 def scaling(scene: Scene) -> dict[str, Any]:
     """How chips were brought to 0..1 (recorded as the bundle's ``preprocessing``)."""
     n = len(scene.bands)

@@ -112,7 +112,7 @@ def _chip_data(
         high=np.ones(n),
         groups=sel.groups,
         provenance=provenance,
-        gsd_m=ss.gsd_m(sc.info),
+        gsd_m=sc.info.gsd_m,
     )
 
 
