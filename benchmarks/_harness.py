@@ -227,11 +227,16 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None, 
     return text
 
 
+def result_name(name: str, size: str) -> str:
+    """File stem of a result: smoke runs get ``_smoke`` so they never overwrite full results."""
+    return f"{name}_smoke" if size == "smoke" else name
+
+
 def write_result(name: str, data: dict[str, Any], results_dir: str | os.PathLike[str] | None) -> Path:
-    """Write ``<results_dir>/<name>.json`` (default ``benchmarks/results``)."""
+    """Write ``<results_dir>/<name>[_smoke].json`` (default ``benchmarks/results``; size from ``data``)."""
     out = Path(results_dir) if results_dir is not None else RESULTS
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{name}.json"
+    path = out / f"{result_name(name, data.get('size', 'full'))}.json"
     path.write_text(json.dumps(data, indent=2, default=_json_default) + "\n", encoding="utf-8")
     print(f"results: {path}")
     return path

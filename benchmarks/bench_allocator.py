@@ -156,7 +156,7 @@ def run(
     )
     harness.finish(header)
     data = {**header, "encoder": f"{preset} at {img} px (random weights)", "summary": summary, "runs": rows}
-    harness.write_result("allocator" + ("_smoke" if size == "smoke" else ""), data, results)
+    harness.write_result("allocator", data, results)
     return data
 
 

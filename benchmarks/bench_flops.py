@@ -325,7 +325,7 @@ def run(
         )
     data["sam_setup"], data["default_setup"] = sam.describe(), dm.describe()
     harness.finish(data)
-    harness.write_result("flops" + ("_smoke" if size == "smoke" else ""), data, results)
+    harness.write_result("flops", data, results)
     return data
 
 

@@ -146,7 +146,7 @@ def run(
         "base_scene": str(base_scene),
         "runs": rows,
     }
-    harness.write_result("memory" + ("_smoke" if size == "smoke" else ""), data, results)
+    harness.write_result("memory", data, results)
     return data
 
 

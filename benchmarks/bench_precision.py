@@ -246,7 +246,7 @@ def run(
     )
     data["seconds"] = time.perf_counter() - t_start
     harness.finish(data)
-    harness.write_result("precision" + ("_smoke" if size == "smoke" else ""), data, results)
+    harness.write_result("precision", data, results)
     return data
 
 

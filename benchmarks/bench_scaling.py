@@ -111,9 +111,7 @@ def run(
     )
     harness.finish(header)
     data = {**header, "setup": setup.describe(), "scene": str(scenes[0][0]), "copies": n, "runs": rows}
-    harness.write_result(
-        "scaling" + ("_sam" if sam else "") + ("_smoke" if size == "smoke" else ""), data, results
-    )
+    harness.write_result("scaling" + ("_sam" if sam else ""), data, results)
     return data
 
 

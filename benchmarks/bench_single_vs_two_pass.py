@@ -362,7 +362,7 @@ def run(
         "summary": summary,
         "runs": rows,
     }
-    harness.write_result("single_vs_two_pass" + ("_smoke" if size == "smoke" else ""), data, results)
+    harness.write_result("single_vs_two_pass", data, results)
     return data
 
 

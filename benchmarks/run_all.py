@@ -103,9 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         if rc:
             failed.append(name)
     print(f"== headline numbers ({a.size}, {time.perf_counter() - t0:.0f} s in all) ==")
-    suffix = "_smoke" if a.size == "smoke" else ""
     for name in a.only or list(BENCHMARKS):
-        path = results / f"{name}{suffix}.json"
+        path = results / f"{harness.result_name(name, a.size)}.json"
         if path.is_file():
             for line in headline(name, json.loads(path.read_text(encoding="utf-8"))):
                 print(f"{name}: {line}")
