@@ -96,6 +96,7 @@ def timed_predict(scene: Path, bands: list[int] | None, models: Any, cfg: Any) -
     import segment_anything.automatic_mask_generator as amg
 
     import geosam.io.cog as cog
+    import geosam.io.scene_writer as scene_writer
     import geosam.io.vector as vector
     import geosam.predict as predict
     import geosam.segment as segment
@@ -117,8 +118,8 @@ def timed_predict(scene: Path, bands: list[int] | None, models: Any, cfg: Any) -
         st.patch(vector, "write_geojson", "write_geojson")
         st.patch(cog.RasterWriter, "write", "cog_write_windows")
         st.patch(cog.RasterWriter, "close", "cog_close")
-        st.patch(predict, "_write_tiles_layer", "tiles_layer")
-        st.patch(predict, "_write_project", "qgis_project")
+        st.patch(scene_writer, "write_tiles_layer", "tiles_layer")
+        st.patch(scene_writer, "write_project", "qgis_project")
         t0 = time.perf_counter()
         res = predict.predict_scene(scene, tmp, models, run_cfg)
         wall = time.perf_counter() - t0
@@ -128,7 +129,7 @@ def timed_predict(scene: Path, bands: list[int] | None, models: Any, cfg: Any) -
         "tiles": res.n_tiles,
         "regions": res.n_regions,
         "wall_s": wall,
-        "timings_s": res.record["timings_s"],
+        "timings_s": res.record.timings_s,
         "timers": timers,
     }
 

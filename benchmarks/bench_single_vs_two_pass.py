@@ -110,7 +110,7 @@ class TwoStep:
     ) -> Any:
         from geosam.classify import classify_tile
         from geosam.encode import EncoderPlan, encode_tiles, fill_invalid
-        from geosam.predict import TileResult
+        from geosam.inference import TileResult
         from geosam.segment import Regions, paint_masks
 
         secs: dict[str, float] = {}
@@ -208,16 +208,27 @@ class TwoStep:
 
 
 @contextmanager
-def tile_compute(fn: Any) -> Any:
-    """Make ``predict_scene`` use ``fn`` instead of ``process_tile`` (restored on exit)."""
+def tile_compute(fn: Any, cfg: Any) -> Any:
+    """Make ``predict_scene`` use ``fn`` as its per-tile compute instead of geosam's (restored on exit).
+
+    ``predict_scene`` builds its tile inference once per scene with ``geosam.predict.tile_inference``;
+    the replacement factory returns ``fn`` bound to the scene's models, configuration and chip size.
+    """
     import geosam.predict as P
 
-    original = P.process_tile
-    P.process_tile = fn
+    original = P.tile_inference
+
+    def factory(models: Any, encoder: Any, segment: Any, *, batch_size: int = 1) -> Any:
+        def infer(tile_data: np.ndarray, valid: np.ndarray, spec: Any) -> Any:
+            return fn(models, tile_data, valid, spec, cfg, chip_size=encoder.chip_size)
+
+        return infer
+
+    P.tile_inference = factory
     try:
         yield
     finally:
-        P.process_tile = original
+        P.tile_inference = original
 
 
 def run_method(
@@ -233,10 +244,10 @@ def run_method(
     if fn is None:
         res = predict_scene(scene, out, models, run_cfg)
     else:
-        with tile_compute(fn):
+        with tile_compute(fn, run_cfg):
             res = predict_scene(scene, out, models, run_cfg)
     wall = time.perf_counter() - t0
-    t = res.record["timings_s"]
+    t = res.record.timings_s
     tiles = res.n_tiles
     per_tile = {k: t.get(k, 0.0) for k in ("encode", "segment", "sam_encoder", "classify")}
     compute = per_tile["encode"] + per_tile["segment"] + per_tile["classify"]

@@ -219,16 +219,9 @@ class SceneOutcome:
 
 def scene_files(task: SceneTask) -> list[Path]:
     """Every file a scene's run may write: outputs, ``.qml`` and ``.aux.xml`` sidecars, STAC item."""
-    from geosam.io.style import qml_path
-    from geosam.predict import output_paths
+    from geosam.outputs import SceneOutputs
 
-    paths = output_paths(task.scene, task.out_dir)
-    files = [*paths.values(), *(qml_path(p) for k, p in paths.items() if k not in ("record", "qgis_project"))]
-    files += [Path(f"{paths['classes']}.aux.xml"), Path(f"{paths['confidence']}.aux.xml")]
-    from geosam.stac import item_path
-
-    files.append(item_path(paths["record"]))
-    return files
+    return SceneOutputs.for_scene(task.scene, task.out_dir).all_files()
 
 
 def clean_scene_dir(task: SceneTask, *, older_than_s: float = 0.0) -> list[Path]:
@@ -244,11 +237,11 @@ def clean_scene_dir(task: SceneTask, *, older_than_s: float = 0.0) -> list[Path]
         The removed paths.
     """
     from geosam.io.atomic import TEMP_PREFIX
-    from geosam.predict import output_paths
+    from geosam.outputs import SceneOutputs
 
     out = Path(task.out_dir)
-    record = output_paths(task.scene, out)["record"]
-    stem = record.name[: -len("_run.json")]  # the outputs' name (predict sanitizes odd stems)
+    outputs = SceneOutputs.for_scene(task.scene, out)
+    record, stem = outputs.record, outputs.stem
     removed: list[Path] = []
     cutoff = time.time() - older_than_s
     try:
@@ -332,7 +325,7 @@ def _run_scene(task: SceneTask, job: JobSpec, emit: Callable[[dict[str, Any]], N
         n_regions=res.n_regions,
         record=str(res.outputs["record"]),
         outputs={k: str(v) for k, v in res.outputs.items()},
-        sha256=res.record.get("scene", {}).get("sha256"),
+        sha256=res.record.scene.sha256,
         stac_item=item,
         worker=worker,
     )
@@ -374,7 +367,7 @@ def plan_tasks(
         where = out if layout == "flat" else scene_dir(out, sid)
         tasks.append(SceneTask(ref.path, sid, str(where), ref.source, layout == "flat"))
     if layout == "flat":
-        from geosam.predict import output_stem
+        from geosam.outputs import output_stem
 
         stems: dict[str, list[str]] = {}
         for ref in scenes:
@@ -480,7 +473,7 @@ class BatchReport:
 
 def _skip_if_done(task: SceneTask) -> SceneOutcome | None:
     """A ``skipped`` outcome when the scene's run record exists for the same input content."""
-    from geosam.predict import output_paths
+    from geosam.outputs import output_paths
 
     rec = output_paths(task.scene, task.out_dir)["record"]
     try:

@@ -9,9 +9,14 @@ get the same answer.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+    from geosam.models.classifier import LandCoverModel
 
 __all__ = ["TileClasses", "classify_tile", "label_weights"]
 
@@ -49,7 +54,7 @@ def label_weights(labels: np.ndarray, n_regions: int, grid: tuple[int, int]) -> 
 
 
 def classify_tile(
-    model: Any, features: Any, valid: np.ndarray, labels: np.ndarray, n_regions: int
+    model: LandCoverModel, features: torch.Tensor, valid: np.ndarray, labels: np.ndarray, n_regions: int
 ) -> TileClasses:
     """Probabilities for one tile and its regions.
 

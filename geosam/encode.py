@@ -9,17 +9,27 @@ feature map. Either way every pixel goes through the encoder exactly once.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+import logging
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from geosam.errors import ConfigError
 
-__all__ = ["EncoderPlan", "autocast_context", "encode_tiles", "fill_invalid"]
+if TYPE_CHECKING:
+    from geosam.models.classifier import LandCoverModel
+    from geosam.runtime import Models
+    from geosam.types import SceneInfo
+
+__all__ = ["EncoderPlan", "autocast_context", "encode_tiles", "fill_invalid", "patch_size", "plan_encoder"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -60,7 +70,60 @@ class EncoderPlan:
         return self.chips_per_side**2
 
 
-def autocast_context(device: torch.device, precision: str) -> Any:
+def patch_size(encoder: nn.Module) -> int:
+    """Edge in pixels of the encoder's patches (its patch-embedding convolution's kernel)."""
+    proj = encoder.get_submodule("patch_embed.proj")
+    if not isinstance(proj, nn.Conv2d):
+        raise TypeError(f"the encoder's patch embedding is a {type(proj).__name__}, not a Conv2d")
+    return int(proj.kernel_size[0])
+
+
+def plan_encoder(
+    models: Models, info: SceneInfo, *, match_resolution: bool, tile_size: int | None
+) -> EncoderPlan:
+    """How this scene's tiles are encoded: tile and chip size in scene pixels, matched to the model's GSD.
+
+    SAM tiles and models without a known ground sampling distance use the model's sizes. Otherwise,
+    with ``match_resolution``, the chip covers the ground of a training chip:
+    ``chip = round(model_chip * model_gsd / scene_gsd)``, and a tile holds as many chips per side as
+    the model's default tile (a user-set ``tile_size`` is rounded to a multiple of the chip). Scenes
+    within 5 % of the model's GSD keep the model's sizes. The choice is logged.
+
+    Args:
+        models: The loaded models (chip, tile and encoder input sizes; the bundle's ``gsd_m``).
+        info: The scene (its ``gsd_m``).
+        match_resolution: Resample chips to the model's ground resolution.
+        tile_size: The user's tile size (``TilingConfig.tile_size``), or ``None``.
+    """
+    chip, tile = models.chip_size, models.tile_size
+    grid = models.input_size // patch_size(models.bundle.model.encoder)
+    gsd = models.bundle.meta.gsd_m
+    scene_gsd = info.gsd_m
+    if (
+        models.region_source == "sam"
+        or not match_resolution
+        or not gsd
+        or scene_gsd is None
+        or abs(scene_gsd - gsd) / gsd < 0.05
+    ):
+        return EncoderPlan(tile, chip, models.input_size, grid)
+    per_side = max(1, round(tile / chip))
+    new_chip = max(4, round(chip * gsd / scene_gsd))
+    new_tile = new_chip * per_side
+    if tile_size is not None:
+        new_tile = max(new_chip, round(tile_size / new_chip) * new_chip)
+    log.info(
+        "%s: %.3g m pixels, model trained at %.3g m: encoding %d px chips resampled to %d px",
+        Path(info.path).name,
+        scene_gsd,
+        gsd,
+        new_chip,
+        models.input_size,
+    )
+    return EncoderPlan(new_tile, new_chip, models.input_size, grid)
+
+
+def autocast_context(device: torch.device, precision: str) -> AbstractContextManager[object]:
     """Autocast for ``bf16``/``fp16`` inference, or a no-op for ``fp32``."""
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
@@ -84,7 +147,12 @@ def fill_invalid(data: np.ndarray, valid: np.ndarray, fill: np.ndarray) -> np.nd
 
 @torch.inference_mode()
 def encode_tiles(
-    model: Any, x: torch.Tensor, plan: EncoderPlan, *, precision: str = "fp32", chip_batch: int = 64
+    model: LandCoverModel,
+    x: torch.Tensor,
+    plan: EncoderPlan,
+    *,
+    precision: str = "fp32",
+    chip_batch: int = 64,
 ) -> torch.Tensor:
     """Encode ``(B, N, T, T)`` 0..1 tiles into ``(B, C, F, F)`` float32 features (``F = plan.feature_size``).
 

@@ -463,7 +463,7 @@ def _drop_stale_outputs(task: SceneTask, sha256: str) -> None:
     """Remove a scene's outputs made from older content, so a failed rerun leaves none behind."""
     import json
 
-    from geosam.predict import output_paths
+    from geosam.outputs import output_paths
 
     try:
         record = json.loads(output_paths(task.scene, task.out_dir)["record"].read_text(encoding="utf-8"))

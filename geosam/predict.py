@@ -1,78 +1,105 @@
-"""Classify a scene: the one place where the pipeline stages meet.
+"""Classify a scene: the one place where the pipeline stages meet, composed as a recipe.
 
-For each tile (streamed, never the whole scene in memory): read (windowed) -> stretch (one per scene)
--> encode (ONE encoder pass) -> regions (SAM's decoder on that embedding, or the documented fallback)
--> classify the tile and every region from the same features -> stitch (provisional region ids
-written over the tile's core into a scratch raster; seams matched in the overlap). Then one finishing
-pass over the scratch raster, window by window, writes the class map and confidence COGs and
-vectorizes the regions. Outputs for scene ``<s>`` in ``out_dir``:
+:func:`predict_scene` runs six phases, like segment-anything's ``SamAutomaticMaskGenerator.generate``:
 
-=========================== ===================================================================
-``<s>_classes.tif``         COG, uint8 class per pixel (region class; tile class where no region),
-                            colour table, class names, nodata 255 where the input is nodata
-``<s>_confidence.tif``      COG, probability of the chosen class (float32, nodata -1)
-``<s>_regions.geojson``     regions in EPSG:4326 (RFC 7946)
-``<s>_regions.gpkg``        regions in the scene CRS
-``<s>_tiles.gpkg``          tile cores with the tile class and per-class probabilities
-``<s>.qgs``                 QGIS project opening all layers styled (``.qml`` beside each output)
-``<s>_run.json``            run record: inputs, model hash, config, versions, timings (written last)
-=========================== ===================================================================
+1. **plan** (:func:`plan_scene`): read the scene's header, choose bands, compute the per-scene stretch,
+   match the model's ground resolution (:func:`geosam.encode.plan_encoder`) and cut tiles;
+2. **open** the outputs (:class:`~geosam.outputs.SceneOutputs`) with a scratch folder beside them;
+3. **infer** tile by tile (streamed, never the whole scene in memory): read -> stretch -> encode once ->
+   regions -> classify tile and regions (:mod:`geosam.inference`), then stitch: provisional region ids
+   go into a scratch raster over each tile's core, seams matched in the overlap (:mod:`geosam.stitch`);
+4. **finish**: regions merged across seams; one pass over the scratch raster writes the class map and
+   confidence COGs and collects the region polygons (:mod:`geosam.io.scene_writer`); the region
+   attribute table (:mod:`geosam.region_table`) is written as GeoPackage and GeoJSON;
+5. **describe**: the tiles layer and the QGIS project;
+6. **record**: the run record (:mod:`geosam.record`), written last, so its presence means the scene's
+   outputs are complete.
 
-Every file is written under a temporary name and renamed into place; the run record appears last,
-so its presence means the scene is complete.
+The files are listed in :mod:`geosam.outputs`. Every file is written under a temporary name and renamed
+into place; a run that fails leaves no mix of new and earlier outputs of the scene.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import os
-import platform
-import re
 import shutil
 import tempfile
-import time
-from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-import geosam
 from geosam.config import RunConfig
 from geosam.errors import EmptyRasterError, OutputError
-from geosam.hashing import sha256_file
-from geosam.runtime import Models
-from geosam.types import ClassScheme, SceneInfo, TileSpec
+from geosam.inference import TileResult, tile_inference
+from geosam.outputs import SceneOutputs, output_paths, output_stem
+from geosam.record import RunRecord, build_run_record
+from geosam.timing import StageTimer
+from geosam.types import ClassScheme
 
-__all__ = ["SceneResult", "TileResult", "output_paths", "output_stem", "predict_scene", "process_tile"]
+if TYPE_CHECKING:
+    from rasterio.io import DatasetWriter
+
+    from geosam.encode import EncoderPlan
+    from geosam.runtime import Models
+    from geosam.stitch import SceneStitcher
+    from geosam.stretch import Stretch
+    from geosam.tiling import TilePlan
+    from geosam.types import SceneInfo, TileSpec
+
+__all__ = [
+    "ScenePlan",
+    "SceneResult",
+    "TileResult",
+    "output_paths",
+    "output_stem",
+    "plan_scene",
+    "predict_scene",
+    "process_tile",
+]
 
 log = logging.getLogger(__name__)
 
-RECORD_VERSION = 1
-
 
 @dataclass(frozen=True)
-class TileResult:
-    """What one tile produced (arrays are over the tile's read window)."""
+class ScenePlan:
+    """What a run will do with a scene, decided before any pixel is classified.
 
-    spec: TileSpec
-    labels: np.ndarray
-    valid: np.ndarray
-    region_probs: np.ndarray
-    predicted_iou: np.ndarray
-    stability_score: np.ndarray
-    tile_probs: np.ndarray
-    seconds: dict[str, float]
+    Attributes:
+        path: The scene path as given.
+        info: Its header.
+        bands: 1-based scene bands fed to the model, in model order.
+        stretch: The per-scene stretch to 0..1.
+        encoder: Tile and chip sizes for the encoder (after resolution matching).
+        tiles: The tiles to process and those skipped as empty.
+    """
+
+    path: str
+    info: SceneInfo
+    bands: tuple[int, ...]
+    stretch: Stretch
+    encoder: EncoderPlan
+    tiles: TilePlan
 
 
 @dataclass(frozen=True)
 class SceneResult:
-    """Where a scene's outputs are and what they hold."""
+    """Where a scene's outputs are and what they hold.
+
+    Attributes:
+        scene: The scene path.
+        outputs: Output kind -> path, for every output written (the record included).
+        n_tiles: Tiles processed.
+        n_skipped: Tiles skipped as empty.
+        n_regions: Regions written.
+        region_source: ``sam``, ``felzenszwalb`` or ``tiles``.
+        seconds: Seconds per stage.
+        record: The run record written.
+    """
 
     scene: str
     outputs: dict[str, Path]
@@ -80,167 +107,35 @@ class SceneResult:
     n_skipped: int
     n_regions: int
     region_source: str
-    seconds: dict[str, float] = field(default_factory=dict)
-    record: dict[str, Any] = field(default_factory=dict)
+    seconds: dict[str, float]
+    record: RunRecord
 
 
-#: Characters of scene names that are not kept in output names: control characters; ``;`` and ``!``,
-#: which GDAL's vector writers (pyogrio) read as URI parameters and archive separators and so write to
-#: another file; ``|`` (QGIS data-source separator); and ``\\``.
-_UNSAFE_NAME_CHARS = re.compile(r"[\x00-\x1f\x7f;!|\\]")
-#: Stems longer than this (UTF-8 bytes) are cut and suffixed with a hash of the whole stem, so
-#: ``<stem>_confidence.tif`` and its temporary names stay under the 255-byte file-name limit.
-_MAX_STEM_BYTES = 160
+def plan_scene(scene: str | os.PathLike[str], models: Models, cfg: RunConfig) -> ScenePlan:
+    """Phase 1: header, bands, stretch, encoder plan and tiles of a scene (reads no full-resolution pixels).
 
-
-def output_stem(scene: str | os.PathLike[str]) -> str:
-    """The name a scene's outputs start with: the scene file's stem, made safe for GDAL and QGIS.
-
-    Only the stem is used, so outputs stay inside the output directory whatever the scene's path
-    (``../../x.tif`` gives ``x``). Characters in :data:`_UNSAFE_NAME_CHARS` become ``_``; a stem longer
-    than 160 bytes is cut and gets ``-<8 hex digits of its sha256>``.
+    Raises:
+        RasterError: The scene cannot be read or has no usable bands; ``EmptyRasterError`` when every
+            pixel is nodata.
     """
-    raw = Path(scene).stem
-    stem = _UNSAFE_NAME_CHARS.sub("_", raw) or "scene"
-    data = stem.encode("utf-8", "surrogateescape")
-    if len(data) > _MAX_STEM_BYTES:
-        digest = hashlib.sha256(raw.encode("utf-8", "surrogateescape")).hexdigest()[:8]
-        stem = data[: _MAX_STEM_BYTES - 9].decode("utf-8", "ignore") + "-" + digest
-    return stem
+    from geosam.bands import resolve_bands
+    from geosam.encode import plan_encoder
+    from geosam.io.read import open_scene
+    from geosam.stretch import compute_stretch
+    from geosam.tiling import plan_tiles
 
-
-def output_paths(scene: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> dict[str, Path]:
-    """Output file of each kind for a scene (named after :func:`output_stem`)."""
-    stem = output_stem(scene)
-    d = Path(out_dir)
-    return {
-        "classes": d / f"{stem}_classes.tif",
-        "confidence": d / f"{stem}_confidence.tif",
-        "regions_geojson": d / f"{stem}_regions.geojson",
-        "regions_gpkg": d / f"{stem}_regions.gpkg",
-        "tiles_gpkg": d / f"{stem}_tiles.gpkg",
-        "qgis_project": d / f"{stem}.qgs",
-        "record": d / f"{stem}_run.json",
-    }
-
-
-def process_tile(
-    models: Models,
-    tile_data: np.ndarray,
-    valid: np.ndarray,
-    spec: TileSpec,
-    cfg: RunConfig,
-    *,
-    chip_size: int | None = None,
-) -> TileResult:
-    """Encode once, make regions, classify tile and regions (pure compute on one tile).
-
-    Args:
-        models: Loaded models.
-        tile_data: ``(N, T, T)`` stretched 0..1 pixels of the model bands (invalid pixels any value).
-        valid: ``(T, T)`` valid pixels.
-        spec: The tile.
-        cfg: Run configuration (segment settings used).
-        chip_size: Encoder chip edge in scene pixels (see :func:`scene_encoding`); default the model's.
-    """
-    import torch
-
-    from geosam.classify import classify_tile
-    from geosam.encode import EncoderPlan, encode_tiles, fill_invalid
-    from geosam.segment import Regions, felzenszwalb_regions, sam_regions
-
-    secs: dict[str, float] = {}
-    model = models.bundle.model
-    t0 = time.perf_counter()
-    mean = model.mean.detach().cpu().numpy().reshape(-1)
-    x = torch.from_numpy(fill_invalid(tile_data, valid, mean))[None].to(models.device)
-    grid = models.input_size // int(model.encoder.patch_embed.proj.kernel_size[0])
-    plan = EncoderPlan(tile_data.shape[-1], chip_size or models.chip_size, models.input_size, grid)
-    feats = encode_tiles(model, x, plan, precision=models.precision, chip_batch=max(1, cfg.batch_size) * 16)
-    t1 = time.perf_counter()
-    secs["encode"] = t1 - t0
-    if not valid.any():
-        regions = Regions.empty(valid.shape)
-    elif models.region_source == "sam":
-        regions = sam_regions(models.sam, feats, valid, cfg.segment)
-    elif models.region_source == "felzenszwalb":
-        regions = felzenszwalb_regions(tile_data, valid, cfg.segment)
-    else:
-        regions = Regions.empty(valid.shape, "tiles")
-    t2 = time.perf_counter()
-    secs["segment"] = t2 - t1
-    classes = classify_tile(model, feats[0], valid, regions.labels, regions.count)
-    secs["classify"] = time.perf_counter() - t2
-    return TileResult(
-        spec,
-        regions.labels,
-        valid,
-        classes.regions,
-        regions.predicted_iou,
-        regions.stability_score,
-        classes.tile,
-        secs,
+    path = os.fspath(scene)
+    info = open_scene(path)
+    bands = resolve_bands(info, cfg.bands, models.bundle.meta.bands)
+    stretch = compute_stretch(path, bands, cfg.normalize)
+    encoder = plan_encoder(
+        models, info, match_resolution=cfg.match_resolution, tile_size=cfg.tiling.tile_size
     )
-
-
-def scene_encoding(models: Models, info: SceneInfo, cfg: RunConfig) -> tuple[int, int]:
-    """Chip and tile size, in scene pixels, for encoding this scene.
-
-    SAM tiles and models without a known ground sampling distance use the model's sizes. Otherwise,
-    with ``cfg.match_resolution``, the chip covers the ground of a training chip:
-    ``chip = round(model_chip * model_gsd / scene_gsd)``, and a tile holds as many chips per side as
-    the model's default tile (a user-set tile size is rounded to a multiple of the chip).
-    """
-    chip, tile = models.chip_size, models.tile_size
-    gsd = models.bundle.meta.gsd_m
-    if models.region_source == "sam" or not cfg.match_resolution or not gsd:
-        return chip, tile
-    scene_gsd = info.gsd_m
-    if scene_gsd is None or abs(scene_gsd - gsd) / gsd < 0.05:
-        return chip, tile
-    per_side = max(1, round(tile / chip))
-    new_chip = max(4, round(chip * gsd / scene_gsd))
-    new_tile = new_chip * per_side
-    if cfg.tiling.tile_size is not None:
-        new_tile = max(new_chip, round(cfg.tiling.tile_size / new_chip) * new_chip)
-    log.info(
-        "%s: %.3g m pixels, model trained at %.3g m: encoding %d px chips resampled to %d px",
-        Path(info.path).name,
-        scene_gsd,
-        gsd,
-        new_chip,
-        models.input_size,
-    )
-    return new_chip, new_tile
-
-
-def _scene_id(path: str) -> str:
-    return Path(path).stem
-
-
-def _top3(probs: np.ndarray, scheme: ClassScheme) -> list[str]:
-    order = np.argsort(-probs)[:3]
-    return [f"{scheme.names[i]}:{probs[i]:.3f}" for i in order]
-
-
-def _pixel_area_m2(info: Any) -> float | None:
-    """Area of one pixel in m^2 for projected CRSs in metres (``None`` otherwise)."""
-    from rasterio.crs import CRS
-
-    crs = CRS.from_user_input(info.crs)
-    if not crs.is_projected:
-        return None
-    a, b, _, d, e, _ = info.transform
-    factor = float(crs.linear_units_factor[1]) if crs.linear_units_factor else 1.0
-    return float(abs(a * e - b * d)) * factor * factor
-
-
-def _geodesic_areas(gdf: Any) -> np.ndarray:
-    from pyproj import Geod
-
-    geod = Geod(ellps="WGS84")
-    wgs = gdf.to_crs(4326)
-    return np.array([abs(geod.geometry_area_perimeter(g)[0]) for g in wgs.geometry])
+    tiling = cfg.tiling.model_copy(update={"tile_size": encoder.tile_size}).resolved(encoder.tile_size)
+    tiles = plan_tiles(info, tiling, scene_id=Path(path).stem)
+    if not tiles.tiles:
+        raise EmptyRasterError("every pixel is nodata: nothing to classify", path)
+    return ScenePlan(path, info, bands, stretch, encoder, tiles)
 
 
 def predict_scene(
@@ -268,145 +163,228 @@ def predict_scene(
         RasterError: The scene cannot be read (missing, corrupt, no CRS, wrong bands...).
         OutputError: The outputs cannot be written; nothing partial is left behind.
     """
-    import rasterio
+    from geosam.io import scene_writer
+
+    timer = StageTimer()
+    # 1. Plan: header, bands, stretch, resolution matching and tiles.
+    with timer.stage("plan"):
+        plan = plan_scene(scene, models, cfg)
+    # 2. Open the outputs: their names in out_dir and a scratch folder; a failure leaves no mix.
+    with _open_outputs(plan, out_dir, overwrite=cfg.output.overwrite) as (outputs, scratch):
+        # 3. Infer: per tile read, stretch, encode once, regions, classify; stitch into a scratch raster.
+        stitched = _infer_tiles(plan, models, cfg, scratch, timer, progress=progress, on_tile=on_tile)
+        # 4. Finish: merge regions across seams; class map, confidence and region layers in one pass.
+        with timer.stage("finish"):
+            n_regions = _finish(plan, models, cfg, stitched, scratch, outputs)
+        # 5. Describe: the tiles layer and the QGIS project.
+        scene_writer.write_tiles_layer(
+            plan.tiles, stitched.tile_probs, stitched.tile_valid_px, outputs, _scheme(models), cfg.output
+        )
+        scene_writer.write_project(outputs, plan.info.crs, cfg.output)
+        # 6. Record: the run record, written last, marks the outputs complete.
+        timer.add("total", timer.elapsed())
+        record = _write_record(plan, models, cfg, outputs, timer, n_regions, stitched, model_path)
+    written = {kind: p for kind, p in outputs.paths.items() if p.exists()}
+    return SceneResult(
+        plan.path,
+        written,
+        len(plan.tiles.tiles),
+        len(plan.tiles.skipped),
+        n_regions,
+        models.region_source,
+        dict(timer.seconds),
+        record,
+    )
+
+
+# -- phases --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Stitched:
+    """What tile inference leaves for the finishing pass (the region ids are in the scratch raster)."""
+
+    stitcher: SceneStitcher
+    tile_probs: dict[int, np.ndarray]
+    tile_valid_px: dict[int, int]
+
+
+_PROVISIONAL = "regions_provisional.tif"
+
+
+def _scheme(models: Models) -> ClassScheme:
+    return models.bundle.meta.class_scheme
+
+
+def _infer_tiles(
+    plan: ScenePlan,
+    models: Models,
+    cfg: RunConfig,
+    scratch: Path,
+    timer: StageTimer,
+    *,
+    progress: bool,
+    on_tile: Callable[[int, int], None] | None,
+) -> _Stitched:
+    """Phase 3: every tile through :class:`~geosam.inference.TileInference`, stitched as it comes."""
     import torch
 
-    from geosam.bands import resolve_bands
-    from geosam.io.read import open_scene, read_tile
+    from geosam.io.read import read_tile
+    from geosam.io.scene_writer import provisional_raster
+    from geosam.progress import progress_iter
     from geosam.stitch import SceneStitcher
-    from geosam.stretch import apply_stretch, compute_stretch
-    from geosam.tiling import plan_tiles
+    from geosam.stretch import apply_stretch
 
-    t_start = time.perf_counter()
-    secs: dict[str, float] = defaultdict(float)
-    path = os.fspath(scene)
-    info = open_scene(path)
-    meta = models.bundle.meta
-    scheme = meta.class_scheme
-    bands = resolve_bands(info, cfg.bands, meta.bands)
-    stretch = compute_stretch(path, bands, cfg.normalize)
-    chip, tile_size = scene_encoding(models, info, cfg)
-    tiling = cfg.tiling.model_copy(update={"tile_size": tile_size}).resolved(tile_size)
-    plan = plan_tiles(info, tiling, scene_id=_scene_id(path))
-    if not plan.tiles:
-        raise EmptyRasterError("every pixel is nodata: nothing to classify", path)
-    secs["plan"] = time.perf_counter() - t_start
+    tiles = plan.tiles
+    infer = tile_inference(models, plan.encoder, cfg.segment, batch_size=cfg.batch_size)
+    stitcher = SceneStitcher(
+        list(tiles.tiles), plan.info.shape, tiles.halo, len(_scheme(models)), cfg.segment.seam_match_iou
+    )
+    tile_probs: dict[int, np.ndarray] = {}
+    tile_valid_px: dict[int, int] = {}
+    # no_grad scoped to the tile loop: a global set_grad_enabled(False) would leak into the caller
+    # (a training run later in the same process would have no gradients)
+    with torch.no_grad(), provisional_raster(scratch / _PROVISIONAL, plan.info) as provisional:
+        # the scratch raster starts as nodata (-1) everywhere; skipped tiles stay so
+        items = progress_iter(tiles.tiles, f"{tiles.scene_id}: tiles", enabled=progress)
+        for done, spec in enumerate(items, 1):
+            with timer.stage("read"):
+                tile = read_tile(plan.path, spec, plan.bands)
+                data = apply_stretch(tile.data, tile.valid, plan.stretch)
+            res = infer(data, tile.valid, spec)
+            for stage, seconds in res.seconds.items():
+                timer.add(stage, seconds)
+            with timer.stage("stitch"):
+                tile_valid_px[spec.index] = _stitch_tile(stitcher, provisional, spec, res)
+                tile_probs[spec.index] = res.tile_probs
+            if on_tile:
+                on_tile(done, len(tiles.tiles))
+    return _Stitched(stitcher, tile_probs, tile_valid_px)
+
+
+def _stitch_tile(stitcher: SceneStitcher, provisional: DatasetWriter, spec: TileSpec, res: TileResult) -> int:
+    """Add a tile's regions to the stitcher and its core's provisional ids to the scratch raster.
+
+    Returns:
+        The number of valid pixels in the tile's core.
+    """
+    scene_labels = stitcher.add_tile(
+        spec, res.labels, res.region_probs, res.predicted_iou, res.stability_score
+    )
+    rs, cs = spec.core_slices
+    core_valid = res.valid[rs, cs]
+    provisional.write(
+        np.where(core_valid, scene_labels[rs, cs], -1).astype(np.int32), 1, window=spec.core.to_rasterio()
+    )
+    return int(core_valid.sum())
+
+
+def _finish(
+    plan: ScenePlan,
+    models: Models,
+    cfg: RunConfig,
+    stitched: _Stitched,
+    scratch: Path,
+    outputs: SceneOutputs,
+) -> int:
+    """Phase 4: final regions, the class map and confidence COGs, and the region layers.
+
+    Returns:
+        The number of regions (written, or found when region layers are off).
+    """
+    from geosam.io import scene_writer
+    from geosam.region_table import region_frame
+
+    scheme = _scheme(models)
+    table = stitched.stitcher.finish(cfg.segment.min_region_area)
+    tags = scene_writer.scene_tags(plan.path, models.bundle.meta.name, models.region_source)
+    polygons = scene_writer.write_maps(
+        scratch / _PROVISIONAL, plan.tiles, table, stitched.tile_probs, outputs, scheme, cfg.output, tags
+    )
+    if polygons is None:
+        return int(table.count)
+    regions = region_frame(polygons, table, plan.tiles, scheme, models.region_source)
+    scene_writer.write_regions(regions, outputs, scheme, cfg.output)
+    return len(regions)
+
+
+def _write_record(
+    plan: ScenePlan,
+    models: Models,
+    cfg: RunConfig,
+    outputs: SceneOutputs,
+    timer: StageTimer,
+    n_regions: int,
+    stitched: _Stitched,
+    model_path: str | os.PathLike[str] | None,
+) -> RunRecord:
+    """Phase 6: the run record, listing the outputs written, as the last file."""
+    from geosam.io.atomic import atomic_path
+
+    record = build_run_record(
+        scene=plan.path,
+        info=plan.info,
+        stretch=plan.stretch,
+        models=models,
+        tiles=plan.tiles,
+        encoder=plan.encoder,
+        cfg=cfg,
+        outputs=outputs,
+        seconds=timer.seconds,
+        n_regions=n_regions,
+        seam_matches=stitched.stitcher.matches,
+        model_path=model_path,
+    )
+    with atomic_path(outputs.record) as tmp:
+        tmp.write_text(record.to_json(), encoding="utf-8")
+    return record
+
+
+# -- outputs of a failed run ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _open_outputs(
+    plan: ScenePlan, out_dir: str | os.PathLike[str], *, overwrite: bool
+) -> Iterator[tuple[SceneOutputs, Path]]:
+    """Phase 2: the scene's outputs in ``out_dir`` and a scratch folder; cleanup when the run fails.
+
+    Raises:
+        OutputError: The folder cannot be created or written; a later failure that means "this folder
+            cannot take the outputs" (full disk...) is translated too.
+    """
+    from geosam.io.atomic import output_error
+
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise OutputError(f"cannot create the output directory ({err.strerror})", out) from None
-    paths = output_paths(path, out)
-    k = len(scheme)
-    from geosam.io.atomic import output_error
-
+    outputs = SceneOutputs.for_scene(plan.path, out)
+    scene_id = plan.tiles.scene_id
     try:
-        scratch_dir = Path(tempfile.mkdtemp(prefix=f".{output_stem(path)}.work-", dir=out))
+        scratch = Path(tempfile.mkdtemp(prefix=f".{outputs.stem}.work-", dir=out))
     except OSError as err:
-        raise output_error(err, out, f"{plan.scene_id}'s scratch folder", creating=True) or OutputError(
+        raise output_error(err, out, f"{scene_id}'s scratch folder", creating=True) or OutputError(
             f"cannot write here ({err.strerror or err})", out
         ) from None
-    before = _output_state(paths)
+    before = _output_state(outputs)
     try:
-        prov_path = scratch_dir / "regions_provisional.tif"
-        profile = {
-            "driver": "GTiff",
-            "width": info.width,
-            "height": info.height,
-            "count": 1,
-            "dtype": "int32",
-            "crs": info.crs,
-            "transform": rasterio.Affine(*info.transform),
-            "nodata": -1,
-            "tiled": True,
-            "blockxsize": 256,
-            "blockysize": 256,
-            "compress": "deflate",
-            "BIGTIFF": "IF_SAFER",
-        }
-        stitcher = SceneStitcher(list(plan.tiles), info.shape, plan.halo, k, cfg.segment.seam_match_iou)
-        tile_probs: dict[int, np.ndarray] = {}
-        tile_valid_px: dict[int, int] = {}
-        from geosam.progress import progress_iter
-
-        # no_grad scoped to the tile loop: a global set_grad_enabled(False) would leak into the caller
-        # (a training run later in the same process would have no gradients)
-        with torch.no_grad(), rasterio.open(prov_path, "w", **profile) as prov:
-            # the scratch raster starts as nodata (-1) everywhere; skipped tiles stay so
-            for done, spec in enumerate(
-                progress_iter(plan.tiles, f"{plan.scene_id}: tiles", enabled=progress), 1
-            ):
-                t0 = time.perf_counter()
-                tile = read_tile(path, spec, bands)
-                data = apply_stretch(tile.data, tile.valid, stretch)
-                secs["read"] += time.perf_counter() - t0
-                res = process_tile(models, data, tile.valid, spec, cfg, chip_size=chip)
-                for key_, v in res.seconds.items():
-                    secs[key_] += v
-                t1 = time.perf_counter()
-                scene_labels = stitcher.add_tile(
-                    spec, res.labels, res.region_probs, res.predicted_iou, res.stability_score
-                )
-                rs, cs = spec.core_slices
-                core = np.where(res.valid[rs, cs], scene_labels[rs, cs], -1).astype(np.int32)
-                prov.write(core, 1, window=spec.core.to_rasterio())
-                tile_probs[spec.index] = res.tile_probs
-                tile_valid_px[spec.index] = int(res.valid[rs, cs].sum())
-                secs["stitch"] += time.perf_counter() - t1
-                if on_tile:
-                    on_tile(done, len(plan.tiles))
-        t2 = time.perf_counter()
-        table = stitcher.finish(cfg.segment.min_region_area)
-        n_regions = _finish_outputs(
-            path, info, plan, table, tile_probs, prov_path, paths, scheme, cfg, models
-        )
-        secs["finish"] += time.perf_counter() - t2
-        _write_tiles_layer(info, plan, tile_probs, tile_valid_px, scheme, paths, cfg)
-        if cfg.output.qgis_project:
-            _write_project(info, paths, scheme, cfg)
-        total = time.perf_counter() - t_start
-        secs["total"] = total
-        record = _run_record(
-            path, info, plan, models, cfg, paths, secs, n_regions, model_path, stitcher.matches, stretch
-        )
-        record["tiling"]["chip_size"] = chip  # scene pixels per encoder chip (after resolution matching)
-        record["tiling"]["scene_gsd_m"] = info.gsd_m
-        from geosam.io.atomic import atomic_path
-
-        with atomic_path(paths["record"]) as tmp:
-            tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        yield outputs, scratch
     except BaseException as exc:
-        _discard_outputs(paths, before, overwrite=cfg.output.overwrite)
-        failure = output_error(exc, out, f"the outputs of {plan.scene_id}")  # full disk, scratch raster
+        _discard_outputs(outputs, before, overwrite=overwrite)
+        failure = output_error(exc, out, f"the outputs of {scene_id}")  # full disk, scratch raster
         if failure is not None and failure is not exc:
             raise failure from None
         raise
     finally:
-        shutil.rmtree(scratch_dir, ignore_errors=True)
-    outputs = {k_: v for k_, v in paths.items() if v.exists()}
-    return SceneResult(
-        path, outputs, len(plan.tiles), len(plan.skipped), n_regions, models.region_source, dict(secs), record
-    )
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _output_files(paths: dict[str, Path]) -> list[Path]:
-    """Every file of a scene's outputs: the outputs with their ``.qml`` and GDAL ``.aux.xml`` sidecars."""
-    from geosam.io.style import qml_path
-
-    files: dict[Path, None] = {}
-    for kind, p in paths.items():
-        files[p] = None
-        if kind not in ("qgis_project", "record"):
-            files[qml_path(p)] = None
-        if p.suffix == ".tif":
-            files[Path(f"{p}.aux.xml")] = None
-    return list(files)
-
-
-def _output_state(paths: dict[str, Path]) -> dict[Path, tuple[int, int, int]]:
+def _output_state(outputs: SceneOutputs) -> dict[Path, tuple[int, int, int]]:
     """Identity ``(inode, mtime, size)`` of each existing output file, to tell what a run replaced."""
     state = {}
-    for f in _output_files(paths):
+    for f in outputs.files():
         try:
             st = f.stat()
         except OSError:
@@ -416,14 +394,14 @@ def _output_state(paths: dict[str, Path]) -> dict[Path, tuple[int, int, int]]:
 
 
 def _discard_outputs(
-    paths: dict[str, Path], before: dict[Path, tuple[int, int, int]], *, overwrite: bool
+    outputs: SceneOutputs, before: dict[Path, tuple[int, int, int]], *, overwrite: bool
 ) -> None:
     """After a failed run, leave no mix of new and old outputs of the scene.
 
     Once a run has written any output, the scene's files no longer belong together: with ``overwrite``
     every output of the scene is removed (rerun it); without it, only the files this run wrote.
     """
-    now = _output_state(paths)
+    now = _output_state(outputs)
     written = [f for f, ident in now.items() if before.get(f) != ident]
     if not written:
         return  # failed before touching any output: earlier results stay as they were
@@ -431,333 +409,36 @@ def _discard_outputs(
     for f in doomed:
         with contextlib.suppress(OSError):
             f.unlink()
-    log.info("%s: run failed; removed %d incomplete output file(s)", paths["record"].parent, len(doomed))
+    log.info("%s: run failed; removed %d incomplete output file(s)", outputs.directory, len(doomed))
 
 
-def _finish_outputs(
-    path: str,
-    info: Any,
-    plan: Any,
-    table: Any,
-    tile_probs: dict[int, np.ndarray],
-    prov_path: Path,
-    paths: dict[str, Path],
-    scheme: ClassScheme,
-    cfg: RunConfig,
+# -- one tile on its own ---------------------------------------------------------------------------------
+
+
+def process_tile(
     models: Models,
-) -> int:
-    """Second pass over the scratch raster: class map, confidence, polygons."""
-    import geopandas as gpd
-    import rasterio
-
-    from geosam.io.cog import class_map_writer, confidence_writer, encode_confidence
-    from geosam.io.style import categorized_fill_qml
-    from geosam.io.vector import write_geojson, write_gpkg
-    from geosam.vectorize import PolygonCollector, window_polygons
-
-    region_class = table.class_id.astype(np.uint8)
-    region_conf = table.probs.max(axis=1) if table.count else np.zeros(0, np.float32)
-    polys = PolygonCollector()
-    common = {
-        "width": info.width,
-        "height": info.height,
-        "transform": info.transform,
-        "crs": info.crs,
-        "compress": cfg.output.compress,
-        "overwrite": cfg.output.overwrite,
-    }
-    tags = {
-        "GEOSAM_SCENE": Path(path).name,
-        "GEOSAM_MODEL": models.bundle.meta.name,
-        "GEOSAM_REGION_SOURCE": models.region_source,
-    }
-    with (
-        class_map_writer(paths["classes"], scheme=scheme, tags=tags, **common) as cls_w,
-        confidence_writer(
-            paths["confidence"], dtype=cfg.output.confidence_dtype, tags=tags, **common
-        ) as conf_w,
-        rasterio.open(prov_path) as prov,
-    ):
-        all_cores = [(s, True) for s in plan.tiles] + [(s, False) for s in plan.skipped]
-        for spec, processed in all_cores:
-            win = spec.core
-            if not processed:
-                cls_w.write(win, np.full((win.height, win.width), scheme.nodata, np.uint8))
-                conf_w.write(
-                    win,
-                    encode_confidence(np.full((win.height, win.width), np.nan), cfg.output.confidence_dtype),
-                )
-                continue
-            p = prov.read(1, window=win.to_rasterio())
-            invalid = p < 0
-            final = np.where(p > 0, table.lookup[np.clip(p, 0, None)], 0)
-            tp = tile_probs[spec.index]
-            cls = np.full(p.shape, int(np.argmax(tp)), np.uint8)
-            conf = np.full(p.shape, float(np.max(tp)), np.float32)
-            has = final > 0
-            cls[has] = region_class[final[has] - 1]
-            conf[has] = region_conf[final[has] - 1]
-            cls[invalid] = scheme.nodata
-            cls_w.write(win, cls)
-            conf_w.write(win, encode_confidence(conf, cfg.output.confidence_dtype, mask=invalid))
-            if cfg.output.regions and has.any():
-                a, b, c, d, e, f = info.transform
-                from affine import Affine
-
-                wt = Affine(a, b, c, d, e, f) @ Affine.translation(win.col_off, win.row_off)
-                polys.add(window_polygons(final.astype(np.int32), wt))
-    if not cfg.output.regions:
-        return int(table.count)
-    geoms = polys.dissolve()
-    ids = sorted(geoms)
-    pix_area = _pixel_area_m2(info)
-    tiles_by_index = {s.index: s for s in plan.tiles}
-    rows = []
-    for rid in ids:
-        i = rid - 1
-        probs = table.probs[i]
-        order = np.argsort(-probs)
-        rows.append(
-            {
-                "region_id": rid,
-                "class_id": int(order[0]),
-                "class_name": scheme.names[int(order[0])],
-                "probability": round(float(probs[order[0]]), 4),
-                "class_2": scheme.names[int(order[1])] if k_ok(order, 1) else None,
-                "probability_2": round(float(probs[order[1]]), 4) if k_ok(order, 1) else None,
-                "class_3": scheme.names[int(order[2])] if k_ok(order, 2) else None,
-                "probability_3": round(float(probs[order[2]]), 4) if k_ok(order, 2) else None,
-                "top3": ", ".join(_top3(probs, scheme)),
-                "area_px": int(table.area_px[i]),
-                "predicted_iou": _nan_none(table.predicted_iou[i]),
-                "stability_score": _nan_none(table.stability_score[i]),
-                "tile_id": tiles_by_index[int(table.tile_index[i])].tile_id,
-                "pieces": int(table.pieces[i]),
-                "region_source": models.region_source,
-                "scene_id": plan.scene_id,
-            }
-        )
-    gdf = gpd.GeoDataFrame(rows, geometry=[geoms[r] for r in ids], crs=info.crs)
-    if len(gdf) == 0:
-        gdf = gpd.GeoDataFrame(
-            {c: [] for c in ("region_id", "class_id", "class_name", "probability")}, geometry=[], crs=info.crs
-        )
-    if pix_area is not None:
-        gdf["area_m2"] = (gdf["area_px"] * pix_area).round(1) if len(gdf) else []
-    else:
-        gdf["area_m2"] = np.round(_geodesic_areas(gdf), 1) if len(gdf) else []
-    qml = categorized_fill_qml(scheme)
-    write_gpkg(
-        gdf,
-        paths["regions_gpkg"],
-        layer="regions",
-        qml=qml,
-        geometry_type="MultiPolygon",
-        overwrite=cfg.output.overwrite,
-    )
-    write_geojson(gdf, paths["regions_geojson"], qml=qml, overwrite=cfg.output.overwrite)
-    return len(gdf)
-
-
-def k_ok(order: np.ndarray, i: int) -> bool:
-    """Whether there is an ``i``-th ranked class."""
-    return len(order) > i
-
-
-def _nan_none(v: float) -> float | None:
-    return None if not np.isfinite(v) else round(float(v), 4)
-
-
-def _write_tiles_layer(
-    info: Any,
-    plan: Any,
-    tile_probs: dict[int, np.ndarray],
-    tile_valid_px: dict[int, int],
-    scheme: ClassScheme,
-    paths: dict[str, Path],
+    tile_data: np.ndarray,
+    valid: np.ndarray,
+    spec: TileSpec,
     cfg: RunConfig,
-) -> None:
-    import geopandas as gpd
-    from affine import Affine
-    from shapely.geometry import Polygon
+    *,
+    chip_size: int | None = None,
+) -> TileResult:
+    """Encode once, make regions, classify tile and regions for one tile (tests, benchmarks).
 
-    from geosam.io.style import outline_labels_qml
-    from geosam.io.vector import write_gpkg
+    A run builds its :class:`~geosam.inference.TileInference` once per scene; this builds one for a
+    single call, from ``cfg``'s segmentation settings and batch size.
 
-    if not cfg.output.tiles:
-        return
-    t = Affine(*info.transform)
-    rows, geoms = [], []
-    for spec in plan.tiles:
-        c = spec.core
-        corners = [
-            t @ (c.col_off, c.row_off),
-            t @ (c.col_end, c.row_off),
-            t @ (c.col_end, c.row_end),
-            t @ (c.col_off, c.row_end),
-        ]
-        geoms.append(Polygon(corners))
-        p = tile_probs[spec.index]
-        best = int(np.argmax(p))
-        row: dict[str, Any] = {
-            "tile_id": spec.tile_id,
-            "tile_index": spec.index,
-            "row": spec.row,
-            "col": spec.col,
-            "class_id": best,
-            "class_name": scheme.names[best],
-            "probability": round(float(p[best]), 4),
-            "valid_px": tile_valid_px[spec.index],
-            "padded": spec.padded,
-        }
-        for i, name in enumerate(scheme.names):
-            row[f"p_{_field(name)}"] = round(float(p[i]), 4)
-        rows.append(row)
-    gdf = gpd.GeoDataFrame(rows, geometry=geoms, crs=info.crs)
-    write_gpkg(
-        gdf,
-        paths["tiles_gpkg"],
-        layer="tiles",
-        qml=outline_labels_qml(label_field="class_name"),
-        geometry_type="MultiPolygon",
-        overwrite=cfg.output.overwrite,
-    )
+    Args:
+        models: Loaded models.
+        tile_data: ``(N, T, T)`` stretched 0..1 pixels of the model bands (invalid pixels any value).
+        valid: ``(T, T)`` valid pixels.
+        spec: The tile.
+        cfg: Run configuration (``segment`` and ``batch_size`` are used).
+        chip_size: Encoder chip edge in scene pixels; default the model's.
+    """
+    from geosam.encode import EncoderPlan, patch_size
 
-
-def _field(name: str) -> str:
-    s = "".join(ch if ch.isalnum() else "_" for ch in name.lower()).strip("_")
-    return s or "class"
-
-
-def _write_project(info: Any, paths: dict[str, Path], scheme: ClassScheme, cfg: RunConfig) -> None:
-    from geosam.io.qgis_project import QgisLayer, write_qgis_project
-    from geosam.io.style import qml_path
-
-    layers = []
-    if cfg.output.tiles and paths["tiles_gpkg"].exists():
-        layers.append(
-            QgisLayer(
-                paths["tiles_gpkg"].name,
-                "tiles",
-                "vector",
-                layer_name="tiles",
-                style=qml_path(paths["tiles_gpkg"]).name,
-                visible=False,
-            )
-        )
-    if cfg.output.regions and paths["regions_gpkg"].exists():
-        layers.append(
-            QgisLayer(
-                paths["regions_gpkg"].name,
-                "regions",
-                "vector",
-                layer_name="regions",
-                style=qml_path(paths["regions_gpkg"]).name,
-            )
-        )
-    layers.append(
-        QgisLayer(
-            paths["confidence"].name,
-            "confidence",
-            "raster",
-            style=qml_path(paths["confidence"]).name,
-            visible=False,
-        )
-    )
-    layers.append(
-        QgisLayer(paths["classes"].name, "classes", "raster", style=qml_path(paths["classes"]).name)
-    )
-    write_qgis_project(
-        paths["qgis_project"],
-        layers,
-        crs=info.crs,
-        title=paths["qgis_project"].stem,
-        overwrite=cfg.output.overwrite,
-    )
-
-
-def _versions() -> dict[str, str]:
-    import rasterio
-    import torch
-
-    out = {
-        "geosam": geosam.__version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "rasterio": rasterio.__version__,
-        "gdal": rasterio.__gdal_version__,
-    }
-    for mod in ("segment_anything", "shapely", "geopandas", "numpy"):
-        try:
-            from importlib.metadata import version
-
-            out[mod] = version(mod.replace("_", "-"))
-        except Exception:  # pragma: no cover - metadata missing
-            out[mod] = "unknown"
-    return out
-
-
-def _run_record(
-    path: str,
-    info: Any,
-    plan: Any,
-    models: Models,
-    cfg: RunConfig,
-    paths: dict[str, Path],
-    secs: dict[str, float],
-    n_regions: int,
-    model_path: Any,
-    seam_matches: int,
-    stretch: Any,
-) -> dict[str, Any]:
-    meta = models.bundle.meta
-    bundle_dir = models.bundle.path
-    model_json = bundle_dir / "model.json"
-    return {
-        "record_version": RECORD_VERSION,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "scene": {
-            "path": os.path.abspath(path),
-            "sha256": sha256_file(path),
-            "width": info.width,
-            "height": info.height,
-            "bands_used": list(stretch.bands),
-            "crs": info.crs,
-            "stretch": stretch.to_dict(),
-        },
-        "model": {
-            "path": str(model_path) if model_path else str(bundle_dir),
-            "name": meta.name,
-            "version": meta.version,
-            "weights_sha256": meta.weights_sha256,
-            "model_json_sha256": sha256_file(model_json) if model_json.exists() else None,
-            "classes": list(meta.class_scheme.names),
-            "bands": meta.bands,
-        },
-        "sam_checkpoint": models.sam_checkpoint,
-        "region_source": models.region_source,
-        "region_source_note": _SOURCE_NOTES[models.region_source],
-        "device": str(models.device),
-        "precision": models.precision,
-        "tiling": {
-            "tile_size": plan.tile_size,
-            "halo": plan.halo,
-            "tiles": len(plan.tiles),
-            "skipped_empty": len(plan.skipped),
-            "chip_size": models.chip_size,
-            "encoder_input_size": models.input_size,
-        },
-        "config": cfg.to_json_dict(),
-        "results": {"regions": n_regions, "seam_matches": seam_matches},
-        "outputs": {k: p.name for k, p in paths.items() if k != "record" and p.exists()},
-        "timings_s": {k: round(v, 3) for k, v in secs.items()},
-        "versions": _versions(),
-    }
-
-
-_SOURCE_NOTES = {
-    "sam": "regions are SAM automatic masks (segment-anything mask decoder on the tile embedding)",
-    "felzenszwalb": "no SAM mask decoder was used: regions are Felzenszwalb graph-based superpixels "
-    "(scikit-image) of the stretched tile; SAM scores are empty",
-    "tiles": "no regions: classes are tile labels",
-}
+    grid = models.input_size // patch_size(models.bundle.model.encoder)
+    encoder = EncoderPlan(tile_data.shape[-1], chip_size or models.chip_size, models.input_size, grid)
+    return tile_inference(models, encoder, cfg.segment, batch_size=cfg.batch_size)(tile_data, valid, spec)

@@ -13,11 +13,15 @@ import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from geosam.config import RunConfig
 from geosam.errors import ConfigError, InputMismatchError
 from geosam.models.bundle import LoadedBundle
+
+if TYPE_CHECKING:
+    import torch
+    from segment_anything.modeling import Sam
 
 __all__ = [
     "Models",
@@ -41,7 +45,7 @@ def cpu_supports_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def resolve_device(name: str) -> Any:
+def resolve_device(name: str) -> torch.device:
     """``auto`` -> CUDA when available, else CPU; other names are passed to ``torch.device``."""
     import torch
 
@@ -53,7 +57,7 @@ def resolve_device(name: str) -> Any:
     return dev
 
 
-def resolve_precision(precision: str, device: Any) -> str:
+def resolve_precision(precision: str, device: torch.device) -> str:
     """``auto`` -> ``bf16`` on CPUs with native bf16 and on GPUs that support it, else ``fp32``/``fp16``."""
     import torch
 
@@ -81,12 +85,12 @@ class Models:
     """
 
     bundle: LoadedBundle
-    sam: Any
+    sam: Sam | None
     region_source: str
     tile_size: int
     chip_size: int
     input_size: int
-    device: Any
+    device: torch.device
     precision: str
     sam_checkpoint: str | None
 

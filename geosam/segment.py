@@ -11,8 +11,10 @@ without its run-length-encoding round trip (same masks, scores and order).
 superpixels (scikit-image) of the stretched tile pixels. Outputs say which source made the regions;
 their SAM scores are NaN.
 
-Both return :class:`Regions`: a non-overlapping label image (0 = no region) plus per-region arrays.
-Overlapping SAM masks are painted largest first, so smaller masks (objects within objects) stay
+A run builds one :class:`RegionMaker` per scene with :func:`region_maker` (:class:`SamRegions`, which
+holds the one mask generator of the scene; :class:`FelzenszwalbRegions`; :class:`NoRegions`) and calls
+it per tile. All return :class:`Regions`: a non-overlapping label image (0 = no region) plus per-region
+arrays. Overlapping SAM masks are painted largest first, so smaller masks (objects within objects) stay
 visible on top; masks left with fewer than ``min_region_area`` visible valid pixels are dropped.
 """
 
@@ -20,18 +22,28 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from geosam.config import SegmentConfig
 
+if TYPE_CHECKING:
+    import torch
+    from segment_anything import SamAutomaticMaskGenerator
+    from segment_anything.modeling import Sam
+
 __all__ = [
+    "FelzenszwalbRegions",
+    "NoRegions",
+    "RegionMaker",
     "Regions",
+    "SamRegions",
     "felzenszwalb_regions",
     "generate_single_crop",
     "mask_generator",
     "paint_masks",
+    "region_maker",
     "sam_regions",
 ]
 
@@ -93,8 +105,94 @@ def paint_masks(
     return Regions(labels, iou, stab, source)
 
 
-def sam_regions(sam: Any, embedding: Any, valid: np.ndarray, cfg: SegmentConfig) -> Regions:
-    """SAM automatic masks for one tile from its precomputed image embedding.
+class SamRegions:
+    """SAM automatic masks of a tile from its precomputed embedding, with one generator per scene.
+
+    The ``SamAutomaticMaskGenerator`` (its point grid and settings) is built once, when this object is
+    made, and reused for every tile; each call installs the tile's embedding on the generator's
+    predictor (:func:`geosam.models.sam.predictor_embedding`) and runs :func:`generate_single_crop`.
+
+    Args:
+        sam: A ``segment_anything.modeling.Sam`` whose encoder input size equals the tile size.
+        cfg: Generator thresholds (segment-anything's argument names) and ``min_region_area``.
+    """
+
+    source = "sam"
+
+    def __init__(self, sam: Sam, cfg: SegmentConfig) -> None:
+        self.generator = mask_generator(sam, cfg)
+        self.min_region_area = cfg.min_region_area
+
+    def __call__(self, tile: np.ndarray, embedding: torch.Tensor, valid: np.ndarray) -> Regions:
+        """Regions of one tile.
+
+        Args:
+            tile: ``(N, H, W)`` stretched pixels (unused: the masks come from the embedding).
+            embedding: ``(1, C, h, w)`` tensor from ``sam.image_encoder`` (or a classifier sharing it).
+            valid: ``(H, W)`` valid pixels of the tile (``H, W`` = the encoder input size).
+        """
+        import torch
+
+        from geosam.models.sam import predictor_embedding
+
+        h, w = valid.shape
+        with predictor_embedding(self.generator.predictor, embedding, (h, w)), torch.inference_mode():
+            masks, scores = generate_single_crop(self.generator, h, w)
+        return paint_masks(masks, scores, valid, self.min_region_area, "sam")
+
+
+class FelzenszwalbRegions:
+    """Graph-based superpixels of the tile's pixels (:func:`felzenszwalb_regions`); ignores the embedding."""
+
+    source = "felzenszwalb"
+
+    def __init__(self, cfg: SegmentConfig) -> None:
+        self.cfg = cfg
+
+    def __call__(self, tile: np.ndarray, embedding: torch.Tensor, valid: np.ndarray) -> Regions:
+        """Regions of one ``(N, H, W)`` 0..1 tile."""
+        return felzenszwalb_regions(tile, valid, self.cfg)
+
+
+class NoRegions:
+    """No regions: every tile is classified as a whole (region source ``tiles``)."""
+
+    source = "tiles"
+
+    def __call__(self, tile: np.ndarray, embedding: torch.Tensor, valid: np.ndarray) -> Regions:
+        """An empty partition of the tile."""
+        return Regions.empty(valid.shape, "tiles")
+
+
+class RegionMaker(Protocol):
+    """Makes the regions of one tile from its stretched pixels and/or its encoder embedding."""
+
+    source: str
+
+    def __call__(self, tile: np.ndarray, embedding: torch.Tensor, valid: np.ndarray) -> Regions:
+        """Regions of a tile: ``tile`` (N, H, W) 0..1, ``embedding`` (1, C, h, w), ``valid`` (H, W)."""
+        ...
+
+
+def region_maker(source: str, sam: Sam | None, cfg: SegmentConfig) -> RegionMaker:
+    """The region maker for a resolved region source (``sam``, ``felzenszwalb`` or ``tiles``), built once.
+
+    Raises:
+        ValueError: ``sam`` without a SAM model, or an unknown source.
+    """
+    if source == "sam":
+        if sam is None:
+            raise ValueError("region source 'sam' needs a SAM model")
+        return SamRegions(sam, cfg)
+    if source == "felzenszwalb":
+        return FelzenszwalbRegions(cfg)
+    if source == "tiles":
+        return NoRegions()
+    raise ValueError(f"unknown region source {source!r}")
+
+
+def sam_regions(sam: Sam, embedding: torch.Tensor, valid: np.ndarray, cfg: SegmentConfig) -> Regions:
+    """SAM automatic masks for one tile from its precomputed image embedding (one-off :class:`SamRegions`).
 
     Args:
         sam: A ``segment_anything.modeling.Sam`` whose encoder input size equals the tile size.
@@ -102,23 +200,10 @@ def sam_regions(sam: Any, embedding: Any, valid: np.ndarray, cfg: SegmentConfig)
         valid: ``(H, W)`` valid pixels of the tile (``H, W`` = the encoder input size).
         cfg: Generator thresholds (segment-anything's argument names).
     """
-    import torch
-
-    h, w = valid.shape
-    gen = mask_generator(sam, cfg)
-    pred = gen.predictor  # what SamPredictor.set_image would leave, with the given embedding
-    pred.reset_image()
-    pred.original_size = (h, w)
-    pred.input_size = tuple(pred.transform.get_preprocess_shape(h, w, pred.transform.target_length))
-    pred.features = embedding.to(pred.device, torch.float32)
-    pred.is_image_set = True
-    with torch.inference_mode():
-        masks, scores = generate_single_crop(gen, h, w)
-    pred.reset_image()
-    return paint_masks(masks, scores, valid, cfg.min_region_area, "sam")
+    return SamRegions(sam, cfg)(np.zeros((0, *valid.shape), np.float32), embedding, valid)
 
 
-def mask_generator(sam: Any, cfg: SegmentConfig) -> Any:
+def mask_generator(sam: Sam, cfg: SegmentConfig) -> SamAutomaticMaskGenerator:
     """segment-anything's ``SamAutomaticMaskGenerator`` with ``cfg``'s thresholds; one crop, binary masks."""
     from segment_anything import SamAutomaticMaskGenerator
 
@@ -136,7 +221,9 @@ def mask_generator(sam: Any, cfg: SegmentConfig) -> Any:
     )
 
 
-def generate_single_crop(gen: Any, h: int, w: int) -> tuple[list[np.ndarray], list[tuple[float, float]]]:
+def generate_single_crop(
+    gen: SamAutomaticMaskGenerator, h: int, w: int
+) -> tuple[list[np.ndarray], list[tuple[float, float]]]:
     """segment-anything's ``generate`` for ``crop_n_layers=0`` and ``min_mask_region_area=0``, minus RLE.
 
     The same steps, functions and order as segment-anything's ``_process_crop``/``_process_batch``: the

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import geosam
+from geosam.outputs import RECORD_SUFFIX, STAC_ITEM_SUFFIX, SceneOutputs
 
 __all__ = [
     "COLLECTION_NAME",
@@ -39,9 +40,8 @@ __all__ = [
     "write_scene_item",
 ]
 
-ITEM_SUFFIX = "_stac_item.json"
+ITEM_SUFFIX = STAC_ITEM_SUFFIX
 COLLECTION_NAME = "collection.json"
-RECORD_SUFFIX = "_run.json"
 
 #: output kind -> (media type, roles, title)
 _ASSETS: dict[str, tuple[str, list[str], str]] = {
@@ -75,9 +75,7 @@ _DATE_TAGS = (
 
 def item_path(record_path: str | os.PathLike[str]) -> Path:
     """Where the STAC item of the scene whose run record is ``record_path`` goes."""
-    p = Path(record_path)
-    stem = p.name[: -len(RECORD_SUFFIX)] if p.name.endswith(RECORD_SUFFIX) else p.stem
-    return p.with_name(stem + ITEM_SUFFIX)
+    return SceneOutputs.from_record_path(record_path).stac_item
 
 
 def _parse_time(text: str) -> dt.datetime | None:

@@ -174,24 +174,26 @@ def test_bad_scenes_fail_with_reason_and_retries(tmp_path, bundle, counting, mon
 
 CRASH_SCRIPT = r"""
 import os, signal, sys
-import geosam.predict as gp
+import geosam.io.scene_writer as sw
 from geosam.ingest import load_ingest_config, run_ingest
 
 victim = sys.argv[2]
-real = gp._write_project
+real = sw.write_project
 
-def crash(info, paths, scheme, cfg):
-    if paths["classes"].name == victim + "_classes.tif":  # half of the scene's outputs are written
+def crash(outputs, crs, cfg):
+    if outputs.classes.name == victim + "_classes.tif":  # half of the scene's outputs are written
         os.kill(os.getpid(), signal.SIGKILL)
-    return real(info, paths, scheme, cfg)
+    return real(outputs, crs, cfg)
 
-gp._write_project = crash
+sw.write_project = crash
 run_ingest(load_ingest_config(sys.argv[1]))
 """
 
 
 def test_killed_run_resumes_without_duplicates(tmp_path, bundle, counting):
-    assert hasattr(geosam.predict, "_write_project")
+    import geosam.io.scene_writer
+
+    assert hasattr(geosam.io.scene_writer, "write_project")
     for i, name in enumerate("abc"):
         scene(tmp_path / "inbox" / f"{name}.tif", i)
     conf = write_config(tmp_path, bundle)

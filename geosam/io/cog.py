@@ -34,7 +34,6 @@ import contextlib
 import json
 import math
 import os
-import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -44,6 +43,7 @@ import numpy as np
 
 from geosam.errors import NotARasterError, RasterError, RasterNotFoundError
 from geosam.io.atomic import AtomicGroup, output_error
+from geosam.io.pam import category_list, class_map_pam_xml, pam_path
 from geosam.io.style import confidence_qml, paletted_qml, qml_path
 from geosam.types import ClassScheme, PixelWindow
 
@@ -118,36 +118,6 @@ def _colormap(scheme: ClassScheme) -> dict[int, tuple[int, int, int, int]]:
     for i, (r, g, b) in enumerate(scheme.colors):
         cmap[i] = (r, g, b, 255)
     return cmap
-
-
-def _pam_xml(scheme: ClassScheme) -> str:
-    """GDAL PAM sidecar: category names and a thematic raster attribute table for band 1."""
-    root = ET.Element("PAMDataset")
-    band = ET.SubElement(root, "PAMRasterBand", band="1")
-    cats = ET.SubElement(band, "CategoryNames")
-    for name in scheme.names:
-        ET.SubElement(cats, "Category").text = name
-    rat = ET.SubElement(band, "GDALRasterAttributeTable", tableType="thematic")
-    # GDALRATFieldType: 0 integer, 2 string. GDALRATFieldUsage: 5 MinMax (the value), 2 Name, 6-9 RGBA.
-    fields = (
-        ("value", 0, 5),
-        ("class_name", 2, 2),
-        ("red", 0, 6),
-        ("green", 0, 7),
-        ("blue", 0, 8),
-        ("alpha", 0, 9),
-    )
-    for index, (name, ftype, usage) in enumerate(fields):
-        defn = ET.SubElement(rat, "FieldDefn", index=str(index))
-        ET.SubElement(defn, "Name").text = name
-        ET.SubElement(defn, "Type").text = str(ftype)
-        ET.SubElement(defn, "Usage").text = str(usage)
-    for i, (name, (r, g, b)) in enumerate(zip(scheme.names, scheme.colors, strict=True)):
-        row = ET.SubElement(rat, "Row", index=str(i))
-        for value in (str(i), name, str(r), str(g), str(b), "255"):
-            ET.SubElement(row, "F").text = value
-    ET.indent(root, space="  ")
-    return ET.tostring(root, encoding="unicode") + "\n"
 
 
 class RasterWriter:
@@ -240,7 +210,7 @@ class RasterWriter:
 
         finals: list[Path] = [self.path]
         if kind == "classes":
-            finals.append(Path(f"{self.path}.aux.xml"))
+            finals.append(pam_path(self.path))
         if qml is not None:
             finals.append(qml_path(self.path))
         stale = [Path(f"{self.path}{ext}") for ext in _GDAL_SIDECARS]
@@ -344,8 +314,8 @@ class RasterWriter:
             self._ds.close()
             rasterio.shutil.copy(self._scratch, self._group.temp_for(self.path), driver="COG", **self.options)
             if self.scheme is not None:
-                aux = self._group.temp_for(f"{self.path}.aux.xml")
-                aux.write_text(_pam_xml(self.scheme), encoding="utf-8")
+                aux = self._group.temp_for(pam_path(self.path))
+                aux.write_text(class_map_pam_xml(self.scheme), encoding="utf-8")
             if self._qml is not None:
                 self._group.temp_for(qml_path(self.path)).write_text(self._qml, encoding="utf-8")
             self._group.commit()
@@ -579,7 +549,7 @@ def read_class_scheme(path: str | os.PathLike[str]) -> ClassScheme:
             return ClassScheme.from_dict(json.loads(tags[CLASS_SCHEME_TAG]))
         except (ValueError, KeyError, TypeError) as exc:
             raise RasterError(f"corrupt {CLASS_SCHEME_TAG} tag ({exc})", p) from None
-    names = _pam_category_names(Path(f"{p}.aux.xml"))
+    names = category_list(p)
     if not names:
         raise RasterError("no class names stored (no GEOSAM_CLASS_SCHEME tag, no GDAL categories)", p)
     colors = tuple(tuple(cmap[i][:3]) for i in range(len(names))) if cmap else ()
@@ -588,15 +558,3 @@ def read_class_scheme(path: str | os.PathLike[str]) -> ClassScheme:
         colors=colors,  # type: ignore[arg-type]
         nodata=int(nodata) if nodata is not None else 255,
     )
-
-
-def _pam_category_names(aux: Path) -> list[str]:
-    if not aux.is_file():
-        return []
-    try:
-        root = ET.parse(aux).getroot()
-    except ET.ParseError:
-        return []
-    band = root.find("PAMRasterBand[@band='1']")
-    cats = band.find("CategoryNames") if band is not None else None
-    return [c.text or "" for c in cats.findall("Category")] if cats is not None else []

@@ -26,12 +26,15 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from geosam.errors import BundleError, WeightsNotFoundError
 from geosam.types import ClassScheme
+
+if TYPE_CHECKING:
+    from geosam.models.classifier import LandCoverModel
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -153,7 +156,7 @@ class LoadedBundle:
 
     meta: BundleMeta
     path: Path
-    model: Any  # geosam.models.classifier.LandCoverModel (typed Any: keep torch out of signatures)
+    model: LandCoverModel
 
     @property
     def classes(self) -> ClassScheme:

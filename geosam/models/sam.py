@@ -17,7 +17,8 @@ import pickle
 import re
 import warnings
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +32,7 @@ from geosam.hashing import sha256_file
 from geosam.models.sam_config import OFFICIAL_CHECKPOINTS, SamConfig
 
 if TYPE_CHECKING:
+    from segment_anything import SamPredictor
     from segment_anything.modeling import ImageEncoderViT, Sam
 
 __all__ = [
@@ -39,6 +41,7 @@ __all__ = [
     "infer_config",
     "load_sam",
     "load_state_dict",
+    "predictor_embedding",
     "resize_encoder_state",
     "save_sam",
     "sha256_file",
@@ -343,3 +346,33 @@ def save_sam(model: nn.Module, path: str | os.PathLike[str]) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+@contextmanager
+def predictor_embedding(
+    predictor: SamPredictor, embedding: torch.Tensor, image_size: tuple[int, int]
+) -> Iterator[SamPredictor]:
+    """A ``SamPredictor`` holding a precomputed image embedding, as ``set_image`` would leave it.
+
+    segment-anything's predictor keeps the image state in attributes (``features``, ``original_size``,
+    ``input_size``, ``is_image_set``) that ``set_image`` fills by running the image encoder. geosam
+    encodes each tile once for both classes and masks, so the state is written here from the shared
+    embedding, in this one place (mirroring ``SamPredictor.set_torch_image``), and cleared on exit.
+
+    Args:
+        predictor: The predictor of a ``SamAutomaticMaskGenerator``.
+        embedding: ``(1, C, h, w)`` image embedding of the tile (any float dtype; used as float32).
+        image_size: ``(H, W)`` of the tile in pixels; its longest side is the encoder input size.
+    """
+    h, w = image_size
+    predictor.reset_image()
+    predictor.original_size = (h, w)
+    predictor.input_size = tuple(
+        predictor.transform.get_preprocess_shape(h, w, predictor.transform.target_length)
+    )
+    predictor.features = embedding.to(predictor.device, torch.float32)
+    predictor.is_image_set = True
+    try:
+        yield predictor
+    finally:
+        predictor.reset_image()

@@ -66,6 +66,7 @@ import numpy as np
 from geosam.config import NormalizeConfig
 from geosam.errors import DataError
 from geosam.hashing import sha256_files
+from geosam.io.pam import class_names
 from geosam.train import _scene_sampling as ss
 from geosam.train.data import ChipData
 from geosam.types import PixelWindow, SceneInfo
@@ -544,7 +545,7 @@ def raster_chips(
             if unlisted:
                 log.warning("label ids %s are not in the class list; they are ignored", unlisted)
         else:
-            cats, names_from_aux = ss.category_names(lab_path)
+            cats, names_from_aux = class_names(lab_path)
             names_by_id = {i: cats.get(i, f"class_{i}") for i in sorted(found)}
             names_from = names_from_aux or "ids"
         known = np.array(sorted(names_by_id), np.int64)

@@ -1,0 +1,139 @@
+"""Tile inference: encode a tile once, make its regions, classify the tile and every region (no I/O).
+
+:func:`tile_inference` builds a :class:`TileInference` once per scene from the loaded models, the
+scene's :class:`~geosam.encode.EncoderPlan` and the segmentation settings (the SAM mask generator
+included); calling it on a tile's stretched pixels returns a :class:`TileResult`. It receives
+sub-configurations only (:class:`~geosam.config.SegmentConfig` and the encoder batch size), never the
+whole run configuration.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from geosam.config import SegmentConfig
+
+if TYPE_CHECKING:
+    import torch
+
+    from geosam.encode import EncoderPlan
+    from geosam.models.classifier import LandCoverModel
+    from geosam.runtime import Models
+    from geosam.segment import RegionMaker
+    from geosam.types import TileSpec
+
+__all__ = ["TileInference", "TileResult", "tile_inference"]
+
+
+@dataclass(frozen=True)
+class TileResult:
+    """What one tile produced (arrays are over the tile's read window, ``(T, T)`` or ``(R, ...)``).
+
+    Attributes:
+        spec: The tile.
+        labels: ``(T, T)`` int32 region labels (0 = no region, ``1..R``).
+        valid: ``(T, T)`` bool valid pixels.
+        region_probs: ``(R, K)`` float32 class probabilities of each region.
+        predicted_iou: ``(R,)`` SAM predicted IoU (NaN for other sources).
+        stability_score: ``(R,)`` SAM stability score (NaN for other sources).
+        tile_probs: ``(K,)`` float32 class probabilities of the whole tile (its valid pixels).
+        seconds: Seconds spent per stage on this tile (``encode``, ``segment``, ``classify``).
+    """
+
+    spec: TileSpec
+    labels: np.ndarray
+    valid: np.ndarray
+    region_probs: np.ndarray
+    predicted_iou: np.ndarray
+    stability_score: np.ndarray
+    tile_probs: np.ndarray
+    seconds: dict[str, float]
+
+
+@dataclass(frozen=True)
+class TileInference:
+    """Per-tile compute of one scene: one encoder pass, regions, classes.
+
+    Attributes:
+        model: The classifier (encoder + head), on ``device``.
+        encoder: How tiles are cut into encoder chips.
+        regions: The scene's region maker (built once; for SAM it holds the mask generator).
+        device: Torch device of the model.
+        precision: ``fp32``, ``bf16`` or ``fp16`` (autocast).
+        chip_batch: Encoder inputs per forward call.
+    """
+
+    model: LandCoverModel
+    encoder: EncoderPlan
+    regions: RegionMaker
+    device: torch.device
+    precision: str
+    chip_batch: int
+
+    def __call__(self, tile_data: np.ndarray, valid: np.ndarray, spec: TileSpec) -> TileResult:
+        """Encode once, make regions, classify tile and regions.
+
+        Args:
+            tile_data: ``(N, T, T)`` float32 stretched 0..1 pixels of the model bands (invalid pixels
+                any value; they are filled with the model mean before encoding).
+            valid: ``(T, T)`` valid pixels.
+            spec: The tile (``T = encoder.tile_size``).
+        """
+        import torch
+
+        from geosam.classify import classify_tile
+        from geosam.encode import encode_tiles, fill_invalid
+        from geosam.segment import Regions
+
+        secs: dict[str, float] = {}
+        t0 = time.perf_counter()
+        model_mean: torch.Tensor = self.model.mean  # type: ignore[assignment]  # a registered buffer
+        mean = model_mean.detach().cpu().numpy().reshape(-1)
+        x = torch.from_numpy(fill_invalid(tile_data, valid, mean))[None].to(self.device)
+        feats = encode_tiles(
+            self.model, x, self.encoder, precision=self.precision, chip_batch=self.chip_batch
+        )
+        t1 = time.perf_counter()
+        secs["encode"] = t1 - t0
+        regions = self.regions(tile_data, feats, valid) if valid.any() else Regions.empty(valid.shape)
+        t2 = time.perf_counter()
+        secs["segment"] = t2 - t1
+        classes = classify_tile(self.model, feats[0], valid, regions.labels, regions.count)
+        secs["classify"] = time.perf_counter() - t2
+        return TileResult(
+            spec,
+            regions.labels,
+            valid,
+            classes.regions,
+            regions.predicted_iou,
+            regions.stability_score,
+            classes.tile,
+            secs,
+        )
+
+
+def tile_inference(
+    models: Models, encoder: EncoderPlan, segment: SegmentConfig, *, batch_size: int = 1
+) -> TileInference:
+    """The tile inference of one scene, built once (the SAM mask generator included).
+
+    Args:
+        models: From :func:`geosam.runtime.load_models` (its ``region_source`` picks the regions).
+        encoder: The scene's encoder plan (:func:`geosam.encode.plan_encoder`).
+        segment: Segmentation settings.
+        batch_size: ``RunConfig.batch_size``: chip models encode ``16 x batch_size`` chips per call.
+    """
+    from geosam.segment import region_maker
+
+    return TileInference(
+        model=models.bundle.model,
+        encoder=encoder,
+        regions=region_maker(models.region_source, models.sam, segment),
+        device=models.device,
+        precision=models.precision,
+        chip_batch=max(1, batch_size) * 16,
+    )

@@ -1,0 +1,292 @@
+"""Writing a scene's outputs: the provisional region raster, then one finishing pass over it.
+
+First pass (during tile inference): :func:`provisional_raster` is a scratch GeoTIFF on the scene grid
+that receives, for each tile's core, the provisional region ids of the stitcher (``int32``, nodata
+``-1`` where the input is nodata or the tile was skipped; ``0`` = no region).
+
+Finishing pass (:func:`write_maps`): window by window (tile cores) over the provisional raster, the
+class map and confidence COGs are written (region class and probability where there is a region, the
+tile's otherwise; nodata where the input is nodata) and region polygons are collected, so memory stays
+bounded by one window. Then :func:`write_regions`, :func:`write_tiles_layer` and :func:`write_project`
+write the vector layers and the QGIS project. Every file is written atomically with its ``.qml`` style
+(see :mod:`geosam.io.atomic`); file names come from :class:`~geosam.outputs.SceneOutputs`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from geosam.config import OutputConfig
+from geosam.outputs import SceneOutputs
+from geosam.types import ClassScheme, SceneInfo
+
+if TYPE_CHECKING:
+    import geopandas as gpd
+    from rasterio.io import DatasetWriter
+    from shapely.geometry.base import BaseGeometry
+
+    from geosam.stitch import RegionTable
+    from geosam.tiling import TilePlan
+
+__all__ = [
+    "PROVISIONAL_PROFILE",
+    "provisional_raster",
+    "scene_tags",
+    "write_maps",
+    "write_project",
+    "write_regions",
+    "write_tiles_layer",
+]
+
+PROVISIONAL_PROFILE: dict[str, Any] = {
+    "driver": "GTiff",
+    "count": 1,
+    "dtype": "int32",
+    "nodata": -1,
+    "tiled": True,
+    "blockxsize": 256,
+    "blockysize": 256,
+    "compress": "deflate",
+    "BIGTIFF": "IF_SAFER",
+}
+"""GDAL creation profile of the provisional region-id raster (scene grid added per scene)."""
+
+
+@contextmanager
+def provisional_raster(path: Path, info: SceneInfo) -> Iterator[DatasetWriter]:
+    """Open the provisional region-id raster for the scene grid (``int32``; every pixel starts at -1)."""
+    import rasterio
+
+    profile = {
+        **PROVISIONAL_PROFILE,
+        "width": info.width,
+        "height": info.height,
+        "crs": info.crs,
+        "transform": rasterio.Affine(*info.transform),
+    }
+    with rasterio.open(path, "w", **profile) as ds:
+        yield ds
+
+
+def scene_tags(scene: str, model_name: str, region_source: str) -> dict[str, str]:
+    """GDAL dataset tags written into the class map and confidence COGs."""
+    return {
+        "GEOSAM_SCENE": Path(scene).name,
+        "GEOSAM_MODEL": model_name,
+        "GEOSAM_REGION_SOURCE": region_source,
+    }
+
+
+def write_maps(
+    provisional: Path,
+    tiles: TilePlan,
+    table: RegionTable,
+    tile_probs: Mapping[int, np.ndarray],
+    outputs: SceneOutputs,
+    scheme: ClassScheme,
+    cfg: OutputConfig,
+    tags: Mapping[str, str],
+) -> dict[int, BaseGeometry] | None:
+    """The finishing pass: class map and confidence COGs, and the regions' polygons.
+
+    Args:
+        provisional: The provisional region-id raster of the first pass.
+        tiles: The scene's tile plan (processed and skipped tiles).
+        table: Final regions (``lookup`` maps provisional ids to final ids).
+        tile_probs: Tile index -> ``(K,)`` tile class probabilities (processed tiles).
+        outputs: Where to write.
+        scheme: Class names and colours.
+        cfg: Output settings (compression, confidence dtype, overwrite, regions).
+        tags: Dataset tags for both COGs.
+
+    Returns:
+        Final region id -> dissolved (Multi)Polygon in scene coordinates, or ``None`` when
+        ``cfg.regions`` is off.
+    """
+    import rasterio
+    from affine import Affine
+
+    from geosam.io.cog import class_map_writer, confidence_writer, encode_confidence
+    from geosam.vectorize import PolygonCollector, window_polygons
+
+    info = tiles.scene
+    region_class = table.class_id.astype(np.uint8)
+    region_conf = table.probs.max(axis=1) if table.count else np.zeros(0, np.float32)
+    polys = PolygonCollector()
+    common: dict[str, Any] = {
+        "width": info.width,
+        "height": info.height,
+        "transform": info.transform,
+        "crs": info.crs,
+        "compress": cfg.compress,
+        "overwrite": cfg.overwrite,
+    }
+    scene_transform = Affine(*info.transform)
+    with (
+        class_map_writer(outputs.classes, scheme=scheme, tags=dict(tags), **common) as cls_w,
+        confidence_writer(
+            outputs.confidence, dtype=cfg.confidence_dtype, tags=dict(tags), **common
+        ) as conf_w,
+        rasterio.open(provisional) as prov,
+    ):
+        for spec in tiles.tiles:
+            win = spec.core
+            p = prov.read(1, window=win.to_rasterio())
+            invalid = p < 0
+            final = np.where(p > 0, table.lookup[np.clip(p, 0, None)], 0)
+            tp = tile_probs[spec.index]
+            cls = np.full(p.shape, int(np.argmax(tp)), np.uint8)
+            conf = np.full(p.shape, float(np.max(tp)), np.float32)
+            has = final > 0
+            cls[has] = region_class[final[has] - 1]
+            conf[has] = region_conf[final[has] - 1]
+            cls[invalid] = scheme.nodata
+            cls_w.write(win, cls)
+            conf_w.write(win, encode_confidence(conf, cfg.confidence_dtype, mask=invalid))
+            if cfg.regions and has.any():
+                wt = scene_transform @ Affine.translation(win.col_off, win.row_off)
+                polys.add(window_polygons(final.astype(np.int32), wt))
+        for spec in tiles.skipped:
+            win = spec.core
+            cls_w.write(win, np.full((win.height, win.width), scheme.nodata, np.uint8))
+            conf_w.write(
+                win, encode_confidence(np.full((win.height, win.width), np.nan), cfg.confidence_dtype)
+            )
+    return polys.dissolve() if cfg.regions else None
+
+
+def write_regions(
+    regions: gpd.GeoDataFrame, outputs: SceneOutputs, scheme: ClassScheme, cfg: OutputConfig
+) -> None:
+    """The region layers: GeoPackage in the scene CRS and GeoJSON in EPSG:4326, styled by class."""
+    from geosam.io.style import categorized_fill_qml
+    from geosam.io.vector import write_geojson, write_gpkg
+
+    qml = categorized_fill_qml(scheme)
+    write_gpkg(
+        regions,
+        outputs.path("regions_gpkg"),
+        layer="regions",
+        qml=qml,
+        geometry_type="MultiPolygon",
+        overwrite=cfg.overwrite,
+    )
+    write_geojson(regions, outputs.path("regions_geojson"), qml=qml, overwrite=cfg.overwrite)
+
+
+def _field(name: str) -> str:
+    s = "".join(ch if ch.isalnum() else "_" for ch in name.lower()).strip("_")
+    return s or "class"
+
+
+def write_tiles_layer(
+    tiles: TilePlan,
+    tile_probs: Mapping[int, np.ndarray],
+    tile_valid_px: Mapping[int, int],
+    outputs: SceneOutputs,
+    scheme: ClassScheme,
+    cfg: OutputConfig,
+) -> None:
+    """The tiles layer (GeoPackage): each processed tile's core with its class and probabilities.
+
+    Columns: ``tile_id``, ``tile_index``, ``row``, ``col``, ``class_id``, ``class_name``,
+    ``probability``, ``valid_px``, ``padded`` and ``p_<class>`` per class. Nothing when ``cfg.tiles``
+    is off.
+    """
+    if not cfg.tiles:
+        return
+    import geopandas as gpd
+    from affine import Affine
+    from shapely.geometry import Polygon
+
+    from geosam.io.style import outline_labels_qml
+    from geosam.io.vector import write_gpkg
+
+    t = Affine(*tiles.scene.transform)
+    rows, geoms = [], []
+    for spec in tiles.tiles:
+        c = spec.core
+        corners = [
+            t @ (c.col_off, c.row_off),
+            t @ (c.col_end, c.row_off),
+            t @ (c.col_end, c.row_end),
+            t @ (c.col_off, c.row_end),
+        ]
+        geoms.append(Polygon(corners))
+        p = tile_probs[spec.index]
+        best = int(np.argmax(p))
+        row: dict[str, Any] = {
+            "tile_id": spec.tile_id,
+            "tile_index": spec.index,
+            "row": spec.row,
+            "col": spec.col,
+            "class_id": best,
+            "class_name": scheme.names[best],
+            "probability": round(float(p[best]), 4),
+            "valid_px": tile_valid_px[spec.index],
+            "padded": spec.padded,
+        }
+        for i, name in enumerate(scheme.names):
+            row[f"p_{_field(name)}"] = round(float(p[i]), 4)
+        rows.append(row)
+    gdf = gpd.GeoDataFrame(rows, geometry=geoms, crs=tiles.scene.crs)
+    write_gpkg(
+        gdf,
+        outputs.path("tiles_gpkg"),
+        layer="tiles",
+        qml=outline_labels_qml(label_field="class_name"),
+        geometry_type="MultiPolygon",
+        overwrite=cfg.overwrite,
+    )
+
+
+def write_project(outputs: SceneOutputs, crs: str, cfg: OutputConfig) -> None:
+    """The QGIS project opening every written layer styled (tiles and confidence hidden at first).
+
+    Nothing when ``cfg.qgis_project`` is off.
+    """
+    if not cfg.qgis_project:
+        return
+    from geosam.io.qgis_project import QgisLayer, write_qgis_project
+    from geosam.io.style import qml_path
+
+    layers = []
+    tiles_gpkg, regions_gpkg = outputs.path("tiles_gpkg"), outputs.path("regions_gpkg")
+    if cfg.tiles and tiles_gpkg.exists():
+        layers.append(
+            QgisLayer(
+                tiles_gpkg.name,
+                "tiles",
+                "vector",
+                layer_name="tiles",
+                style=qml_path(tiles_gpkg).name,
+                visible=False,
+            )
+        )
+    if cfg.regions and regions_gpkg.exists():
+        layers.append(
+            QgisLayer(
+                regions_gpkg.name,
+                "regions",
+                "vector",
+                layer_name="regions",
+                style=qml_path(regions_gpkg).name,
+            )
+        )
+    layers.append(
+        QgisLayer(
+            outputs.confidence.name,
+            "confidence",
+            "raster",
+            style=qml_path(outputs.confidence).name,
+            visible=False,
+        )
+    )
+    layers.append(QgisLayer(outputs.classes.name, "classes", "raster", style=qml_path(outputs.classes).name))
+    project = outputs.path("qgis_project")
+    write_qgis_project(project, layers, crs=crs, title=project.stem, overwrite=cfg.overwrite)

@@ -1,0 +1,306 @@
+"""The run record: what made a scene's outputs (``<stem>_run.json``), as a typed value.
+
+A :class:`RunRecord` is written as the last file of a scene's outputs, so its presence means the
+scene's set is complete. It names the input (path, sha256, size, bands, CRS, stretch), the model
+(path, name, weights hash, classes), how the scene was tiled and encoded, the full run configuration,
+results, timings and software versions. STAC items, ``batch --skip-existing`` and scheduled ingestion
+read it with :func:`read_run_record` instead of digging through JSON.
+
+The JSON layout is the one geosam has written since ``record_version`` 1; fields are kept in that
+order. Unknown keys written by other geosam versions are kept when a record is read and written back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+import geosam
+from geosam.errors import OutputError
+
+if TYPE_CHECKING:
+    from geosam.config import RunConfig
+    from geosam.encode import EncoderPlan
+    from geosam.outputs import SceneOutputs
+    from geosam.runtime import Models
+    from geosam.stretch import Stretch
+    from geosam.tiling import TilePlan
+    from geosam.types import SceneInfo
+
+__all__ = [
+    "RECORD_VERSION",
+    "REGION_SOURCE_NOTES",
+    "ModelInfo",
+    "Results",
+    "RunRecord",
+    "SceneInput",
+    "TilingInfo",
+    "build_run_record",
+    "read_run_record",
+    "software_versions",
+]
+
+RECORD_VERSION: Literal[1] = 1
+"""Version of the record layout written by this geosam."""
+
+REGION_SOURCE_NOTES: dict[str, str] = {
+    "sam": "regions are SAM automatic masks (segment-anything mask decoder on the tile embedding)",
+    "felzenszwalb": "no SAM mask decoder was used: regions are Felzenszwalb graph-based superpixels "
+    "(scikit-image) of the stretched tile; SAM scores are empty",
+    "tiles": "no regions: classes are tile labels",
+}
+"""What each region source means, written into every record."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class SceneInput(_Section):
+    """The input scene.
+
+    Attributes:
+        path: Absolute path of the scene as read.
+        sha256: sha256 of the scene file's content.
+        width: Columns.
+        height: Rows.
+        bands_used: 1-based scene bands fed to the model, in model order.
+        crs: Scene CRS as WKT.
+        stretch: The per-scene stretch (:meth:`geosam.stretch.Stretch.to_dict`).
+    """
+
+    path: str
+    sha256: str
+    width: int
+    height: int
+    bands_used: list[int]
+    crs: str
+    stretch: dict[str, Any]
+
+
+class ModelInfo(_Section):
+    """The classifier bundle used.
+
+    Attributes:
+        path: Bundle path as given (or the packaged model's folder).
+        name: Model name.
+        version: Model version string.
+        weights_sha256: sha256 of the bundle's weights.
+        model_json_sha256: sha256 of the bundle's ``model.json`` (``None`` when absent).
+        classes: Class names, in class-id order.
+        bands: Canonical band names in model input order.
+    """
+
+    path: str
+    name: str
+    version: str
+    weights_sha256: str
+    model_json_sha256: str | None
+    classes: list[str]
+    bands: list[str]
+
+
+class TilingInfo(_Section):
+    """How the scene was tiled and encoded.
+
+    Attributes:
+        tile_size: Tile edge in scene pixels.
+        halo: Context pixels on each side of a tile's core.
+        tiles: Tiles processed.
+        skipped_empty: Tiles skipped because every pixel was nodata.
+        chip_size: Scene pixels per encoder chip (after resolution matching).
+        encoder_input_size: Encoder input edge in pixels.
+        scene_gsd_m: The scene's ground sampling distance in metres (``None`` when unknown).
+    """
+
+    tile_size: int
+    halo: int
+    tiles: int
+    skipped_empty: int
+    chip_size: int
+    encoder_input_size: int
+    scene_gsd_m: float | None = None
+
+
+class Results(_Section):
+    """What the run found.
+
+    Attributes:
+        regions: Regions written (after stitching and the minimum-area filter).
+        seam_matches: Region pairs merged across tile seams.
+    """
+
+    regions: int
+    seam_matches: int
+
+
+class RunRecord(BaseModel):
+    """A scene's run record (``<stem>_run.json``); see the module docstring.
+
+    Attributes:
+        record_version: Layout version.
+        created: UTC time the record was made, ``YYYY-MM-DDTHH:MM:SSZ``.
+        scene: The input.
+        model: The classifier.
+        sam_checkpoint: SAM checkpoint used for masks (``None`` without SAM).
+        region_source: ``sam``, ``felzenszwalb`` or ``tiles``.
+        region_source_note: What ``region_source`` means.
+        device: Torch device the run used.
+        precision: ``fp32``, ``bf16`` or ``fp16``.
+        tiling: Tiling and encoding.
+        config: The full :class:`~geosam.config.RunConfig` as JSON.
+        results: Counts.
+        outputs: Output kind -> file name (in the record's folder) for every output written.
+        timings_s: Seconds per stage (``plan``, ``read``, ``encode``, ``segment``, ``classify``,
+            ``stitch``, ``finish``, ``total``).
+        versions: Software versions.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    record_version: Literal[1] = RECORD_VERSION
+    created: str
+    scene: SceneInput
+    model: ModelInfo
+    sam_checkpoint: str | None
+    region_source: str
+    region_source_note: str
+    device: str
+    precision: str
+    tiling: TilingInfo
+    config: dict[str, Any]
+    results: Results
+    outputs: dict[str, str]
+    timings_s: dict[str, float]
+    versions: dict[str, str]
+
+    def to_json(self) -> str:
+        """The record as indented JSON text (the file's content)."""
+        return json.dumps(self.model_dump(mode="json"), indent=2) + "\n"
+
+
+def read_run_record(path: str | os.PathLike[str]) -> RunRecord:
+    """Read and validate a run record.
+
+    Raises:
+        OutputError: The file is missing, unreadable, not JSON, or not a geosam run record.
+    """
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise OutputError("run record not found (the scene's outputs are incomplete)", p) from None
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise OutputError(f"cannot read the run record ({type(err).__name__}: {err})", p) from None
+    try:
+        return RunRecord.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(x) for x in first["loc"]) or "(top level)"
+        raise OutputError(f"not a geosam run record ('{where}': {first['msg']})", p) from None
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of geosam, Python, torch, rasterio, GDAL and the main libraries."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import rasterio
+    import torch
+
+    out = {
+        "geosam": geosam.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "rasterio": rasterio.__version__,
+        "gdal": rasterio.__gdal_version__,
+    }
+    for mod in ("segment_anything", "shapely", "geopandas", "numpy"):
+        try:
+            out[mod] = version(mod.replace("_", "-"))
+        except PackageNotFoundError:  # pragma: no cover - metadata missing
+            out[mod] = "unknown"
+    return out
+
+
+def build_run_record(
+    *,
+    scene: str,
+    info: SceneInfo,
+    stretch: Stretch,
+    models: Models,
+    tiles: TilePlan,
+    encoder: EncoderPlan,
+    cfg: RunConfig,
+    outputs: SceneOutputs,
+    seconds: dict[str, float],
+    n_regions: int,
+    seam_matches: int,
+    model_path: str | os.PathLike[str] | None,
+) -> RunRecord:
+    """The record of a finished scene, listing the outputs that exist in ``outputs.directory``.
+
+    Args:
+        scene: Scene path as given.
+        info: The scene's header.
+        stretch: The stretch applied.
+        models: The models used.
+        tiles: The tile plan.
+        encoder: The encoder plan (chip size after resolution matching).
+        cfg: The run configuration.
+        outputs: Where the outputs are.
+        seconds: Seconds per stage.
+        n_regions: Regions written.
+        seam_matches: Regions merged across seams.
+        model_path: Bundle path as given (``None``: the bundle's own folder).
+    """
+    from geosam.hashing import sha256_file
+
+    meta = models.bundle.meta
+    bundle_dir = models.bundle.path
+    model_json = bundle_dir / "model.json"
+    return RunRecord(
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        scene=SceneInput(
+            path=os.path.abspath(scene),
+            sha256=sha256_file(scene),
+            width=info.width,
+            height=info.height,
+            bands_used=list(stretch.bands),
+            crs=info.crs,
+            stretch=stretch.to_dict(),
+        ),
+        model=ModelInfo(
+            path=str(model_path) if model_path else str(bundle_dir),
+            name=meta.name,
+            version=meta.version,
+            weights_sha256=meta.weights_sha256,
+            model_json_sha256=sha256_file(model_json) if model_json.exists() else None,
+            classes=list(meta.class_scheme.names),
+            bands=meta.bands,
+        ),
+        sam_checkpoint=models.sam_checkpoint,
+        region_source=models.region_source,
+        region_source_note=REGION_SOURCE_NOTES[models.region_source],
+        device=str(models.device),
+        precision=models.precision,
+        tiling=TilingInfo(
+            tile_size=tiles.tile_size,
+            halo=tiles.halo,
+            tiles=len(tiles.tiles),
+            skipped_empty=len(tiles.skipped),
+            chip_size=encoder.chip_size,
+            encoder_input_size=models.input_size,
+            scene_gsd_m=info.gsd_m,
+        ),
+        config=cfg.to_json_dict(),
+        results=Results(regions=n_regions, seam_matches=seam_matches),
+        outputs={k: p.name for k, p in outputs.paths.items() if k != "record" and p.exists()},
+        timings_s={k: round(v, 3) for k, v in seconds.items()},
+        versions=software_versions(),
+    )
