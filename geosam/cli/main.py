@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "batch": "geosam.cli.batch:batch",
     "ingest": "geosam.cli.ingest:ingest",
     "info": "geosam.cli.info:info",
+    "evaluate": "geosam.cli.evaluate:evaluate",
 }
 
 #: glibc allocator settings that keep large freed buffers (attention maps) instead of returning them
@@ -49,6 +50,7 @@ Examples:
   geosam batch 'archive/*.tif' --out results/
   geosam ingest --config pipelines/configs/ingest.yaml
   geosam info scene.tif                      bands, CRS, tiling plan
+  geosam evaluate out/scene_classes.tif reference.gpkg   accuracy against reference polygons
 
 Run `geosam COMMAND --help` for each command's options and examples.
 """

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from geosam.accuracy.estimators import agreement
+
 __all__ = ["confusion_matrix", "summarize"]
 
 
@@ -26,26 +28,22 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -
 def summarize(cm: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
     """Overall accuracy, macro-F1, Cohen's kappa and per-class precision/recall/F1/support.
 
-    Classes absent from both truth and prediction are left out of the macro average.
+    Classes absent from both truth and prediction are left out of the macro average. Undefined values
+    (precision of a class never predicted, kappa of a single-class matrix) are reported as 0. The
+    numbers come from :func:`geosam.accuracy.estimators.agreement`.
     """
     cm = np.asarray(cm, dtype=np.float64)
-    total = cm.sum()
-    tp = np.diag(cm)
+    # geosam.accuracy's matrices have the map (prediction) in rows: transpose this truth-by-row one.
+    agr = agreement(cm.T)
+    precision = np.nan_to_num(agr.users_accuracy)
+    recall = np.nan_to_num(agr.producers_accuracy)
+    f1 = np.nan_to_num(agr.f1)
     support = cm.sum(axis=1)
-    predicted = cm.sum(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        precision = np.where(predicted > 0, tp / predicted, 0.0)
-        recall = np.where(support > 0, tp / support, 0.0)
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-    present = (support + predicted) > 0
-    oa = float(tp.sum() / total) if total else 0.0
-    pe = float((support * predicted).sum() / (total * total)) if total else 0.0
-    kappa = (oa - pe) / (1 - pe) if pe < 1 else 0.0
     return {
-        "overall_accuracy": oa,
-        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
-        "kappa": float(kappa),
-        "n": int(total),
+        "overall_accuracy": float(np.nan_to_num(agr.overall_accuracy)),
+        "macro_f1": float(np.nan_to_num(agr.macro_f1)),
+        "kappa": float(np.nan_to_num(agr.kappa)),
+        "n": agr.n,
         "per_class": {
             name: {
                 "precision": float(precision[i]),

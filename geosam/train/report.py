@@ -21,8 +21,23 @@ def _fig_bytes(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def confusion_matrix_png(cm: np.ndarray, classes: Sequence[str], title: str = "Confusion matrix") -> bytes:
-    """Row-normalised confusion matrix with counts, as PNG bytes."""
+def confusion_matrix_png(
+    cm: np.ndarray,
+    classes: Sequence[str],
+    title: str = "Confusion matrix",
+    *,
+    xlabel: str = "predicted",
+    ylabel: str = "true",
+) -> bytes:
+    """Row-normalised confusion matrix with counts, as PNG bytes.
+
+    Args:
+        cm: ``(K, K)`` counts; rows are normalised (row ``i`` = class ``i`` of the ``ylabel`` axis).
+        classes: Class names of both axes.
+        title: Figure title.
+        xlabel: Label of the column axis.
+        ylabel: Label of the row axis.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -35,8 +50,8 @@ def confusion_matrix_png(cm: np.ndarray, classes: Sequence[str], title: str = "C
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(k), classes, rotation=45, ha="right")
     ax.set_yticks(range(k), classes)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     for i in range(k):
         for j in range(k):
