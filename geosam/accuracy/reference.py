@@ -109,7 +109,7 @@ class MapInfo:
         """``(xmin, ymin, xmax, ymax)`` of the map in its CRS (rotated grids included)."""
         t = self.affine
         corners = [
-            t * (c, r) for c, r in ((0, 0), (self.width, 0), (0, self.height), (self.width, self.height))
+            t @ (c, r) for c, r in ((0, 0), (self.width, 0), (0, self.height), (self.width, self.height))
         ]
         xs, ys = [p[0] for p in corners], [p[1] for p in corners]
         return (min(xs), min(ys), max(xs), max(ys))
@@ -530,7 +530,7 @@ class _Polygons:
             mask = rasterize(
                 [(self.vec.geoms[p], 1)],
                 out_shape=(r1 - r0, c1 - c0),
-                transform=t * Affine.translation(c0, r0),
+                transform=t @ Affine.translation(c0, r0),
                 fill=0,
                 dtype="uint8",
             ).astype(bool)
@@ -564,7 +564,7 @@ class _Polygons:
         fallback = outside = 0
         for p in np.flatnonzero(self.pixels == 0):
             pt = shapely.get_coordinates(self.vec.geoms[p].representative_point())[0]
-            col, row = (math.floor(v) for v in inv * (float(pt[0]), float(pt[1])))
+            col, row = (math.floor(v) for v in inv @ (float(pt[0]), float(pt[1])))
             if not (0 <= row < self.info.height and 0 <= col < self.info.width):
                 outside += 1
                 continue
