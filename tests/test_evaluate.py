@@ -150,6 +150,13 @@ def test_field_is_guessed_or_named(class_map, tmp_path):
     ev = evaluate(class_map, blank)
     assert ev.reference_info["features_without_class"] == 1
     np.testing.assert_array_equal(ev.units.agreement.counts, PIXELS)  # the blank one is left out
+    held_out = evaluate(class_map, ref, EvaluateConfig(where="landcover = 'crop'"))
+    assert held_out.reference_info["features"] == 2
+    np.testing.assert_array_equal(held_out.units.agreement.counts, [[0, 0, 50], [0, 0, 0], [0, 0, 80]])
+    with pytest.raises(DataError, match="no feature matches --where"):
+        evaluate(class_map, ref, EvaluateConfig(where="landcover = 'ice'"))
+    with pytest.raises(DataError, match="cannot read the reference features"):
+        evaluate(class_map, ref, EvaluateConfig(where="no_such_column > 3"))
     odd = write_vector(tmp_path / "odd.gpkg", polygons(), field="what")
     assert evaluate(class_map, odd).reference_info["field"] == "what"  # the only text field
     with pytest.raises(
@@ -494,7 +501,7 @@ def test_label_pixels_of_the_sample_scene_against_its_polygons(sample_data):
     ev = evaluate(labels, polys, EvaluateConfig(field="id", window_size=128))
     assert ev.map.names_from == "values" and ev.classes == ("1", "2", "3", "4", "5", "6", "7")
     # one of the 34 polygons lies south of the scene
-    assert ev.reference_info["polygons_outside_map"] == 1
+    assert ev.reference_info["features_outside_map"] == 1
     assert ev.polygons.agreement.overall_accuracy == 1.0 and ev.polygons.agreement.n == 33
     # the label raster was burnt with touched pixels, a superset of the pixel centres: all agree
     with rasterio.open(labels) as ds:

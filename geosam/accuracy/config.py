@@ -18,6 +18,8 @@ class EvaluateConfig(BaseModel):
         field: Class field of a vector reference (``None``: ``class_name``, ``class``, ``label``,
             ``landcover``... whichever exists, else the only text field).
         layer: Layer of a multi-layer vector file (GeoPackage); ``None``: the first.
+        where: OGR SQL ``WHERE`` clause selecting reference features, e.g. held-out polygons
+            (``"fold = 3"``); ``None``: all.
         classes: Class-mapping file (YAML/CSV) or the name of a packaged one (``eurosat_to_raleigh``);
             ``None``: classes are matched by name as they are.
         reference_nodata: A label-raster value meaning "no label" besides the raster's own nodata.
@@ -31,6 +33,7 @@ class EvaluateConfig(BaseModel):
 
     field: str | None = None
     layer: str | None = None
+    where: str | None = None
     classes: str | None = None
     reference_nodata: float | None = None
     drop_unmatched: bool = False

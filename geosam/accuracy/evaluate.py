@@ -1,6 +1,6 @@
 """``geosam evaluate``'s recipe: tally the map against the reference, match classes, estimate.
 
-:func:`evaluate` reads (:func:`geosam.accuracy.reference.tally`), matches class names
+:func:`evaluate` reads (:func:`geosam.accuracy.tally.tally`), matches class names
 (:func:`geosam.accuracy.classes.match_classes`) and computes (:mod:`geosam.accuracy.estimators`);
 :mod:`geosam.accuracy.report` turns the :class:`Evaluation` into JSON, PNG and a terminal table.
 
@@ -26,9 +26,10 @@ from typing import Any, Literal
 import numpy as np
 
 from geosam.accuracy.classes import ClassMapping, ClassMatch, load_class_mapping, match_classes
+from geosam.accuracy.classmap import MapInfo, open_map
 from geosam.accuracy.config import EvaluateConfig
 from geosam.accuracy.estimators import Agreement, StratifiedEstimate, agreement, stratified_estimate
-from geosam.accuracy.reference import MapInfo, Tally, open_map, tally
+from geosam.accuracy.tally import Tally, tally
 from geosam.errors import DataError
 
 __all__ = ["Assessment", "Evaluation", "evaluate"]
@@ -175,6 +176,7 @@ def evaluate(
         reference,
         field=cfg.field,
         layer=cfg.layer,
+        where=cfg.where,
         reference_nodata=cfg.reference_nodata,
         window_size=cfg.window_size,
         progress=progress,

@@ -15,6 +15,8 @@ Examples:
       the default model's EuroSAT classes renamed to the Raleigh polygons' classes (packaged mapping)
   geosam evaluate landcover.tif samples.gpkg --classes my_classes.yaml --out reports/
       another tool's class map (any CRS, integer classes) against sample points
+  geosam evaluate map.tif polygons.gpkg --where "split = 'test'"
+      only the held-out polygons (OGR SQL on the reference's fields)
   geosam evaluate map.tif labels.tif --reference-nodata 0
       a label raster on any grid (warped onto the map grid, nearest neighbour)
 
@@ -33,6 +35,11 @@ and class areas with confidence intervals (Olofsson et al. 2014): see docs/evalu
     "--field", "-f", default=None, help="Class field of reference polygons/points [default: guessed]."
 )
 @click.option("--layer", default=None, help="Layer of a multi-layer vector file (GeoPackage).")
+@click.option(
+    "--where",
+    default=None,
+    help='OGR SQL filter of reference features, e.g. held-out polygons: "fold = 3".',
+)
 @click.option(
     "--classes",
     "-c",
