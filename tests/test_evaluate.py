@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 import textwrap
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from geosam.accuracy.classes import (
     ClassMapping,
@@ -508,3 +511,69 @@ def test_label_pixels_of_the_sample_scene_against_its_polygons(sample_data):
         gdf = gpd.read_file(polys).to_crs(ds.crs)
         inside = rasterize(gdf.geometry, out_shape=ds.shape, transform=ds.transform, fill=0) > 0
     assert ev.units.agreement.overall_accuracy == 1.0 and ev.units.agreement.n == inside.sum()
+
+
+# ------------------------------------------------------------------------------------ window seams
+
+
+def _oracle(arr: np.ndarray, rows: list[tuple[str, object]], names: list[str]):
+    """Whole-map, polygon-by-polygon counts without windows, bounding boxes or spatial indexes."""
+    import shapely
+    from affine import Affine
+    from rasterio.features import rasterize
+
+    t = Affine(*DEFAULT_TRANSFORM)
+    k = len(names)
+    masks = np.stack(
+        [rasterize([(g, 1)], out_shape=arr.shape, transform=t, fill=0, dtype="uint8") > 0 for _, g in rows]
+    )
+    cls = np.array([names.index(c) for c, _ in rows])
+    classes_at = [set(cls[masks[:, r, c]]) for r, c in np.ndindex(arr.shape)]
+    pixels = np.zeros((k, k), np.int64)
+    for (r, c), s in zip(np.ndindex(arr.shape), classes_at, strict=True):
+        if len(s) == 1 and arr[r, c] != 255:
+            pixels[arr[r, c], s.pop()] += 1
+    polys = np.zeros((k, k), np.int64)
+    for p, (_, g) in enumerate(rows):
+        under = arr[masks[p]]
+        if not masks[p].any():
+            x, y = shapely.get_coordinates(g.representative_point())[0]
+            col, row = (int(np.floor(v)) for v in ~t @ (x, y))
+            inside = 0 <= row < arr.shape[0] and 0 <= col < arr.shape[1]
+            under = arr[row, col : col + 1] if inside else under
+        under = under[under != 255]
+        if under.size:
+            polys[np.bincount(under, minlength=k).argmax(), cls[p]] += 1
+    return pixels, polys
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_windowed_counts_equal_a_whole_map_count(tmp_path, data):
+    from geosam.io.cog import write_array_cog
+
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    h, w = data.draw(st.integers(20, 50)), data.draw(st.integers(20, 50))
+    arr = rng.integers(0, 3, (h, w)).astype(np.uint8)
+    arr[rng.random((h, w)) < 0.1] = 255
+    boxes = st.tuples(st.floats(-3, w + 3), st.floats(-3, h + 3), st.floats(0.2, 25), st.floats(0.2, 25))
+    rows = [
+        (data.draw(st.sampled_from(CLASSES)), box(c, r, c + dw, r + dh))
+        for c, r, dw, dh in data.draw(st.lists(boxes, min_size=1, max_size=8))
+    ]
+    case = Path(tempfile.mkdtemp(dir=tmp_path))
+    cmap = write_array_cog(
+        case / "m.tif", arr, transform=DEFAULT_TRANSFORM, crs="EPSG:32633", kind="classes",
+        scheme=ClassScheme(CLASSES),
+    )  # fmt: skip
+    ref = write_vector(case / "r.gpkg", rows)
+    pixels, polys = _oracle(arr, rows, list(CLASSES))
+    try:
+        ev = evaluate(cmap, ref, EvaluateConfig(window_size=16))
+    except DataError as err:  # no polygon on the map, or only on nodata pixels
+        assert "overlaps the map" in str(err) or "no reference unit" in str(err)
+        assert pixels.sum() == 0
+        return
+    k = len(CLASSES)
+    np.testing.assert_array_equal(ev.units.agreement.counts[:k, :k], pixels)
+    np.testing.assert_array_equal(ev.polygons.agreement.counts[:k, :k], polys)
