@@ -122,6 +122,13 @@ def test_polygons_pixel_and_majority_matrices(class_map, tmp_path, window_size, 
     )
 
 
+def test_majority_ties_go_to_the_class_listed_first(class_map, tmp_path):
+    ref = write_vector(tmp_path / "tie.gpkg", [("forest", box(15, 10, 25, 20))])  # 50 water, 50 forest
+    ev = evaluate(class_map, ref)
+    np.testing.assert_array_equal(ev.units.agreement.counts[:, 1], [50, 50, 0])
+    np.testing.assert_array_equal(ev.polygons.agreement.counts[:, 1], [1, 0, 0])
+
+
 def test_drop_unmatched_and_a_mapping_that_merges(class_map, tmp_path):
     ref = write_vector(tmp_path / "ref.gpkg", polygons())
     ev = evaluate(class_map, ref, EvaluateConfig(drop_unmatched=True))

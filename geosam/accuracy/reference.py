@@ -218,6 +218,7 @@ def read_features(
             "features_without_class": int(sum(lab is None for lab in labels)),
             "features_without_geometry": int((~has_geom).sum()),
             "features_outside_map": int((~hits).sum()),
-            "reprojected_from": CRS.from_user_input(gdf.crs).to_string(),
+            "crs": CRS.from_user_input(gdf.crs).to_string(),
+            "reprojected_to_map_crs": not CRS.from_user_input(gdf.crs).equals(map_crs),
         },
     )
