@@ -276,7 +276,7 @@ def test_a_foreign_integer_map_named_by_a_mapping_file(tmp_path):
 
 
 def test_category_names_and_attribute_tables_name_a_map(tmp_path):
-    from geosam.io.cog import _pam_xml
+    from geosam.io.pam import class_map_pam_xml
 
     arr = map_array()
     cmap = make_raster(tmp_path / "cats.tif", W, H, 1, "uint8", nodata=255, fill=arr[None])
@@ -285,7 +285,7 @@ def test_category_names_and_attribute_tables_name_a_map(tmp_path):
     assert ev.map.names_from == "category names"
     np.testing.assert_array_equal(ev.units.agreement.counts, PIXELS)
     # attribute table only (names in a RAT column, as ArcGIS writes them)
-    xml = _pam_xml(ClassScheme(CLASSES))
+    xml = class_map_pam_xml(ClassScheme(CLASSES))
     start, end = xml.index("<CategoryNames>"), xml.index("</CategoryNames>") + len("</CategoryNames>")
     Path(f"{cmap}.aux.xml").write_text(xml[:start] + xml[end:])
     assert evaluate(cmap, tmp_path / "ref.gpkg").map.names_from == "attribute table"

@@ -124,7 +124,7 @@ def _map_names(ds: Any, path: Path) -> tuple[dict[int, str], str]:
     import json
 
     from geosam.io.cog import CLASS_SCHEME_TAG
-    from geosam.train._scene_sampling import category_names
+    from geosam.io.pam import class_names
     from geosam.types import ClassScheme
 
     tag = ds.tags().get(CLASS_SCHEME_TAG)
@@ -134,7 +134,7 @@ def _map_names(ds: Any, path: Path) -> tuple[dict[int, str], str]:
             return dict(enumerate(scheme.names)), "geosam class scheme"
         except (ValueError, KeyError, TypeError) as err:
             log.warning("%s: ignored a corrupt %s tag (%s)", path, CLASS_SCHEME_TAG, err)
-    names, where = category_names(path)
+    names, where = class_names(path)
     return (names, where) if names and where else ({}, "values")
 
 

@@ -174,11 +174,11 @@ def _finish(
     morder = np.argsort(np.array(counts.maps.values, np.int64), kind="stable")
     hist = None
     if kind == "raster":
-        from geosam.train._scene_sampling import category_names
+        from geosam.io.pam import class_names
 
         ids = np.array(counts.refs.values, np.int64)
         rorder = np.argsort(ids, kind="stable")
-        cats, source = category_names(ref_path)
+        cats, source = class_names(ref_path)
         names = tuple(cats.get(int(i), str(int(i))) for i in ids[rorder])
         info = {
             **info,
