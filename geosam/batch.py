@@ -225,24 +225,26 @@ def scene_files(task: SceneTask) -> list[Path]:
 
 
 def clean_scene_dir(task: SceneTask, *, older_than_s: float = 0.0) -> list[Path]:
-    """Remove what a killed run of this scene left: temp files, scratch folders, partial outputs.
+    """Remove what a killed run of this scene left: staging folders, temp files, partial outputs.
 
-    Temp names start with ``.geosam-tmp-<token>-<stem>`` and scratch folders with ``.<stem>.work-``
-    (see :mod:`geosam.io.atomic` and :func:`~geosam.predict.predict_scene`). When the scene's run
-    record is missing, its other outputs are incomplete and are removed too, so a failed scene has no
-    outputs. Only this scene's files are touched (``older_than_s`` protects concurrent writers in a
-    shared flat output folder).
+    Transactions of dead runs are finished or rolled back first (:func:`geosam.io.transaction.recover`;
+    live runs are never touched). Temp names of older geosam versions start with
+    ``.geosam-tmp-<token>-<stem>`` and their scratch folders with ``.<stem>.work-``; ``older_than_s``
+    protects concurrent writers of those in a shared flat output folder. When the scene's run record
+    is missing, its other outputs are incomplete and are removed too, so a failed scene has no outputs.
+    Only this scene's files are touched.
 
     Returns:
         The removed paths.
     """
     from geosam.io.atomic import TEMP_PREFIX
+    from geosam.io.transaction import recover
     from geosam.outputs import SceneOutputs
 
     out = Path(task.out_dir)
     outputs = SceneOutputs.for_scene(task.scene, out)
     record, stem = outputs.record, outputs.stem
-    removed: list[Path] = []
+    removed: list[Path] = recover(out, stem)
     cutoff = time.time() - older_than_s
     try:
         entries = list(os.scandir(out))
@@ -298,13 +300,15 @@ def _run_scene(task: SceneTask, job: JobSpec, emit: Callable[[dict[str, Any]], N
         clean_scene_dir(task, older_than_s=3600.0 if task.shared_dir else 0.0)
         models = cached_models(job.model, job.sam_checkpoint, job.cfg)
         res = geosam.predict.predict_scene(
-            task.scene, task.out_dir, models, job.cfg, model_path=job.model, on_tile=on_tile
+            task.scene,
+            task.out_dir,
+            models,
+            job.cfg,
+            model_path=job.model,
+            on_tile=on_tile,
+            stac_item_id=task.scene_id if job.stac else None,
         )
-        item = None
-        if job.stac:
-            from geosam.stac import write_scene_item
-
-            item = str(write_scene_item(res.outputs["record"], item_id=task.scene_id))
+        item = str(res.outputs["stac_item"]) if "stac_item" in res.outputs else None
     except Exception as err:
         if not isinstance(err, geosam.GeosamError):
             log.error("%s: unexpected error", task.scene, exc_info=True)
@@ -472,23 +476,32 @@ class BatchReport:
 
 
 def _skip_if_done(task: SceneTask) -> SceneOutcome | None:
-    """A ``skipped`` outcome when the scene's run record exists for the same input content."""
-    from geosam.outputs import output_paths
+    """A ``skipped`` outcome when the scene's complete set exists for the same input content.
 
-    rec = output_paths(task.scene, task.out_dir)["record"]
+    Complete: the run record is there and every file it lists has the sha256 it records
+    (:func:`geosam.record.verify_outputs`), after killed commits in the folder are finished.
+    """
+    from geosam.io.transaction import recover
+    from geosam.outputs import SceneOutputs
+    from geosam.record import verify_outputs
+
+    outputs = SceneOutputs.for_scene(task.scene, task.out_dir)
+    recover(outputs.directory, outputs.stem)
     try:
-        record = json.loads(rec.read_text(encoding="utf-8"))
+        record = verify_outputs(outputs)
         sha = file_sha256(task.scene)
-    except (OSError, ValueError):
+    except OSError as err:  # OutputError included: incomplete, changed or unreadable
+        log.info("%s: not skipped: %s", task.scene_id, err)
         return None
-    if record.get("scene", {}).get("sha256") != sha:
+    if record.scene.sha256 != sha:
         return None
-    outputs = {k: str(p) for k, p in output_paths(task.scene, task.out_dir).items() if p.exists()}
+    written = {k: str(p) for k, p in outputs.paths.items() if p.exists()}
+    if outputs.stac_item.is_file():
+        written["stac_item"] = str(outputs.stac_item)
     return SceneOutcome(
         task.scene, task.scene_id, task.out_dir, "skipped", task.source,
-        n_tiles=int(record.get("tiling", {}).get("tiles", 0)),
-        n_regions=int(record.get("results", {}).get("regions", 0)),
-        record=str(rec), outputs=outputs, sha256=sha,
+        n_tiles=record.tiling.tiles, n_regions=record.results.regions,
+        record=str(outputs.record), outputs=written, sha256=sha,
     )  # fmt: skip
 
 

@@ -54,10 +54,9 @@ from geosam.batch import (
     file_sha256,
     safe_name,
     scene_dir,
-    scene_files,
 )
 from geosam.config import RunConfig, format_validation_error, load_config, parse_config
-from geosam.errors import ConfigError, InputMismatchError, LockedError, RasterError
+from geosam.errors import ConfigError, InputMismatchError, LockedError, OutputError, RasterError
 
 __all__ = ["IngestConfig", "IngestReport", "ingest_lock", "load_ingest_config", "run_ingest"]
 
@@ -461,19 +460,17 @@ def run_ingest(
 
 def _drop_stale_outputs(task: SceneTask, sha256: str) -> None:
     """Remove a scene's outputs made from older content, so a failed rerun leaves none behind."""
-    import json
+    from geosam.io.transaction import discard_outputs
+    from geosam.outputs import SceneOutputs
+    from geosam.record import read_run_record
 
-    from geosam.outputs import output_paths
-
+    outputs = SceneOutputs.for_scene(task.scene, task.out_dir)
     try:
-        record = json.loads(output_paths(task.scene, task.out_dir)["record"].read_text(encoding="utf-8"))
-        old = record["scene"]["sha256"]
-    except (OSError, ValueError, KeyError, TypeError):
+        old = read_run_record(outputs.record).scene.sha256
+    except OutputError:
         return
     if old != sha256:
-        for p in scene_files(task):
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
+        discard_outputs(outputs)  # the run record first: a partial removal is never complete
 
 
 def _process(

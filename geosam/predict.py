@@ -4,7 +4,8 @@
 
 1. **plan** (:func:`plan_scene`): read the scene's header, choose bands, compute the per-scene stretch,
    match the model's ground resolution (:func:`geosam.encode.plan_encoder`) and cut tiles;
-2. **open** the outputs (:class:`~geosam.outputs.SceneOutputs`) with a scratch folder beside them;
+2. **open** the scene's transaction (:class:`~geosam.io.transaction.SceneTransaction`): outputs are
+   staged in a hidden folder beside their final place (:class:`~geosam.outputs.SceneOutputs`);
 3. **infer** tile by tile (streamed, never the whole scene in memory): read -> stretch -> encode once ->
    regions -> classify tile and regions (:mod:`geosam.inference`), then stitch: provisional region ids
    go into a scratch raster over each tile's core, seams matched in the overlap (:mod:`geosam.stitch`);
@@ -12,21 +13,19 @@
    confidence COGs and collects the region polygons (:mod:`geosam.io.scene_writer`); the region
    attribute table (:mod:`geosam.region_table`) is written as GeoPackage and GeoJSON;
 5. **describe**: the tiles layer and the QGIS project;
-6. **record**: the run record (:mod:`geosam.record`), written last, so its presence means the scene's
-   outputs are complete.
+6. **record**: the run record (:mod:`geosam.record`, with the sha256 of every file) and, when asked,
+   the STAC item are staged; the commit then swaps the whole set in, the run record last.
 
-The files are listed in :mod:`geosam.outputs`. Every file is written under a temporary name and renamed
-into place; a run that fails leaves no mix of new and earlier outputs of the scene.
+The files are listed in :mod:`geosam.outputs`. A run that fails, is interrupted (SIGINT, SIGTERM) or is
+killed leaves the scene's earlier complete set or the new complete set, never a mix (what holds under
+``kill -9`` is spelled out in :mod:`geosam.io.transaction`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,7 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from geosam.config import RunConfig
-from geosam.errors import EmptyRasterError, OutputError
+from geosam.errors import EmptyRasterError
 from geosam.inference import TileResult, tile_inference
 from geosam.outputs import SceneOutputs, output_paths, output_stem
 from geosam.record import RunRecord, build_run_record
@@ -147,8 +146,9 @@ def predict_scene(
     progress: bool = False,
     model_path: str | os.PathLike[str] | None = None,
     on_tile: Callable[[int, int], None] | None = None,
+    stac_item_id: str | None = None,
 ) -> SceneResult:
-    """Classify one scene and write its outputs (see the module docstring).
+    """Classify one scene and write its outputs as one transaction (see the module docstring).
 
     Args:
         scene: Input raster path.
@@ -158,33 +158,42 @@ def predict_scene(
         progress: Show a progress bar over tiles.
         model_path: Bundle path, recorded in the run record.
         on_tile: Callback ``(done, total)`` after each tile (batch progress).
+        stac_item_id: Also write the scene's STAC item (:mod:`geosam.stac`) with this id, committed
+            with the other outputs.
 
     Raises:
         RasterError: The scene cannot be read (missing, corrupt, no CRS, wrong bands...).
-        OutputError: The outputs cannot be written; nothing partial is left behind.
+        OutputError: The outputs cannot be written; the earlier outputs, if any, are left as they were.
     """
     from geosam.io import scene_writer
+    from geosam.io.transaction import SceneTransaction
 
     timer = StageTimer()
     # 1. Plan: header, bands, stretch, resolution matching and tiles.
     with timer.stage("plan"):
         plan = plan_scene(scene, models, cfg)
-    # 2. Open the outputs: their names in out_dir and a scratch folder; a failure leaves no mix.
-    with _open_outputs(plan, out_dir, overwrite=cfg.output.overwrite) as (outputs, scratch):
+    # 2. Open the scene's transaction: outputs are staged out of sight until the commit.
+    outputs = SceneOutputs.for_scene(plan.path, out_dir)
+    what = f"the outputs of {plan.tiles.scene_id}"
+    with SceneTransaction(outputs, overwrite=cfg.output.overwrite, what=what) as txn:
+        staged = txn.staged
         # 3. Infer: per tile read, stretch, encode once, regions, classify; stitch into a scratch raster.
-        stitched = _infer_tiles(plan, models, cfg, scratch, timer, progress=progress, on_tile=on_tile)
+        stitched = _infer_tiles(plan, models, cfg, txn.work, timer, progress=progress, on_tile=on_tile)
         # 4. Finish: merge regions across seams; class map, confidence and region layers in one pass.
         with timer.stage("finish"):
-            n_regions = _finish(plan, models, cfg, stitched, scratch, outputs)
+            n_regions = _finish(plan, models, cfg, stitched, txn.work, staged)
         # 5. Describe: the tiles layer and the QGIS project.
         scene_writer.write_tiles_layer(
-            plan.tiles, stitched.tile_probs, stitched.tile_valid_px, outputs, _scheme(models), cfg.output
+            plan.tiles, stitched.tile_probs, stitched.tile_valid_px, staged, _scheme(models), cfg.output
         )
-        scene_writer.write_project(outputs, plan.info.crs, cfg.output)
-        # 6. Record: the run record, written last, marks the outputs complete.
+        scene_writer.write_project(staged, plan.info.crs, cfg.output)
+        # 6. Record: run record (and STAC item) staged; the commit swaps the set in, record last.
         timer.add("total", timer.elapsed())
-        record = _write_record(plan, models, cfg, outputs, timer, n_regions, stitched, model_path)
+        record = _record(plan, models, cfg, staged, timer, n_regions, stitched, model_path, stac_item_id)
+        txn.commit(record)
     written = {kind: p for kind, p in outputs.paths.items() if p.exists()}
+    if stac_item_id is not None:
+        written["stac_item"] = outputs.stac_item
     return SceneResult(
         plan.path,
         written,
@@ -308,19 +317,18 @@ def _finish(
     return len(regions)
 
 
-def _write_record(
+def _record(
     plan: ScenePlan,
     models: Models,
     cfg: RunConfig,
-    outputs: SceneOutputs,
+    staged: SceneOutputs,
     timer: StageTimer,
     n_regions: int,
     stitched: _Stitched,
     model_path: str | os.PathLike[str] | None,
+    stac_item_id: str | None,
 ) -> RunRecord:
-    """Phase 6: the run record, listing the outputs written, as the last file."""
-    from geosam.io.atomic import atomic_path
-
+    """Phase 6: the run record of the staged set (and its STAC item, written into the set)."""
     record = build_run_record(
         scene=plan.path,
         info=plan.info,
@@ -329,87 +337,18 @@ def _write_record(
         tiles=plan.tiles,
         encoder=plan.encoder,
         cfg=cfg,
-        outputs=outputs,
+        outputs=staged,
         seconds=timer.seconds,
         n_regions=n_regions,
         seam_matches=stitched.stitcher.matches,
         model_path=model_path,
     )
-    with atomic_path(outputs.record) as tmp:
-        tmp.write_text(record.to_json(), encoding="utf-8")
-    return record
+    if stac_item_id is None:
+        return record
+    from geosam.stac import write_item
 
-
-# -- outputs of a failed run ---------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _open_outputs(
-    plan: ScenePlan, out_dir: str | os.PathLike[str], *, overwrite: bool
-) -> Iterator[tuple[SceneOutputs, Path]]:
-    """Phase 2: the scene's outputs in ``out_dir`` and a scratch folder; cleanup when the run fails.
-
-    Raises:
-        OutputError: The folder cannot be created or written; a later failure that means "this folder
-            cannot take the outputs" (full disk...) is translated too.
-    """
-    from geosam.io.atomic import output_error
-
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise OutputError(f"cannot create the output directory ({err.strerror})", out) from None
-    outputs = SceneOutputs.for_scene(plan.path, out)
-    scene_id = plan.tiles.scene_id
-    try:
-        scratch = Path(tempfile.mkdtemp(prefix=f".{outputs.stem}.work-", dir=out))
-    except OSError as err:
-        raise output_error(err, out, f"{scene_id}'s scratch folder", creating=True) or OutputError(
-            f"cannot write here ({err.strerror or err})", out
-        ) from None
-    before = _output_state(outputs)
-    try:
-        yield outputs, scratch
-    except BaseException as exc:
-        _discard_outputs(outputs, before, overwrite=overwrite)
-        failure = output_error(exc, out, f"the outputs of {scene_id}")  # full disk, scratch raster
-        if failure is not None and failure is not exc:
-            raise failure from None
-        raise
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _output_state(outputs: SceneOutputs) -> dict[Path, tuple[int, int, int]]:
-    """Identity ``(inode, mtime, size)`` of each existing output file, to tell what a run replaced."""
-    state = {}
-    for f in outputs.files():
-        try:
-            st = f.stat()
-        except OSError:
-            continue
-        state[f] = (st.st_ino, st.st_mtime_ns, st.st_size)
-    return state
-
-
-def _discard_outputs(
-    outputs: SceneOutputs, before: dict[Path, tuple[int, int, int]], *, overwrite: bool
-) -> None:
-    """After a failed run, leave no mix of new and old outputs of the scene.
-
-    Once a run has written any output, the scene's files no longer belong together: with ``overwrite``
-    every output of the scene is removed (rerun it); without it, only the files this run wrote.
-    """
-    now = _output_state(outputs)
-    written = [f for f, ident in now.items() if before.get(f) != ident]
-    if not written:
-        return  # failed before touching any output: earlier results stay as they were
-    doomed = list(now) if overwrite else written
-    for f in doomed:
-        with contextlib.suppress(OSError):
-            f.unlink()
-    log.info("%s: run failed; removed %d incomplete output file(s)", outputs.directory, len(doomed))
+    item = write_item(record, staged, item_id=stac_item_id)
+    return record.model_copy(update={"outputs": {**record.outputs, "stac_item": item.name}})
 
 
 # -- one tile on its own ---------------------------------------------------------------------------------

@@ -6,8 +6,10 @@ scene's set is complete. It names the input (path, sha256, size, bands, CRS, str
 results, timings and software versions. STAC items, ``batch --skip-existing`` and scheduled ingestion
 read it with :func:`read_run_record` instead of digging through JSON.
 
-The JSON layout is the one geosam has written since ``record_version`` 1; fields are kept in that
-order. Unknown keys written by other geosam versions are kept when a record is read and written back.
+The JSON layout is the one geosam has written since ``record_version`` 1, in that order; version 2
+adds ``files``, the sha256 of every file of the scene's set (outputs, sidecars, STAC item), which
+:func:`verify_outputs` checks. Unknown keys written by other geosam versions are kept when a record is
+read and written back.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 import geosam
 from geosam.errors import OutputError
+from geosam.hashing import sha256_file
 
 if TYPE_CHECKING:
     from geosam.config import RunConfig
@@ -42,11 +45,13 @@ __all__ = [
     "SceneInput",
     "TilingInfo",
     "build_run_record",
+    "hash_outputs",
     "read_run_record",
     "software_versions",
+    "verify_outputs",
 ]
 
-RECORD_VERSION: Literal[1] = 1
+RECORD_VERSION: Literal[2] = 2
 """Version of the record layout written by this geosam."""
 
 REGION_SOURCE_NOTES: dict[str, str] = {
@@ -160,11 +165,13 @@ class RunRecord(BaseModel):
         timings_s: Seconds per stage (``plan``, ``read``, ``encode``, ``segment``, ``classify``,
             ``stitch``, ``finish``, ``total``).
         versions: Software versions.
+        files: File name -> sha256 of every file of the scene's set except the record itself
+            (``None`` in version 1 records, which cannot be verified).
     """
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    record_version: Literal[1] = RECORD_VERSION
+    record_version: Literal[1, 2] = RECORD_VERSION
     created: str
     scene: SceneInput
     model: ModelInfo
@@ -179,6 +186,7 @@ class RunRecord(BaseModel):
     outputs: dict[str, str]
     timings_s: dict[str, float]
     versions: dict[str, str]
+    files: dict[str, str] | None = None
 
     def to_json(self) -> str:
         """The record as indented JSON text (the file's content)."""
@@ -204,6 +212,31 @@ def read_run_record(path: str | os.PathLike[str]) -> RunRecord:
         first = err.errors()[0]
         where = ".".join(str(x) for x in first["loc"]) or "(top level)"
         raise OutputError(f"not a geosam run record ('{where}': {first['msg']})", p) from None
+
+
+def hash_outputs(outputs: SceneOutputs) -> dict[str, str]:
+    """sha256 of every file of the scene present in ``outputs.directory``, its run record excepted."""
+    return {p.name: sha256_file(p) for p in outputs.all_files() if p != outputs.record and p.is_file()}
+
+
+def verify_outputs(outputs: SceneOutputs) -> RunRecord:
+    """The scene's run record, once its set is proven complete: every file it lists has its hash.
+
+    Raises:
+        OutputError: The record is missing or unreadable, predates per-file hashes (version 1), or a
+            file it lists is missing or differs (the message says which); the scene must be rerun.
+    """
+    record = read_run_record(outputs.record)
+    if record.files is None:
+        msg = "the run record lists no file hashes (written by an older geosam): rerun the scene"
+        raise OutputError(msg, outputs.record)
+    for name, sha in record.files.items():
+        p = outputs.directory / name
+        if Path(name).name != name or not p.is_file():
+            raise OutputError(f"{name}, listed in the run record, is missing", outputs.directory)
+        if sha256_file(p) != sha:
+            raise OutputError(f"{name} differs from the file the run record lists", outputs.directory)
+    return record
 
 
 def software_versions() -> dict[str, str]:
@@ -243,7 +276,7 @@ def build_run_record(
     seam_matches: int,
     model_path: str | os.PathLike[str] | None,
 ) -> RunRecord:
-    """The record of a finished scene, listing the outputs that exist in ``outputs.directory``.
+    """The record of a finished scene, listing (and hashing) the outputs present in ``outputs.directory``.
 
     Args:
         scene: Scene path as given.
@@ -259,8 +292,6 @@ def build_run_record(
         seam_matches: Regions merged across seams.
         model_path: Bundle path as given (``None``: the bundle's own folder).
     """
-    from geosam.hashing import sha256_file
-
     meta = models.bundle.meta
     bundle_dir = models.bundle.path
     model_json = bundle_dir / "model.json"
@@ -303,4 +334,5 @@ def build_run_record(
         outputs={k: p.name for k, p in outputs.paths.items() if k != "record" and p.exists()},
         timings_s={k: round(v, 3) for k, v in seconds.items()},
         versions=software_versions(),
+        files=hash_outputs(outputs),
     )

@@ -1,7 +1,9 @@
 """STAC metadata for geosam outputs (pystac): one Item per scene, one Collection per output folder.
 
-:func:`write_scene_item` writes ``<stem>_stac_item.json`` next to a scene's outputs, built from its run
-record and class map:
+A run writes ``<stem>_stac_item.json`` with the scene's other outputs, inside its transaction
+(``predict_scene(stac_item_id=...)``, :func:`write_item`), so an item and its assets are committed or
+kept together; :func:`write_scene_item` adds one to a scene processed without. Items are built from the
+run record (:class:`~geosam.record.RunRecord`) and the class map:
 
 * ``geometry``/``bbox``: the scene's footprint (its full raster extent, edges densified) in EPSG:4326
   longitude/latitude (footprints crossing the antimeridian are not split);
@@ -15,8 +17,9 @@ record and class map:
   ``regions_gpkg``, ``tiles_gpkg``, ``qgis_project``, ``record`` (the run record, role ``metadata``)
   and the QGIS ``.qml`` styles (role ``style``), all with hrefs relative to the item.
 
-:func:`write_collection` (re)builds ``<out>/collection.json`` from every item found in the output
-folder (depth 1 and 2), so it is idempotent and survives crashes; each file is written atomically.
+:func:`write_collection` (re)builds ``<out>/collection.json`` from the items of committed scenes found
+in the output folder (depth 1 and 2), so it is idempotent and survives crashes; each file is written
+atomically.
 Links are relative (a self-contained catalog): the folder can be moved or served as is.
 """
 
@@ -29,14 +32,18 @@ from pathlib import Path
 from typing import Any
 
 import geosam
-from geosam.outputs import RECORD_SUFFIX, STAC_ITEM_SUFFIX, SceneOutputs
+from geosam.errors import OutputError
+from geosam.outputs import OUTPUT_KINDS, STAC_ITEM_SUFFIX, SceneOutputs
+from geosam.record import RunRecord, read_run_record
 
 __all__ = [
     "COLLECTION_NAME",
     "ITEM_SUFFIX",
+    "build_item",
     "item_path",
     "scene_item",
     "write_collection",
+    "write_item",
     "write_scene_item",
 ]
 
@@ -134,7 +141,7 @@ def _footprint(crs: Any, transform: Any, width: int, height: int, n: int = 16) -
 
 
 def scene_item(record_path: str | os.PathLike[str], *, item_id: str | None = None) -> Any:
-    """Build the ``pystac.Item`` of a processed scene from its run record (see the module docstring).
+    """Build the ``pystac.Item`` of a processed scene from its run record file (see the module docstring).
 
     Args:
         record_path: The scene's ``<stem>_run.json``.
@@ -143,54 +150,69 @@ def scene_item(record_path: str | os.PathLike[str], *, item_id: str | None = Non
     Raises:
         OutputError: The run record or the class map is missing or unreadable.
     """
+    record = read_run_record(record_path)
+    return build_item(record, SceneOutputs.from_record_path(record_path), item_id=item_id)
+
+
+def build_item(record: RunRecord, outputs: SceneOutputs, *, item_id: str | None = None) -> Any:
+    """Build the ``pystac.Item`` of a scene from its run record and the files in ``outputs.directory``.
+
+    The folder may be a run's staging folder: the item is then committed with the scene's other files
+    (:mod:`geosam.io.transaction`), and its ``record`` asset names the record committed with it.
+
+    Args:
+        record: The scene's run record.
+        outputs: Where the scene's files are.
+        item_id: Item id (default: the scene stem).
+
+    Raises:
+        OutputError: The class map is missing or unreadable.
+    """
     import pystac
     import rasterio
     from pystac.extensions.classification import Classification, ClassificationExtension
     from pystac.extensions.projection import ProjectionExtension
 
-    from geosam.batch import safe_name
-    from geosam.errors import OutputError
+    from geosam._batch_inputs import safe_name
     from geosam.io.cog import read_class_scheme
 
-    rec_path = Path(record_path)
+    folder = outputs.directory
     try:
-        record = json.loads(rec_path.read_text(encoding="utf-8"))
-        classes = rec_path.parent / record["outputs"]["classes"]
+        classes = folder / record.outputs["classes"]
         with rasterio.open(classes) as ds:
             crs, transform, width, height, bounds = ds.crs, ds.transform, ds.width, ds.height, ds.bounds
-    except (OSError, ValueError, KeyError, rasterio.errors.RasterioError) as err:
+    except (OSError, KeyError, rasterio.errors.RasterioError) as err:
         msg = f"cannot describe the scene: {type(err).__name__}: {err}"
     else:
         msg = ""
     if msg:
-        raise OutputError(msg, rec_path)
+        raise OutputError(msg, outputs.record)
     geometry = _footprint(crs, transform, width, height)
     lons = [p[0] for p in geometry["coordinates"][0]]
     lats = [p[1] for p in geometry["coordinates"][0]]
-    scene = record["scene"]["path"]
+    scene = record.scene.path
     when, start, end, source = _scene_times(scene)
-    created = _parse_time(record["created"]) or dt.datetime.now(dt.timezone.utc)
+    created = _parse_time(record.created) or dt.datetime.now(dt.timezone.utc)
     if when is None and start is None:
         when, source = created, "processing"
-    stem = rec_path.name[: -len(RECORD_SUFFIX)]
     props: dict[str, Any] = {
         "created": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "geosam:version": record.get("versions", {}).get("geosam", geosam.__version__),
+        "geosam:version": record.versions.get("geosam", geosam.__version__),
         "geosam:scene": os.path.basename(scene),
-        "geosam:scene_sha256": record["scene"].get("sha256"),
-        "geosam:model": record["model"].get("name"),
-        "geosam:model_weights_sha256": record["model"].get("weights_sha256"),
-        "geosam:classes": record["model"].get("classes"),
-        "geosam:region_source": record.get("region_source"),
-        "geosam:n_regions": record.get("results", {}).get("regions"),
-        "geosam:n_tiles": record.get("tiling", {}).get("tiles"),
+        "geosam:scene_sha256": record.scene.sha256,
+        "geosam:model": record.model.name,
+        "geosam:model_weights_sha256": record.model.weights_sha256,
+        "geosam:classes": record.model.classes,
+        "geosam:region_source": record.region_source,
+        "geosam:n_regions": record.results.regions,
+        "geosam:n_tiles": record.tiling.tiles,
         "geosam:datetime_source": source,
     }
     if start is not None:
         props["start_datetime"] = start.strftime("%Y-%m-%dT%H:%M:%SZ")
         props["end_datetime"] = end.strftime("%Y-%m-%dT%H:%M:%SZ") if end else None
     item = pystac.Item(
-        id=item_id or stem,
+        id=item_id or outputs.stem,
         geometry=geometry,
         bbox=[min(lons), min(lats), max(lons), max(lats)],
         datetime=when,
@@ -207,15 +229,18 @@ def scene_item(record_path: str | os.PathLike[str], *, item_id: str | None = Non
         transform=[float(v) for v in list(transform)[:6]],
         bbox=[bounds.left, bounds.bottom, bounds.right, bounds.top],
     )
-    outputs: dict[str, str] = {**record.get("outputs", {}), "record": rec_path.name}
-    for kind, name in outputs.items():
-        if kind not in _ASSETS or not (rec_path.parent / name).exists():
+    for kind, name in record.outputs.items():
+        if kind not in _ASSETS or not (folder / name).exists():
             continue
         media, roles, title = _ASSETS[kind]
-        asset = pystac.Asset(href=f"./{name}", media_type=media, roles=list(roles), title=title)
-        item.add_asset(kind, asset)
-    for qml in sorted(rec_path.parent.glob(f"{stem}*.qml")):
-        key = "style_" + qml.stem[len(stem) :].lstrip("_") if qml.stem != stem else "style"
+        item.add_asset(kind, pystac.Asset(href=f"./{name}", media_type=media, roles=list(roles), title=title))
+    media, roles, title = _ASSETS["record"]  # committed with the item (the last file of the set)
+    item.add_asset(
+        "record", pystac.Asset(href=f"./{outputs.record.name}", media_type=media, roles=roles, title=title)
+    )
+    styles = {q for kind in OUTPUT_KINDS for q in outputs.sidecars(kind) if q.suffix == ".qml"}
+    for qml in sorted(q for q in styles if q.is_file()):
+        key = "style_" + qml.stem[len(outputs.stem) :].lstrip("_") if qml.stem != outputs.stem else "style"
         item.add_asset(key, pystac.Asset(href=f"./{qml.name}", media_type="text/xml", roles=["style"]))
     if "classes" in item.assets:
         scheme = read_class_scheme(classes)
@@ -246,11 +271,32 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def write_scene_item(record_path: str | os.PathLike[str], *, item_id: str | None = None) -> Path:
-    """Write the scene's STAC item next to its outputs (atomically) and return its path."""
+    """Write the STAC item of an already committed scene next to its outputs (atomically).
+
+    Runs write the item inside the scene's transaction instead (``predict_scene(stac_item_id=...)``);
+    this is for scenes processed without one.
+    """
     item = scene_item(record_path, item_id=item_id)
     path = item_path(record_path)
     _write_json(path, item.to_dict(include_self_link=False, transform_hrefs=False))
     return path
+
+
+def write_item(record: RunRecord, outputs: SceneOutputs, *, item_id: str | None = None) -> Path:
+    """Write the item of the scene in ``outputs`` (a run's staged set) from its record; returns its path."""
+    item = build_item(record, outputs, item_id=item_id)
+    _write_json(outputs.stac_item, item.to_dict(include_self_link=False, transform_hrefs=False))
+    return outputs.stac_item
+
+
+def _committed(item_file: Path) -> bool:
+    """Whether an item belongs to a committed scene: its run record is there with the files it lists."""
+    outputs = SceneOutputs(item_file.parent, item_file.name[: -len(ITEM_SUFFIX)])
+    try:
+        record = read_run_record(outputs.record)
+    except OutputError:
+        return False
+    return all((outputs.directory / name).is_file() for name in record.outputs.values())
 
 
 def write_collection(
@@ -262,16 +308,23 @@ def write_collection(
     """(Re)build ``<out_dir>/collection.json`` over every scene item in the folder.
 
     Items are found at ``<out_dir>/*/*_stac_item.json`` and ``<out_dir>/*_stac_item.json``; each is
-    rewritten with its ``root``/``parent``/``collection`` links. Returns ``None`` when there is none.
+    rewritten with its ``root``/``parent``/``collection`` links. Transactions of killed runs in these
+    folders are finished or rolled back first (:func:`geosam.io.transaction.recover`), and only items
+    of committed scenes (their run record lists the item) are listed. Returns ``None`` when there is none.
     """
     import pystac
 
-    from geosam.batch import safe_name
+    from geosam._batch_inputs import safe_name
+    from geosam.io.transaction import recover
 
     out = Path(out_dir).absolute()
+    for folder in (out, *(d for d in out.iterdir() if d.is_dir())) if out.is_dir() else ():
+        recover(folder)
     paths = sorted({*out.glob(f"*{ITEM_SUFFIX}"), *out.glob(f"*/*{ITEM_SUFFIX}")})
     found: list[tuple[Path, Any]] = []
     for p in paths:
+        if not _committed(p):
+            continue  # a scene without its complete set: its item describes nothing
         try:
             item = pystac.Item.from_dict(json.loads(p.read_text(encoding="utf-8")), preserve_dict=False)
         except (OSError, ValueError, KeyError, pystac.STACError):

@@ -1,7 +1,9 @@
 """``geosam`` entry point: a click group whose subcommands are imported only when used.
 
 User mistakes (:class:`geosam.errors.GeosamError`) are printed as one line without a traceback and
-exit with the error's ``exit_code``; ``-v`` shows debug logging and tracebacks.
+exit with the error's ``exit_code``; ``-v`` shows debug logging and tracebacks. Ctrl-C (SIGINT) and
+SIGTERM (schedulers, ``docker stop``) stop a command cleanly: half-written outputs are rolled back
+and the exit status is 130 or 143.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import click
 
 import geosam
+from geosam._signals import EXIT_TERMINATED, Terminated, sigterm_raises
 from geosam.errors import GeosamError
 
 __all__ = ["cli", "main"]
@@ -129,7 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     debug = any(a.startswith("-vv") for a in args) or args.count("-v") + args.count("--verbose") >= 2
     try:
-        result: Any = cli.main(args=args, prog_name="geosam", standalone_mode=False)
+        with sigterm_raises():
+            result: Any = cli.main(args=args, prog_name="geosam", standalone_mode=False)
+    except Terminated:
+        click.echo("geosam: terminated (SIGTERM)", err=True)
+        return EXIT_TERMINATED
     except GeosamError as err:
         if debug:
             raise
