@@ -401,10 +401,16 @@ def test_disk_full_in_a_vector_output(corpus, tmp_path, capsys, monkeypatch):
 
 def test_disk_full_at_the_run_record_after_a_complete_earlier_run(corpus, tmp_path, capsys, monkeypatch):
     """A rerun that fails at its last step must not leave new outputs beside the old run record (which
-    would mark the scene complete): the scene is left without outputs."""
+    would mark the scene complete): the earlier complete set stays exactly as it was."""
+    import hashlib
+
+    from geosam.outputs import SceneOutputs
+    from geosam.record import verify_outputs
+
     out = tmp_path / "out"
     rc, _, err = run_cli(good_args(corpus, out), capsys)
     assert rc == 0 and (out / "good_run.json").is_file(), err
+    earlier = {f: hashlib.sha256((out / f).read_bytes()).hexdigest() for f in files_under(out)}
     real_write_text = Path.write_text
 
     def write_text(self, *a, **kw):
@@ -417,7 +423,10 @@ def test_disk_full_at_the_run_record_after_a_complete_earlier_run(corpus, tmp_pa
     monkeypatch.setattr(Path, "write_text", write_text)
     line = assert_fails(good_args(corpus, out), capsys, code=6, names=out, says="no space left", out_dir=None)
     assert "good_run.json" in line
-    assert files_under(out) == ["good.qml", "notes.txt"]
+    assert sorted(files_under(out)) == sorted([*earlier, "good.qml", "notes.txt"])  # nothing else, no scratch
+    assert {f: hashlib.sha256((out / f).read_bytes()).hexdigest() for f in earlier} == earlier
+    assert (out / "notes.txt").read_bytes() == b"mine" and (out / "good.qml").read_bytes() == b"mine too"
+    verify_outputs(SceneOutputs(out, "good"))  # the earlier record and every file it lists agree
 
 
 def test_no_overwrite_keeps_existing_outputs(corpus, tmp_path, capsys):

@@ -68,7 +68,11 @@ def rows(cfg):
 
 
 def leftovers(root: Path) -> list[Path]:
-    return [p for p in root.rglob("*") if p.name.startswith(".geosam-tmp-") or ".work-" in p.name]
+    return [
+        p
+        for p in root.rglob("*")
+        if p.name.startswith((".geosam-tmp-", ".geosam-txn-")) or ".work-" in p.name
+    ]
 
 
 def test_config_is_strict_and_resolves_paths(tmp_path, bundle):
@@ -206,7 +210,9 @@ def test_killed_run_resumes_without_duplicates(tmp_path, bundle, counting):
     m = rows(cfg)
     assert (m["a.tif"].status, m["b.tif"].status, m["c.tif"].status) == ("done", "running", "pending")
     b_dir = tmp_path / "out" / "b"
-    assert leftovers(b_dir) and (b_dir / "b_classes.tif").exists() and not (b_dir / "b_run.json").exists()
+    # the killed run's half set is staged out of sight: nothing of it is visible, only hidden staging
+    assert leftovers(b_dir) and not (b_dir / "b_classes.tif").exists() and not (b_dir / "b_run.json").exists()
+    assert [p.name for p in b_dir.iterdir() if not p.name.startswith(".geosam-txn-")] == []
 
     report = run_ingest(cfg)  # the kernel released the dead run's lock
     assert report.recovered == 1 and sorted(counting) == ["b.tif", "c.tif"]
