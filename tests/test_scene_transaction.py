@@ -304,10 +304,12 @@ def test_a_live_run_is_never_recovered(rerun):
 
     folder, _ = rerun
     old = complete_set(folder)
-    with pytest.raises(RuntimeError, match="without commit"):
-        with SceneTransaction(SceneOutputs(folder, "s")) as txn:
-            (txn.staged.directory / "s_classes.tif").write_bytes(b"half")
-            assert recover(folder) == [] and txn.txn.is_dir()
+    with (
+        pytest.raises(RuntimeError, match="without commit"),
+        SceneTransaction(SceneOutputs(folder, "s")) as txn,
+    ):
+        (txn.staged.directory / "s_classes.tif").write_bytes(b"half")
+        assert recover(folder) == [] and txn.txn.is_dir()
     assert scratch(folder) == [] and complete_set(folder) == old
 
 

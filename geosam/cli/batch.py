@@ -60,7 +60,10 @@ Cluster setup, GPU workers and memory: docs/batch.md.
 @click.option("--gpu", is_flag=True, help="Each scene task requests resources={'GPU': 1}.")
 @click.option("--stac", is_flag=True, help="Write a STAC item per scene and OUT/collection.json.")
 @click.option(
-    "--skip-existing", is_flag=True, help="Skip scenes whose run record exists for the same input content."
+    "--skip-existing",
+    is_flag=True,
+    help="Skip scenes whose complete outputs exist for the same input content (run record present, "
+    "every file matching its recorded sha256).",
 )
 @click.option(
     "--layout",

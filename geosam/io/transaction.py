@@ -49,6 +49,9 @@ the STAC item):
 
 Locks use ``fcntl.flock``; where it does not exist (Windows) runs in one folder must not overlap.
 ``filelock`` is not used: it cannot lock a directory, and its lock files would stay in users' folders.
+
+Why this module is long: begin, commit and recovery are one protocol whose steps must be read and
+changed together (recovery replays the commit's steps); about a third of the lines are this docstring.
 """
 
 from __future__ import annotations
