@@ -346,3 +346,22 @@ def test_skip_existing_verifies_the_record_and_every_hash(tmp_path, bundle, monk
     (folder / "s_run.json").write_text(json.dumps(record))
     assert status() == "done" and len(calls) == 3
     assert status() == "skipped" and len(calls) == 3
+
+
+def test_signals_are_held_during_a_commit_and_acted_on_after():
+    import os
+    import signal
+
+    from geosam._signals import Terminated, signals_held, sigterm_raises
+
+    done = []
+    with pytest.raises(KeyboardInterrupt), signals_held():
+        os.kill(os.getpid(), signal.SIGINT)
+        with signals_held():  # reentrant: the inner block records into the outer one
+            os.kill(os.getpid(), signal.SIGINT)
+        done.append("the block ran to its end")
+    assert done == ["the block ran to its end"]
+    with sigterm_raises(), pytest.raises(Terminated), signals_held():
+        os.kill(os.getpid(), signal.SIGTERM)
+        done.append("again")
+    assert done[-1] == "again" and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
