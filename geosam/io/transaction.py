@@ -312,7 +312,7 @@ class SceneTransaction:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise OutputError(f"cannot create the output directory ({err.strerror})", folder) from None
-        with _folder_lock(folder):
+        with signals_held(), _folder_lock(folder):
             _recover_locked(folder, self.outputs.stem)
             self._refuse_existing()
             try:
