@@ -12,7 +12,7 @@ The variables are read when a process starts, so each case runs in its own subpr
 other (never at the same time), with identical code:
 
 * ``process``: a plain Python process running the encoder (what a library user gets);
-* ``dask worker``: a task on a worker of ``geosam.distributed.connect`` (a ``LocalCluster``, as
+* ``dask worker``: a task on a worker of ``geosam.batch.dask_backend.connect`` (a ``LocalCluster``, as
   ``geosam batch`` starts) with torch on all cores; dask's nanny sets ``MALLOC_TRIM_THRESHOLD_=65536``
   for its workers (``distributed.nanny.pre-spawn-environ``) unless the variable is already set in the
   environment of the process that starts the cluster.
@@ -62,7 +62,7 @@ if where == "process":
     out = encoder_seconds(preset, size, precision, reps)
 else:
     from geosam.batch import ExecutorSpec
-    from geosam.distributed import connect
+    from geosam.batch.dask_backend import connect
     with connect(ExecutorSpec(workers=1, memory_limit=None)) as client:
         out = client.submit(encoder_seconds, preset, size, precision, reps, pure=False).result()
 print(json.dumps(out))

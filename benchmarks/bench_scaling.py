@@ -3,7 +3,7 @@
 The same ``N`` scenes (one-source VRT copies of ``RGB.byte.tif``) are classified three ways:
 ``workers=0`` (one after another in this process, torch using every core), a ``LocalCluster`` with one
 worker process (torch threads = all cores) and with two (torch threads = cores / 2 each; see
-``geosam.distributed.ModelPlugin``). Reported: wall time including cluster start and model loading,
+``geosam.batch.dask_backend.ModelPlugin``). Reported: wall time including cluster start and model loading,
 the processing window (first scene started to last scene done), scenes per minute and tiles per second
 over that window, and the speed-up over one worker.
 """

@@ -14,9 +14,11 @@ What it does, each step skipped when its result is already there (``--force`` re
 2. runs ``geosam run`` on ``sample_tiles/data/raleigh_landsat7_2000.vrt`` into
    ``.cache/screenshots/run`` (or uses ``--run-dir``);
 3. opens the run's QGIS project (``<scene>.qgs``) in PyQGIS, with ``QT_QPA_PLATFORM=offscreen``, and
-   renders each view with ``QgsMapRendererCustomPainterJob``, drawing a legend from the layers' own
-   renderers: ``docs/img/qgis_scene.png``, ``qgis_classes.png``, ``qgis_regions.png``,
-   ``qgis_confidence.png``. Each PNG stays under 300 KB.
+   renders each view as a print layout (``QgsPrintLayout``): a title, the map, QGIS's own legend
+   (``QgsLayoutItemLegend``, sized to its labels, built from the project's layer tree so it shows what
+   the Layers panel shows; the classes view lists every layer of the project) and a scale bar:
+   ``docs/img/qgis_scene.png``, ``qgis_classes.png``, ``qgis_regions.png``, ``qgis_confidence.png``.
+   Each PNG stays under 300 KB.
 
 geosam itself runs in a subprocess of the venv's ``geosam`` (``--geosam``, default ``.venv/bin/geosam``).
 """
@@ -37,7 +39,8 @@ WORK = ROOT / ".cache" / "screenshots"
 IMG = ROOT / "docs" / "img"
 MAX_BYTES = 300_000
 
-MAP_W, MAP_H, LEGEND_W = 640, 580, 200
+#: Map width in layout millimetres, page margin, export resolution (96 dpi: 1 mm = 3.8 px).
+MAP_MM, MARGIN, DPI = 150.0, 4.0, 96
 
 
 def log(msg: str) -> None:
@@ -153,85 +156,130 @@ def _render_views(run: Path, out_dir: Path) -> list[Path]:
     source = record.get("region_source", "?")
     model = record.get("model", {}).get("name", "?")
     views = [
-        ("qgis_scene.png", [scene], full, None, "Input scene (natural colour)"),
-        ("qgis_classes.png", [layers["classes"]], full, layers["classes"], f"classes ({model})"),
+        ("qgis_scene.png", [scene], full, [scene], "Input scene (natural colour)"),
+        # the classes view lists the project's layers as the Layers panel does
+        ("qgis_classes.png", [layers["classes"]], full, None, f"classes ({model})"),
         (
             "qgis_regions.png",
             [layers["regions"], layers["classes"]],
             zoom,
-            layers["regions"],
-            f"regions ({source}) over classes",
+            [layers["regions"], layers["classes"]],
+            f"regions ({source}) over classes, zoomed in",
         ),
-        ("qgis_confidence.png", [layers["confidence"]], full, layers["confidence"], "confidence"),
+        ("qgis_confidence.png", [layers["confidence"]], full, [layers["confidence"]], "confidence"),
     ]
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, stack, extent, legend_layer, title in views:
+    for name, stack, extent, legend_layers, title in views:
         path = out_dir / name
-        render(stack, extent, crs, legend_layer, title, path)
+        render(project, stack, extent, crs, legend_layers, title, path)
         written.append(path)
         log(f"wrote {path} ({path.stat().st_size // 1024} KB)")
     return written
 
 
-def legend_items(layer) -> list[tuple[str, object]]:
-    """(label, QColor) pairs from the layer's own renderer, as QGIS's legend shows them."""
-    from qgis.core import QgsRasterLayer
+def _legend_tree(project, legend_layers):
+    """The legend's layer tree: the project's own nodes (their legend settings, e.g. no band header)."""
+    from qgis.core import QgsLayerTree
 
-    if isinstance(layer, QgsRasterLayer):
-        return [(label, color) for label, color in layer.renderer().legendSymbologyItems()]
-    renderer = layer.renderer()
-    return [(cat.label(), cat.symbol().color()) for cat in renderer.categories()]
+    if legend_layers is None:
+        return project.layerTreeRoot().clone()  # every layer, as the Layers panel shows them
+    root = QgsLayerTree()
+    for layer in legend_layers:
+        node = project.layerTreeRoot().findLayer(layer.id())
+        if node is not None:
+            root.addChildNode(node.clone())
+        else:  # the input scene, not part of the project
+            root.addLayer(layer)
+    return root
 
 
-def render(stack, extent, crs, legend_layer, title: str, path: Path) -> None:
-    from qgis.core import QgsMapRendererCustomPainterJob, QgsMapSettings
-    from qgis.PyQt.QtCore import QRectF, QSize, Qt
-    from qgis.PyQt.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPen
+def _round_length(value: float) -> float:
+    """The largest 1, 2, 2.5 or 5 x 10^k not above ``value`` (scale bar segment lengths)."""
+    import math
 
-    settings = QgsMapSettings()
-    settings.setLayers(stack)
-    settings.setDestinationCrs(crs)
-    settings.setOutputSize(QSize(MAP_W, MAP_H))
-    settings.setExtent(extent)
-    settings.setBackgroundColor(QColor(255, 255, 255))
-    settings.setOutputDpi(96)
-    width = MAP_W + (LEGEND_W if legend_layer is not None else 0)
-    image = QImage(width, MAP_H, QImage.Format_ARGB32)
-    image.fill(QColor(255, 255, 255))
-    painter = QPainter(image)
-    painter.setRenderHint(QPainter.Antialiasing)
-    painter.setClipRect(0, 0, MAP_W, MAP_H)  # vector layers would draw past the map into the legend
-    job = QgsMapRendererCustomPainterJob(settings, painter)
-    job.renderSynchronously()
-    painter.setClipping(False)
-    # the real map extent (QGIS keeps the aspect ratio) for the frame
-    painter.setPen(QPen(QColor(80, 80, 80), 1))
-    painter.drawRect(0, 0, MAP_W - 1, MAP_H - 1)
-    font = QFont("DejaVu Sans", 10)
-    painter.setFont(font)
-    text_w = QFontMetrics(font).horizontalAdvance(title)
-    painter.fillRect(QRectF(6, 6, text_w + 14, 22), QColor(255, 255, 255, 220))
-    painter.setPen(QColor(20, 20, 20))
-    painter.drawText(QRectF(12, 6, text_w + 4, 22), Qt.AlignVCenter, title)
-    if legend_layer is not None:
-        x0, y = MAP_W + 14, 16
-        painter.setFont(QFont("DejaVu Sans", 10, QFont.Bold))
-        painter.drawText(QRectF(x0, y, LEGEND_W - 20, 20), Qt.AlignVCenter, legend_layer.name())
-        painter.setFont(font)
-        y += 28
-        for label, color in legend_items(legend_layer):
-            painter.fillRect(QRectF(x0, y + 2, 18, 14), color)
-            painter.setPen(QColor(60, 60, 60))
-            painter.drawRect(QRectF(x0, y + 2, 18, 14))
-            painter.setPen(QColor(20, 20, 20))
-            painter.drawText(QRectF(x0 + 26, y, LEGEND_W - 44, 18), Qt.AlignVCenter, str(label))
-            y += 22
-    painter.end()
-    if not image.save(str(path), "PNG"):
+    exp = 10 ** math.floor(math.log10(value))
+    return max(f * exp for f in (1, 2, 2.5, 5) if f * exp <= value)
+
+
+def render(project, stack, extent, crs, legend_layers, title: str, path: Path) -> None:
+    """Render a print layout: title, map with frame, QGIS's own legend, and a scale bar."""
+    from qgis.core import (
+        QgsLayoutExporter,
+        QgsLayoutItemLabel,
+        QgsLayoutItemLegend,
+        QgsLayoutItemMap,
+        QgsLayoutItemScaleBar,
+        QgsLayoutPoint,
+        QgsLayoutSize,
+        QgsPrintLayout,
+        QgsUnitTypes,
+    )
+    from qgis.PyQt.QtGui import QFont
+
+    mm = QgsUnitTypes.LayoutMillimeters
+    layout = QgsPrintLayout(project)
+    layout.initializeDefaults()
+    label = QgsLayoutItemLabel(layout)
+    label.setText(title)
+    label.setFont(QFont("DejaVu Sans", 11))
+    label.attemptMove(QgsLayoutPoint(MARGIN, MARGIN, mm))
+    label.attemptResize(QgsLayoutSize(MAP_MM, 8, mm))
+    layout.addLayoutItem(label)
+    ratio = extent.height() / extent.width()
+    map_h = MAP_MM * ratio
+    item = QgsLayoutItemMap(layout)
+    item.attemptMove(QgsLayoutPoint(MARGIN, MARGIN + 9, mm))
+    item.attemptResize(QgsLayoutSize(MAP_MM, map_h, mm))
+    item.setLayers(stack)
+    item.setCrs(crs)
+    item.setExtent(extent)
+    item.setFrameEnabled(True)
+    layout.addLayoutItem(item)
+    scalebar = QgsLayoutItemScaleBar(layout)
+    scalebar.setLinkedMap(item)
+    scalebar.setStyle("Single Box")
+    scalebar.applyDefaultSize(QgsUnitTypes.DistanceKilometers)
+    # two segments of a round length of about 25 mm each, so the labels never overlap
+    metres = QgsUnitTypes.fromUnitToUnitFactor(crs.mapUnits(), QgsUnitTypes.DistanceMeters)
+    km_per_mm = extent.width() * metres / 1000 / MAP_MM
+    scalebar.setUnitsPerSegment(_round_length(25 * km_per_mm))
+    scalebar.setNumberOfSegments(2)
+    scalebar.setNumberOfSegmentsLeft(0)
+    scalebar.attemptMove(QgsLayoutPoint(MARGIN, MARGIN + 11 + map_h, mm))
+    layout.addLayoutItem(scalebar)
+    legend = QgsLayoutItemLegend(layout)
+    legend.setTitle("Layers")
+    legend.setLinkedMap(item)
+    legend.setAutoUpdateModel(False)
+    tree = _legend_tree(project, legend_layers)
+    legend.model().setRootGroup(tree)
+    legend.setResizeToContents(True)
+    legend.attemptMove(QgsLayoutPoint(MARGIN + MAP_MM + 4, MARGIN + 9, mm))
+    layout.addLayoutItem(legend)
+    exporter = QgsLayoutExporter(layout)
+    settings = QgsLayoutExporter.ImageExportSettings()
+    settings.dpi = DPI
+    settings.generateWorldFile = False
+    settings.exportMetadata = False
+    page = layout.pageCollection().page(0)
+    # QGIS sizes a legend to its contents only once it has been drawn: draw on a wide page first,
+    # then fit the page to the map, the legend and the scale bar
+    page.setPageSize(QgsLayoutSize(MAP_MM + 200, 2 * MAP_MM, mm))
+    exporter.renderPageToImage(0)
+    legend.adjustBoxSize()
+    width = MARGIN + MAP_MM + 4 + legend.sizeWithUnits().width() + MARGIN
+    height = max(MARGIN + 11 + map_h + scalebar.sizeWithUnits().height(), legend.sizeWithUnits().height() + 9)
+    page.setPageSize(QgsLayoutSize(width, height + MARGIN, mm))
+    if exporter.exportToImage(str(path), settings) != QgsLayoutExporter.Success:
         raise SystemExit(f"could not write {path}")
+    del exporter, layout, tree
     if path.stat().st_size > MAX_BYTES:  # natural-colour imagery: fall back to a 256-colour palette
-        image.convertToFormat(QImage.Format_Indexed8).save(str(path), "PNG")
+        from qgis.PyQt.QtCore import Qt
+        from qgis.PyQt.QtGui import QImage
+
+        flags = Qt.ThresholdDither | Qt.AvoidDither  # dithering would speckle the white page
+        QImage(str(path)).convertToFormat(QImage.Format_Indexed8, flags).save(str(path), "PNG")
     if path.stat().st_size > MAX_BYTES:
         raise SystemExit(f"{path} is {path.stat().st_size} bytes, over {MAX_BYTES}")
 

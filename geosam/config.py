@@ -9,6 +9,7 @@ whole ``RunConfig`` or the environment.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -30,7 +31,10 @@ __all__ = [
     "upgrade_config",
 ]
 
-SCHEMA_VERSION: Literal[1] = 1
+SCHEMA_VERSION: Literal[2] = 2
+"""Version of the run configuration schema. 2: ``segment.mask_threshold`` removed (nothing read it)."""
+
+log = logging.getLogger(__name__)
 
 
 class _Strict(BaseModel):
@@ -106,7 +110,6 @@ class SegmentConfig(_Strict):
     stability_score_thresh: float = Field(0.95, ge=0, le=1)
     stability_score_offset: float = Field(1.0, ge=0)
     box_nms_thresh: float = Field(0.7, ge=0, le=1)
-    mask_threshold: float = 0.0
     min_region_area: int = Field(32, ge=0, description="regions smaller than this (pixels) are dropped")
     felzenszwalb_scale: float = Field(100.0, gt=0)
     felzenszwalb_sigma: float = Field(0.8, ge=0)
@@ -126,6 +129,9 @@ class OutputConfig(_Strict):
         qgis_project: Write ``<scene>.qgs`` that opens every layer styled.
         overwrite: Replace existing outputs (otherwise a scene with outputs is an error).
         compress: COG compression.
+        legend: What the QGIS styles of the class map and the regions list: ``area`` (the classes
+            present, largest first, with their share of the classified pixels), ``present`` (the
+            classes present, in class order) or ``all`` (every class of the model).
     """
 
     confidence_dtype: Literal["float32", "uint8"] = "float32"
@@ -134,6 +140,7 @@ class OutputConfig(_Strict):
     qgis_project: bool = True
     overwrite: bool = True
     compress: Literal["deflate", "lzw", "zstd"] = "deflate"
+    legend: Literal["area", "present", "all"] = "area"
 
 
 class RunConfig(_Strict):
@@ -154,7 +161,7 @@ class RunConfig(_Strict):
             projected CRS in metres; SAM tiles are never resampled.
     """
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     bands: list[int | str] | None = None
     tiling: TilingConfig = Field(default_factory=TilingConfig)  # type: ignore[arg-type]
     normalize: NormalizeConfig = Field(default_factory=NormalizeConfig)  # type: ignore[arg-type]
@@ -224,15 +231,36 @@ def parse_config(data: Any, source: str | os.PathLike[str] | None = None) -> Run
 def upgrade_config(data: dict[str, Any], source: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Upgrade a config mapping from an older ``schema_version`` to the current one.
 
-    Version 1 is the first schema, so this only rejects versions from the future.
+    A mapping without ``schema_version`` is read as version 1 (every version-1 file is a valid
+    version-2 file but for the removed key), so files written before the bump keep loading. Upgrades:
+
+    * 1 -> 2: ``segment.mask_threshold`` is dropped. Nothing ever read it (SAM's mask decoder uses its
+      own threshold, 0.0); a value other than 0.0 is reported in a warning, since it had no effect.
+
+    Raises:
+        ConfigError: A ``schema_version`` from the future (or not an integer).
     """
-    version = data.get("schema_version", SCHEMA_VERSION)
-    if not isinstance(version, int) or version < 1 or version > SCHEMA_VERSION:
+    version = data.get("schema_version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1 or version > SCHEMA_VERSION:
         raise ConfigError(
             f"schema_version {version!r} is not supported by this geosam (supports 1..{SCHEMA_VERSION})",
             source,
         )
-    return data
+    out = dict(data)
+    if version < 2 and isinstance(out.get("segment"), dict) and "mask_threshold" in out["segment"]:
+        segment = dict(out["segment"])
+        value = segment.pop("mask_threshold")
+        if value not in (0, 0.0, None):
+            where = f"{source}: " if source is not None else ""
+            log.warning(
+                "%ssegment.mask_threshold (%r) is no longer a setting: it never had an effect (SAM's "
+                "mask decoder thresholds its logits at 0.0); removed",
+                where,
+                value,
+            )
+        out["segment"] = segment
+    out["schema_version"] = SCHEMA_VERSION
+    return out
 
 
 def load_config(path: str | os.PathLike[str]) -> RunConfig:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -95,32 +94,14 @@ def plan_encoder(
         match_resolution: Resample chips to the model's ground resolution.
         tile_size: The user's tile size (``TilingConfig.tile_size``), or ``None``.
     """
-    chip, tile = models.chip_size, models.tile_size
-    grid = models.input_size // patch_size(models.bundle.model.encoder)
-    gsd = models.bundle.meta.gsd_m
-    scene_gsd = info.gsd_m
-    if (
-        models.region_source == "sam"
-        or not match_resolution
-        or not gsd
-        or scene_gsd is None
-        or abs(scene_gsd - gsd) / gsd < 0.05
-    ):
-        return EncoderPlan(tile, chip, models.input_size, grid)
-    per_side = max(1, round(tile / chip))
-    new_chip = max(4, round(chip * gsd / scene_gsd))
-    new_tile = new_chip * per_side
-    if tile_size is not None:
-        new_tile = max(new_chip, round(tile_size / new_chip) * new_chip)
-    log.info(
-        "%s: %.3g m pixels, model trained at %.3g m: encoding %d px chips resampled to %d px",
-        Path(info.path).name,
-        scene_gsd,
-        gsd,
-        new_chip,
-        models.input_size,
+    from geosam.scene_plan import ModelGeometry, scene_encoding
+
+    # the rule lives in geosam.scene_plan, shared with `geosam info` (which loads no weights)
+    enc = scene_encoding(
+        ModelGeometry.of_models(models, tile_size=tile_size), info, match_resolution=match_resolution
     )
-    return EncoderPlan(new_tile, new_chip, models.input_size, grid)
+    grid = models.input_size // patch_size(models.bundle.model.encoder)
+    return EncoderPlan(enc.tile_size, enc.chip_size, models.input_size, grid)
 
 
 def autocast_context(device: torch.device, precision: str) -> AbstractContextManager[object]:

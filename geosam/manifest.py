@@ -195,6 +195,62 @@ class Manifest:
             )
         return cls(conn, p)
 
+    @classmethod
+    def snapshot(cls, path: str | os.PathLike[str]) -> Manifest:
+        """An in-memory copy of the manifest at ``path`` (empty when there is none), writing nothing.
+
+        For dry runs and ``--status``: changes to the copy stay in memory. Opening the file read-only
+        would still create ``-wal``/``-shm`` files next to a WAL database, so the file is read with
+        SQLite's ``immutable`` flag; when a ``-wal`` file exists (a run is active, or one was killed),
+        the database and its WAL are copied to a temporary folder first and read there, so committed
+        changes still in the WAL are seen and nothing beside the manifest is touched.
+
+        Raises:
+            ConfigError: The file is not a geosam manifest, or from a newer geosam.
+            OutputError: The file cannot be read.
+        """
+        import shutil
+        import tempfile
+        from urllib.parse import quote
+
+        p = Path(path)
+        mem = sqlite3.connect(":memory:", isolation_level=None)
+        mem.row_factory = sqlite3.Row
+        if not p.is_file():
+            mem.executescript(_SCHEMA)
+            mem.execute(
+                "INSERT INTO meta VALUES ('schema_version', ?), ('created', ?)",
+                (str(SCHEMA_VERSION), now_iso()),
+            )
+            return cls(mem, p)
+        wal = p.with_name(p.name + "-wal")
+        try:
+            with tempfile.TemporaryDirectory(prefix="geosam-manifest-") as tmp:
+                if wal.is_file():
+                    src_path = Path(tmp) / p.name
+                    shutil.copyfile(p, src_path)
+                    shutil.copyfile(wal, Path(tmp) / wal.name)
+                    src = sqlite3.connect(src_path, isolation_level=None)
+                else:
+                    src = sqlite3.connect(f"file:{quote(str(p.absolute()))}?immutable=1", uri=True)
+                try:
+                    src.backup(mem)
+                finally:
+                    src.close()
+            row = mem.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        except (OSError, sqlite3.DatabaseError) as err:
+            msg = f"cannot read the ingest manifest ({err})"
+        else:
+            msg = ""
+        if msg:
+            raise OutputError(msg, p)
+        version = int(row["value"]) if row else 0
+        if version != SCHEMA_VERSION:
+            raise ConfigError(
+                f"manifest schema version {version} is not {SCHEMA_VERSION} (another geosam?)", p
+            )
+        return cls(mem, p)
+
     def close(self) -> None:
         """Close the connection."""
         self.conn.close()

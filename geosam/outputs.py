@@ -37,6 +37,7 @@ __all__ = [
     "SceneOutputs",
     "output_paths",
     "output_stem",
+    "safe_name",
 ]
 
 #: Output kind -> file name suffix after the stem, in the order outputs are listed.
@@ -87,6 +88,22 @@ def output_stem(scene: str | os.PathLike[str]) -> str:
         digest = hashlib.sha256(raw.encode("utf-8", "surrogateescape")).hexdigest()[:8]
         stem = data[: _MAX_STEM_BYTES - 9].decode("utf-8", "ignore") + "-" + digest
     return stem
+
+
+def safe_name(text: str, *, max_len: int = 100) -> str:
+    """A folder name made from ``text``: ``[A-Za-z0-9._-]`` only, no leading dot, never ``..``.
+
+    Runs of other characters become ``_``; over-long names are cut and get a hash of ``text``.
+
+    >>> safe_name("../../etc/passwd")
+    'etc_passwd'
+    >>> safe_name("S2A 2024/06 (ok).tif")
+    'S2A_2024_06_ok_.tif'
+    """
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._-") or "scene"
+    if len(name) > max_len:
+        name = name[: max_len - 9] + "-" + hashlib.sha1(text.encode()).hexdigest()[:8]
+    return name
 
 
 @dataclass(frozen=True)
@@ -157,6 +174,15 @@ class SceneOutputs:
         if p.suffix == ".tif":
             out.append(pam_path(p))
         return tuple(out)
+
+    def pam_sidecars(self) -> dict[str, Path]:
+        """GDAL PAM sidecar (``.aux.xml``) of each GeoTIFF output, keyed ``<kind>_aux``.
+
+        ``classes_aux`` holds the class names as GDAL categories and a raster attribute table: a copy of
+        the class map without it shows class ids instead of names. The run record and the STAC item list
+        the ones that exist.
+        """
+        return {f"{kind}_aux": pam_path(self.path(kind)) for kind in ("classes", "confidence")}
 
     def files(self) -> list[Path]:
         """Every file a run writes for the scene: outputs and their sidecars (no STAC item), once each."""

@@ -181,7 +181,8 @@ def predict_scene(
         stitched = _infer_tiles(plan, models, cfg, txn.work, timer, progress=progress, on_tile=on_tile)
         # 4. Finish: merge regions across seams; class map, confidence and region layers in one pass.
         with timer.stage("finish"):
-            n_regions = _finish(plan, models, cfg, stitched, txn.work, staged)
+            n_regions = _finish(plan, models, cfg, stitched, txn.work, staged, progress=progress)
+            _apply_legend(staged, _scheme(models), cfg)
         # 5. Describe: the tiles layer and the QGIS project.
         scene_writer.write_tiles_layer(
             plan.tiles, stitched.tile_probs, stitched.tile_valid_px, staged, _scheme(models), cfg.output
@@ -255,7 +256,7 @@ def _infer_tiles(
     # (a training run later in the same process would have no gradients)
     with torch.no_grad(), provisional_raster(scratch / _PROVISIONAL, plan.info) as provisional:
         # the scratch raster starts as nodata (-1) everywhere; skipped tiles stay so
-        items = progress_iter(tiles.tiles, f"{tiles.scene_id}: tiles", enabled=progress)
+        items = progress_iter(tiles.tiles, f"{tiles.scene_id}: tiles", enabled=progress, unit="tiles")
         for done, spec in enumerate(items, 1):
             with timer.stage("read"):
                 tile = read_tile(plan.path, spec, plan.bands)
@@ -295,6 +296,8 @@ def _finish(
     stitched: _Stitched,
     scratch: Path,
     outputs: SceneOutputs,
+    *,
+    progress: bool = False,
 ) -> int:
     """Phase 4: final regions, the class map and confidence COGs, and the region layers.
 
@@ -308,13 +311,30 @@ def _finish(
     table = stitched.stitcher.finish(cfg.segment.min_region_area)
     tags = scene_writer.scene_tags(plan.path, models.bundle.meta.name, models.region_source)
     polygons = scene_writer.write_maps(
-        scratch / _PROVISIONAL, plan.tiles, table, stitched.tile_probs, outputs, scheme, cfg.output, tags
+        scratch / _PROVISIONAL,
+        plan.tiles,
+        table,
+        stitched.tile_probs,
+        outputs,
+        scheme,
+        cfg.output,
+        tags,
+        progress=progress,
     )
     if polygons is None:
         return int(table.count)
     regions = region_frame(polygons, table, plan.tiles, scheme, models.region_source)
     scene_writer.write_regions(regions, outputs, scheme, cfg.output)
     return len(regions)
+
+
+def _apply_legend(outputs: SceneOutputs, scheme: ClassScheme, cfg: RunConfig) -> None:
+    """The class map's and regions' legends for ``output.legend`` (see :mod:`geosam.io.legend`)."""
+    from geosam.io.legend import restyle_legends
+    from geosam.io.style import qml_path
+
+    regions = [qml_path(outputs.path("regions_gpkg"))] if cfg.output.regions else []
+    restyle_legends(outputs.classes, regions, scheme, cfg.output.legend)
 
 
 def _record(

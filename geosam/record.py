@@ -331,7 +331,8 @@ def build_run_record(
         ),
         config=cfg.to_json_dict(),
         results=Results(regions=n_regions, seam_matches=seam_matches),
-        outputs={k: p.name for k, p in outputs.paths.items() if k != "record" and p.exists()},
+        outputs={k: p.name for k, p in outputs.paths.items() if k != "record" and p.exists()}
+        | {k: p.name for k, p in outputs.pam_sidecars().items() if p.exists()},
         timings_s={k: round(v, 3) for k, v in seconds.items()},
         versions=software_versions(),
         files=hash_outputs(outputs),

@@ -111,30 +111,20 @@ def load_models(
         InputMismatchError: The bundle's encoder is not the SAM checkpoint's architecture.
         WeightsNotFoundError, CheckpointError, BundleError: From loading.
     """
-    from geosam.models.bundle import load_bundle, read_bundle_meta
+    from geosam.models.bundle import default_bundle_path, load_bundle, read_bundle_meta
     from geosam.models.sam import load_sam
     from geosam.models.sam_config import SamConfig
+    from geosam.scene_plan import model_geometry
 
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
-    source = cfg.segment.source
-    if source == "auto":
-        source = "sam" if sam_checkpoint is not None else "felzenszwalb"
-    if source == "sam" and sam_checkpoint is None:
-        raise ConfigError(
-            "segment.source is 'sam' but no SAM checkpoint was given: pass --sam-checkpoint "
-            "(Meta's sam_vit_b_01ec64.pth...), or use --regions felzenszwalb"
-        )
-    meta = read_bundle_meta(model if model is not None else _default_model())
-    chip = meta.chip_size or meta.input_size
+    meta = read_bundle_meta(model if model is not None else default_bundle_path(required=True))
+    # region source, chip and tile sizes: the same decision `geosam info` shows (geosam.scene_plan)
+    geom = model_geometry(meta, cfg, sam_checkpoint=sam_checkpoint is not None)
+    source, chip, tile, input_size = geom.region_source, geom.chip_size, geom.tile_size, geom.input_size
     sam = None
     if source == "sam":
-        tile = cfg.tiling.tile_size or 1024
         enc_cfg = SamConfig.from_dict(dict(meta.encoder.config))
-        if tile % enc_cfg.patch_size:
-            raise ConfigError(
-                f"tile size {tile} must be a multiple of the encoder patch size {enc_cfg.patch_size}"
-            )
         sam, sam_cfg = load_sam(sam_checkpoint, img_size=tile, map_location="cpu")  # type: ignore[arg-type]
         if (sam_cfg.embed_dim, sam_cfg.depth, sam_cfg.out_chans, sam_cfg.patch_size) != (
             enc_cfg.embed_dim,
@@ -158,16 +148,8 @@ def load_models(
             )
         sam.image_encoder = bundle.model.encoder  # one encoder for masks and classes
         sam.to(device).eval()
-        chip, input_size = tile, tile
     else:
         bundle = load_bundle(model, sam_checkpoint=sam_checkpoint, device="cpu")
-        input_size = meta.input_size
-        tile = cfg.tiling.tile_size or meta.recommended_tile_size
-        if tile % chip:
-            raise ConfigError(
-                f"tile size {tile} must be a multiple of the model's chip size {chip} "
-                f"(for example {max(chip, round(tile / chip) * chip)})"
-            )
     bundle.model.to(device).eval()
     return Models(
         bundle,
@@ -180,21 +162,6 @@ def load_models(
         precision,
         None if sam_checkpoint is None else os.fspath(sam_checkpoint),
     )
-
-
-def _default_model() -> Path:
-    from geosam.errors import WeightsNotFoundError
-    from geosam.models.bundle import META_FILE, default_bundle_path
-
-    path = default_bundle_path()
-    if not (path / META_FILE).is_file():
-        # a development checkout before the packaged model is trained: say so, not "bundle not found"
-        raise WeightsNotFoundError(
-            "the packaged default model is not installed here; pass a model bundle with --model "
-            "(train one with `geosam train`, see docs/training.md)",
-            path,
-        )
-    return path
 
 
 _CACHE: dict[tuple[Any, ...], Models] = {}

@@ -55,10 +55,11 @@ def make_tiny_bundle(
     """
     import torch
 
+    from geosam.hashing import sha256_file
     from geosam.models.band_adapter import adapt_patch_embed
     from geosam.models.bundle import BundleMeta, EncoderMeta, HeadMeta, save_bundle
     from geosam.models.classifier import ClassifierHead, LandCoverModel
-    from geosam.models.sam import SAM_PIXEL_MEAN, SAM_PIXEL_STD, build_encoder, load_sam, sha256_file
+    from geosam.models.sam import SAM_PIXEL_MEAN, SAM_PIXEL_STD, build_encoder, load_sam
 
     torch.manual_seed(seed)
     n = len(bands)

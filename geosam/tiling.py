@@ -1,4 +1,4 @@
-"""Cutting a scene into tiles: a pure plan (:func:`plan_tiles`), a generator and a dask graph.
+"""Cutting a scene into tiles: a pure plan (:func:`plan_tiles`) and its summary (:func:`summarize_plan`).
 
 Grid rule. With ``T = tile_size``, ``h = halo`` and stride ``s = T - 2h`` (all in scene pixels):
 
@@ -30,10 +30,9 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,19 +40,12 @@ from geosam.config import TilingConfig
 from geosam.errors import ConfigError
 from geosam.types import PixelWindow, SceneInfo, TileSpec
 
-if TYPE_CHECKING:
-    import dask.array
-    from dask.delayed import Delayed
-
-    from geosam.io.read import TileArray
-
 __all__ = [
+    "PlanSummary",
     "TilePlan",
     "grid_shape",
-    "iter_tiles",
     "plan_tiles",
-    "scene_array",
-    "tile_graph",
+    "summarize_plan",
     "tile_transform",
 ]
 
@@ -166,8 +158,14 @@ def _may_have_invalid(info: SceneInfo) -> bool:
     return floating or info.has_mask or any(v is not None for v in info.nodata)
 
 
-def _nonempty_cores(info: SceneInfo, specs: Sequence[TileSpec], stride: int) -> set[int]:
-    """Indexes of the tiles whose core holds at least one valid pixel (exact; see the module docstring)."""
+def _hit_cores(info: SceneInfo, stride: int) -> tuple[np.ndarray, bool]:
+    """``(hit, exact)``: the cores a decimated validity read marks as holding data, ``(rows, cols)`` bool.
+
+    Every valid sample marks all cores its footprint touches, so no core with a valid pixel is missed
+    where the sample is valid; ``exact`` is ``True`` when the sample was the full-resolution mask (then
+    ``hit`` is exactly the non-empty cores). Without it, the cores not hit are only candidates for being
+    empty (see :func:`_confirm_cores`).
+    """
     from geosam.io.read import read_validity
 
     sample = read_validity(info.path, max_side=_SCREEN_SIDE, any_band=True)
@@ -179,13 +177,56 @@ def _nonempty_cores(info: SceneInfo, specs: Sequence[TileSpec], stride: int) -> 
     col_ranges = _sample_ranges(info.width, sample.shape[1], stride, n_cols)
     by_row = np.stack([sample[a:b].any(axis=0) for a, b in row_ranges])  # (n_rows, sample width)
     hit = np.stack([by_row[:, a:b].any(axis=1) for a, b in col_ranges], axis=1)  # (n_rows, n_cols)
+    return hit, sample.shape == (info.height, info.width)
+
+
+def _core_window(info: SceneInfo, stride: int, row: int, col: int) -> PixelWindow:
+    r0, c0 = row * stride, col * stride
+    return PixelWindow(c0, r0, min(stride, info.width - c0), min(stride, info.height - r0))
+
+
+def _confirm_cores(info: SceneInfo, stride: int, cells: np.ndarray) -> np.ndarray:
+    """For ``cells`` ``(n, 2)`` of ``(row, col)``, whether each core holds a valid pixel (full-resolution)."""
+    from geosam.io.read import read_validity
+
+    return np.array(
+        [bool(read_validity(info.path, _core_window(info, stride, int(r), int(c)), any_band=True).any())
+         for r, c in cells],
+        dtype=bool,
+    )  # fmt: skip
+
+
+def _nonempty_cores(info: SceneInfo, specs: Sequence[TileSpec], stride: int) -> set[int]:
+    """Indexes of the tiles whose core holds at least one valid pixel (exact; see the module docstring)."""
+    hit, exact = _hit_cores(info, stride)
     keep = {s.index for s in specs if hit[s.row, s.col]}
-    if sample.shape == (info.height, info.width):
+    if exact:
         return keep  # the sample was the full-resolution mask: exact already
-    for s in specs:
-        if s.index not in keep and read_validity(info.path, s.core, any_band=True).any():
-            keep.add(s.index)
+    candidates = [s for s in specs if s.index not in keep]
+    cells = np.array([(s.row, s.col) for s in candidates], dtype=np.int64).reshape(-1, 2)
+    keep.update(s.index for s, ok in zip(candidates, _confirm_cores(info, stride, cells), strict=True) if ok)
     return keep
+
+
+def _checked(
+    info_or_path: SceneInfo | str | os.PathLike[str], cfg: TilingConfig
+) -> tuple[SceneInfo, int, int]:
+    """The scene header and the checked ``(tile_size, halo)`` of a resolved tiling config."""
+    if isinstance(info_or_path, SceneInfo):
+        info = info_or_path
+    else:
+        from geosam.io.read import open_scene
+
+        info = open_scene(info_or_path)
+    if cfg.tile_size is None or cfg.halo is None:
+        raise ConfigError(
+            "tiling.tile_size and tiling.halo must be set; fill in the model's choice first with "
+            "TilingConfig.resolved(default_tile_size)"
+        )
+    tile_size, halo = int(cfg.tile_size), int(cfg.halo)
+    if halo < 0 or tile_size - 2 * halo < 1:
+        raise ConfigError(f"tile_size ({tile_size}) must be larger than 2 * halo ({2 * halo})")
+    return info, tile_size, halo
 
 
 def plan_tiles(
@@ -216,20 +257,7 @@ def plan_tiles(
             ``tile_size <= 2 * halo`` (no core left).
         RasterError: From :func:`geosam.io.read.open_scene` when given a path.
     """
-    if isinstance(info_or_path, SceneInfo):
-        info = info_or_path
-    else:
-        from geosam.io.read import open_scene
-
-        info = open_scene(info_or_path)
-    if cfg.tile_size is None or cfg.halo is None:
-        raise ConfigError(
-            "tiling.tile_size and tiling.halo must be set; fill in the model's choice first with "
-            "TilingConfig.resolved(default_tile_size)"
-        )
-    tile_size, halo = int(cfg.tile_size), int(cfg.halo)
-    if halo < 0 or tile_size - 2 * halo < 1:
-        raise ConfigError(f"tile_size ({tile_size}) must be larger than 2 * halo ({2 * halo})")
+    info, tile_size, halo = _checked(info_or_path, cfg)
     sid = scene_id if scene_id is not None else Path(info.path).stem
     specs = _grid_specs(info, sid, tile_size, halo)
     skipped: list[TileSpec] = []
@@ -242,118 +270,113 @@ def plan_tiles(
     )
 
 
-def iter_tiles(plan: TilePlan) -> Iterator[TileSpec]:
-    """Yield the plan's tiles in row-major order (lazily; skipped tiles are not yielded)."""
-    yield from plan.tiles
-
-
-def _run_tile(
-    path: str, spec: TileSpec, bands: tuple[int, ...] | None, fn: Callable[[TileArray], Any]
-) -> Any:
-    from geosam.io.read import read_tile
-
-    return fn(read_tile(path, spec, bands))
-
-
-def tile_graph(
-    path: str | os.PathLike[str],
-    plan: TilePlan,
-    fn: Callable[[TileArray], Any],
-    bands: Sequence[int] | None = None,
-) -> list[Delayed]:
-    """One :func:`dask.delayed` task per tile: read it (:func:`geosam.io.read.read_tile`), apply ``fn``.
-
-    Tasks carry the path, the :class:`TileSpec` and the band indexes (a few hundred bytes each), never
-    arrays or open datasets: each task opens the file itself, so the graph can be shipped to
-    ``dask.distributed`` workers and its size does not grow with the tile size. Keys are deterministic
-    (``<scene_id>-<tile_id>-<token>``), so resubmitting a graph reuses finished results.
-
-    Args:
-        path: The scene file the plan was made for.
-        plan: From :func:`plan_tiles`.
-        fn: Per-tile function of a :class:`~geosam.io.read.TileArray`; it must be picklable for
-            multi-process schedulers, and should return something small (a result object, not the tile).
-        bands: 1-based band indexes (:func:`geosam.bands.resolve_bands`); ``None`` reads all bands.
-
-    Returns:
-        Delayed results in the plan's tile order; compute them with ``dask.compute(*tasks)``.
-    """
-    from dask.base import tokenize
-    from dask.delayed import delayed
-
-    p = os.fspath(path)
-    b = None if bands is None else tuple(int(i) for i in bands)
-    run = delayed(_run_tile, pure=True)
-    return [
-        run(p, spec, b, fn, dask_key_name=f"{spec.scene_id}-{spec.tile_id}-{tokenize(p, spec, b, fn)}")
-        for spec in plan.tiles
-    ]
+#: Pixels ``summarize_plan`` reads at most for the empty-tile screen (decimated sample plus confirmed
+#: cores): enough for scenes up to 4096 x 4096 px, or any scene with overviews, at full precision.
+SUMMARY_READ_PX = 4096 * 4096
 
 
 @dataclass(frozen=True, slots=True)
-class _SceneReader:
-    """Array-like view of a scene for :func:`dask.array.from_array`: reads on indexing, holds a path only."""
+class PlanSummary:
+    """What :func:`plan_tiles` would plan for a scene, counted without building a :class:`TileSpec`.
 
-    path: str
-    bands: tuple[int, ...]
-    shape: tuple[int, int, int]
+    Attributes:
+        scene: The scene header.
+        tile_size: Read-window edge ``T`` in pixels.
+        halo: Context ``h`` in pixels on each side of a core.
+        grid: ``(rows, cols)`` of the full tile grid.
+        n_tiles: Tiles :func:`plan_tiles` keeps, when known exactly (``None`` otherwise).
+        n_tiles_min: Tiles certainly kept (the decimated screen saw valid pixels in their cores).
+        screening: How empty tiles were counted: ``off`` (``skip_empty`` is off), ``not-needed``
+            (the scene cannot hold invalid pixels), ``exact`` (as :func:`plan_tiles` does it),
+            ``decimated`` (too many candidate cores to confirm: ``n_tiles`` is between ``n_tiles_min``
+            and ``n_grid``) or ``skipped`` (the screen would read more than the budget: a large scene
+            without overviews).
+    """
+
+    scene: SceneInfo
+    tile_size: int
+    halo: int
+    grid: tuple[int, int]
+    n_tiles: int | None
+    n_tiles_min: int
+    screening: str
 
     @property
-    def dtype(self) -> np.dtype[Any]:
-        return np.dtype(np.float32)
+    def stride(self) -> int:
+        """Distance in pixels between neighbouring cores."""
+        return self.tile_size - 2 * self.halo
 
     @property
-    def ndim(self) -> int:
-        return 3
+    def n_grid(self) -> int:
+        """Tiles in the full grid, empty ones included."""
+        return self.grid[0] * self.grid[1]
 
-    def __getitem__(self, key: tuple[slice, slice, slice]) -> np.ndarray:
-        from geosam.io.read import read_window
-
-        bsl, rsl, csl = key
-        b0, b1, _ = bsl.indices(self.shape[0])
-        r0, r1, _ = rsl.indices(self.shape[1])
-        c0, c1, _ = csl.indices(self.shape[2])
-        if r1 <= r0 or c1 <= c0 or b1 <= b0:
-            return np.zeros((max(b1 - b0, 0), max(r1 - r0, 0), max(c1 - c0, 0)), dtype=np.float32)
-        data, valid = read_window(self.path, PixelWindow(c0, r0, c1 - c0, r1 - r0), self.bands[b0:b1])
-        data[:, ~valid] = np.nan
-        return data
+    @property
+    def n_skipped(self) -> int | None:
+        """Empty tiles left out, when known."""
+        return None if self.n_tiles is None else self.n_grid - self.n_tiles
 
 
-def scene_array(
-    path: str | os.PathLike[str], bands: Sequence[int] | None = None, *, chunks: int = 1024
-) -> dask.array.Array:
-    """The whole scene as a lazy float32 :class:`dask.array.Array` ``(bands, height, width)``.
+def _screen_read_px(info: SceneInfo) -> int:
+    """Pixels the decimated validity read of :func:`_hit_cores` touches (GDAL reads an overview level)."""
+    import rasterio
 
-    For array-parallel stages (normalisation, indices, smoothing with ``map_overlap``). Each chunk is read
-    by its own task that opens the file (tasks carry the path, not data); invalid pixels are ``NaN``, so
-    ``~np.isnan(a).any(axis=0)`` is the validity mask. Chunks hold all bands and ``chunks x chunks``
-    pixels; choose a multiple of the file's block size.
+    from geosam.io.env import geosam_env
+    from geosam.io.read import decimated_shape
+
+    h, w = decimated_shape(info.height, info.width, _SCREEN_SIDE)
+    factor = max(info.height / h, info.width / w)
+    with geosam_env(info.path), rasterio.open(info.path) as ds:
+        overviews = ds.overviews(1)
+    ov = max([f for f in overviews if f <= factor], default=1)
+    return -(-info.height // ov) * -(-info.width // ov)
+
+
+def summarize_plan(
+    info_or_path: SceneInfo | str | os.PathLike[str],
+    cfg: TilingConfig,
+    *,
+    max_read_px: int = SUMMARY_READ_PX,
+) -> PlanSummary:
+    """Count what :func:`plan_tiles` would plan, in memory and time independent of the tile count.
+
+    The grid is counted, not built, so a 200,000 x 200,000 px scene in 88 px tiles (9 million tiles)
+    is summarized in milliseconds. Empty tiles are screened as :func:`plan_tiles` screens them (same
+    decimated read, same confirmation of candidate cores) as long as that reads at most
+    ``max_read_px`` pixels; beyond, the summary says so (see :attr:`PlanSummary.screening`).
 
     Args:
-        path: File path or GDAL URI.
-        bands: 1-based band indexes; ``None`` selects all bands.
-        chunks: Chunk edge in pixels.
+        info_or_path: A scene header, or a raster path.
+        cfg: Resolved tiling (``tile_size`` and ``halo`` set).
+        max_read_px: Pixel budget of the empty-tile screen.
+
+    Raises:
+        ConfigError: As :func:`plan_tiles`.
+        RasterError: From reading the scene.
     """
-    import dask.array as da
-    from dask.base import tokenize
+    info, tile_size, halo = _checked(info_or_path, cfg)
+    stride = tile_size - 2 * halo
+    grid = grid_shape(info.height, info.width, stride)
+    n_grid = grid[0] * grid[1]
 
-    from geosam.io.read import open_scene
+    def summary(n: int | None, n_min: int, how: str) -> PlanSummary:
+        return PlanSummary(info, tile_size, halo, grid, n, n_min, how)
 
-    info = open_scene(path)
-    b = tuple(range(1, info.count + 1)) if bands is None else tuple(int(i) for i in bands)
-    if any(not 1 <= i <= info.count for i in b):
-        from geosam.errors import BandError
-
-        raise BandError(f"band indexes {list(b)} outside 1..{info.count}", info.path)
-    reader = _SceneReader(info.path, b, (len(b), info.height, info.width))
-    stamp = os.stat(info.path).st_mtime_ns if os.path.exists(info.path) else None  # re-read edited files
-    arr: da.Array = da.from_array(
-        reader,
-        chunks=(len(b), chunks, chunks),
-        name=f"geosam-scene-{tokenize(info, b, chunks, stamp)}",
-        meta=np.empty((0, 0, 0), dtype=np.float32),
-        asarray=False,
-        fancy=False,
-    )
-    return arr
+    if not cfg.skip_empty:
+        return summary(n_grid, n_grid, "off")
+    if not _may_have_invalid(info):
+        return summary(n_grid, n_grid, "not-needed")
+    if _screen_read_px(info) > max_read_px:
+        return summary(None, 0, "skipped")
+    hit, exact = _hit_cores(info, stride)
+    n_hit = int(hit.sum())
+    if exact:
+        return summary(n_hit, n_hit, "exact")
+    # pixels of the candidate cores, row by row (no (rows x cols) temporaries beyond ``hit``)
+    widths = np.minimum(stride, info.width - stride * np.arange(grid[1], dtype=np.int64))
+    heights = np.minimum(stride, info.height - stride * np.arange(grid[0], dtype=np.int64))
+    core_px = sum(int(heights[r]) * int(widths[~hit[r]].sum()) for r in range(grid[0]))
+    if core_px > max_read_px:
+        return summary(None, n_hit, "decimated")
+    n = n_hit + int(_confirm_cores(info, stride, np.argwhere(~hit)).sum())
+    return summary(n, n, "exact")

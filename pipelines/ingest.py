@@ -11,9 +11,9 @@ run holds the lock (EX_TEMPFAIL: try again at the next tick).
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
+from geosam.cli.main import configure_logging
 from geosam.errors import GeosamError
 from geosam.ingest import load_ingest_config, run_ingest
 
@@ -24,19 +24,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="list what would be processed, change nothing")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
-    for noisy in ("distributed", "rasterio", "pyogrio"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # as `geosam ingest`: INFO (-v: DEBUG); dask's ~25 lines per local-cluster run only with -v
+    configure_logging(2 if args.verbose else 0, quiet=False)
     try:
         report = run_ingest(load_ingest_config(args.config), dry_run=args.dry_run)
     except GeosamError as err:
         print(f"geosam-ingest: error: {err}", file=sys.stderr)
         return err.exit_code
-    for key in report.todo if args.dry_run else ():
-        print(f"would process: {key}")
+    for decision in report.decisions if args.dry_run else ():
+        print(decision.line())
     print(report.summary())
     return report.exit_code
 

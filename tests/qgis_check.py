@@ -30,10 +30,12 @@ are relative to the spec file's directory::
   colours ``#rrggbb``), ``style_loaded`` (the style load reported success), ``feature_count``,
   ``band_count``, ``fields`` (attribute names in order), ``geometry`` (``Polygon``, ``Line``, ``Point``,
   ``No geometry``, ``Unknown geometry``), ``labels_field`` (field of simple labelling, ``null`` when
-  labels are off), ``opacity``.
+  labels are off), ``labels_display_all`` and ``labels_fit_in_polygon`` (when labels are on),
+  ``opacity``.
 * for projects also ``crs`` of the project, ``layer_count``, ``tree`` (layer names top to bottom),
   ``extent`` (default view ``[xmin, ymin, xmax, ymax]``), and ``layers`` keyed by layer name (their
-  expectations may also use ``visible``).
+  expectations may also use ``visible`` and ``panel_legend``: the legend nodes' texts as the Layers
+  panel shows them, after the layer tree's node order and custom labels).
 
 The report has ``ok`` and, per layer/project, what QGIS reported plus a ``failures`` list. Exit status:
 0 all checks passed, 1 some check failed, 2 bad spec or QGIS could not start.
@@ -98,7 +100,10 @@ def _describe(layer: Any) -> dict[str, Any]:
         info["geometry"] = QgsWkbTypes.geometryDisplayString(layer.geometryType())
         labeling = layer.labeling()
         if layer.labelsEnabled() and labeling is not None and labeling.type() == "simple":
-            info["labels_field"] = labeling.settings().fieldName
+            settings = labeling.settings()
+            info["labels_field"] = settings.fieldName
+            info["labels_display_all"] = bool(settings.displayAll)
+            info["labels_fit_in_polygon"] = bool(settings.fitInPolygonOnly)
         else:
             info["labels_field"] = None
         info["opacity"] = round(float(layer.opacity()), 4)
@@ -168,10 +173,18 @@ def _check_project(spec: dict[str, Any], base: Path) -> dict[str, Any]:
         None if view.isNull() else [view.xMinimum(), view.yMinimum(), view.xMaximum(), view.yMaximum()]
     )
     result["layers"] = {}
+    from qgis.core import QgsLayerTreeModel
+    from qgis.PyQt.QtCore import Qt
+
+    model = QgsLayerTreeModel(tree)
     for layer in layers:
         info = _describe(layer)
         node = tree.findLayer(layer.id())
         info["visible"] = bool(node.itemVisibilityChecked()) if node is not None else None
+        # the legend as the Layers panel shows it (node order and custom labels of the layer tree)
+        nodes = model.layerLegendNodes(node) if node is not None else []
+        texts = [n.data(Qt.DisplayRole) for n in nodes]
+        info["panel_legend"] = [t if isinstance(t, str) else None for t in texts]  # a ramp has no text
         result["layers"][layer.name()] = info
         if not info["valid"]:
             failures.append(f"layer {layer.name()!r} is not valid (source {layer.source()!r})")
@@ -186,7 +199,7 @@ def _check_project(spec: dict[str, Any], base: Path) -> dict[str, Any]:
             continue
         failures += [f"layer {name!r}: {f}" for f in _compare(info, want)]
     result["failures"] = failures
-    del layers
+    del layers, model
     project.clear()
     return result
 

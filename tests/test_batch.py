@@ -206,7 +206,13 @@ def test_stac_items_and_collection(stac_run):
         for key, asset in item.assets.items():
             assert Path(asset.get_absolute_href()).is_file(), key
         assert {"classes", "confidence", "regions_geojson", "regions_gpkg", "tiles_gpkg", "qgis_project",
-                "record"} <= set(item.assets)  # fmt: skip
+                "record", "classes_aux"} <= set(item.assets)  # fmt: skip
+        # the class names' GDAL sidecar, listed in the run record too (a copy of the .tif alone loses it)
+        aux = item.assets["classes_aux"]
+        assert aux.href == f"./{sid}_classes.tif.aux.xml" and aux.media_type == "application/xml"
+        assert "<Category>water</Category>" in Path(aux.get_absolute_href()).read_text()
+        record = json.loads((d / "out" / sid / f"{sid}_run.json").read_text())
+        assert record["outputs"]["classes_aux"] == f"{sid}_classes.tif.aux.xml"
         assert (
             item.assets["classes"].roles == ["data"]
             and "cloud-optimized" in item.assets["classes"].media_type

@@ -41,8 +41,14 @@ def test_outputs_open_styled_in_qgis(real_run, tmp_path):
     from helpers_qgis import qgis_python, run_qgis_check
 
     qgis_python()  # skips without PyQGIS
+    from geosam.io.legend import class_pixel_counts, legend_entries
+
     res, models = real_run
-    names = list(models.bundle.meta.class_scheme.names)
+    scheme = models.bundle.meta.class_scheme
+    # the default legend: the classes present, largest area first, with their share
+    counts = class_pixel_counts(res.outputs["classes"], len(scheme))
+    names = [label for _, label in legend_entries(scheme, counts, "area")]
+    assert len(names) == int((counts > 0).sum()) and names[0].startswith(scheme.names[int(counts.argmax())])
     n_regions = len(gpd.read_file(res.outputs["regions_gpkg"]))
     n_tiles = len(gpd.read_file(res.outputs["tiles_gpkg"]))
     o = res.outputs

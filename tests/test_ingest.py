@@ -289,7 +289,7 @@ def test_shipped_configs_and_script(tmp_path, bundle, capsys):
     for name in ("ingest.yaml", "ingest-cluster.yaml"):
         cfg = load_ingest_config(root / "configs" / name)
         assert cfg.out.is_absolute() and cfg.max_attempts == 3
-    assert load_ingest_config(root / "configs" / "ingest-cluster.yaml").executor().gpu
+    assert load_ingest_config(root / "configs" / "ingest-cluster.yaml").executor.gpu
     script = runpy.run_path(str(root / "ingest.py"), run_name="pipelines_ingest")
     scene(tmp_path / "inbox" / "a.tif")
     conf = write_config(tmp_path, bundle)

@@ -111,7 +111,7 @@ def test_bundle_with_pickled_weights_never_runs_a_payload(corpus):
 
     bundle = corpus["bundle_pickle_weights"]
     meta = json.loads((bundle / "model.json").read_text())
-    from geosam.models.sam import sha256_file
+    from geosam.hashing import sha256_file
 
     assert meta["weights_sha256"] == sha256_file(bundle / "weights.safetensors")  # the hash matches...
     with pytest.raises(BundleError, match="cannot read weights"):  # ...yet it is never unpickled
@@ -122,7 +122,7 @@ def test_bundle_with_pickled_weights_never_runs_a_payload(corpus):
 def test_bundle_pointing_at_an_evil_sam_checkpoint(corpus, tmp_path, capsys):
     """A head-only bundle names its SAM checkpoint by sha256. Even with model.json edited to bless the
     evil checkpoint's hash, that checkpoint is still loaded weights-only and refused."""
-    from geosam.models.sam import sha256_file
+    from geosam.hashing import sha256_file
     from geosam.testing_models import make_tiny_bundle, make_tiny_sam_checkpoint
 
     sam = make_tiny_sam_checkpoint(tmp_path / "sam.pth")
@@ -144,8 +144,8 @@ def test_bundle_pointing_at_an_evil_sam_checkpoint(corpus, tmp_path, capsys):
 
 
 def test_bundle_weights_are_verified_by_sha256(corpus, tmp_path):
+    from geosam.hashing import sha256_file
     from geosam.models.bundle import load_bundle
-    from geosam.models.sam import sha256_file
 
     bundle = corpus["bundle"]
     meta = json.loads((bundle / "model.json").read_text())

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import inspect
-import pickle
 import tempfile
 from pathlib import Path
 
-import dask
 import numpy as np
 import pytest
 import rasterio
@@ -21,7 +18,7 @@ from geosam.config import TilingConfig
 from geosam.errors import ConfigError
 from geosam.io.read import open_scene, read_tile, read_window
 from geosam.testing import coords_image, make_large_vrt, make_raster
-from geosam.tiling import iter_tiles, plan_tiles, scene_array, tile_graph
+from geosam.tiling import plan_tiles
 from geosam.types import PixelWindow, SceneInfo
 
 WKT = 'PROJCS["WGS 84 / UTM zone 33N"]'  # plan_tiles copies the CRS text; it never parses it
@@ -54,7 +51,7 @@ def stitch(path, plan, bands=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     out = np.full((n, info.height, info.width), -1.0, dtype=np.float32)
     valid = np.zeros((info.height, info.width), dtype=bool)
     hits = np.zeros((info.height, info.width), dtype=np.int32)
-    for spec in iter_tiles(plan):
+    for spec in plan.tiles:
         tile = read_tile(path, spec, bands)
         assert tile.data.shape == (n, plan.tile_size, plan.tile_size)
         c = spec.core
@@ -155,14 +152,6 @@ def test_plan_from_info_does_no_io(monkeypatch):
     assert len(plan) == 112 * 90 and plan.n_skipped == 0
     assert plan.scene_id == "mem"
     assert plan_tiles(scene(10, 10), cfg(64, 8), scene_id="S2A_T33UUP").tiles[0].scene_id == "S2A_T33UUP"
-
-
-def test_iter_tiles_is_lazy_generator():
-    plan = plan_tiles(scene(300, 300), cfg(64, 8))
-    gen = iter_tiles(plan)
-    assert inspect.isgenerator(gen)
-    assert next(gen) == plan.tiles[0]
-    assert tuple(iter_tiles(plan)) == plan.tiles
 
 
 # --- round trips on coordinate-encoding rasters ----------------------------------------------------------
@@ -381,45 +370,6 @@ def test_screen_reads_only_candidate_cores(tmp_path, monkeypatch):
     assert calls[0] is None  # one decimated whole-scene read ...
     assert set(calls[1:]) == {s.core for s in plan.skipped}  # ... then only the candidates
     assert len(calls) == 1 + plan.n_skipped
-
-
-# --- dask ----------------------------------------------------------------------------------------------
-
-
-def core_sum(tile) -> float:
-    return float(tile.core_data[:, tile.core_valid].sum())
-
-
-def test_tile_graph_tasks_carry_specs_not_arrays(tmp_path):
-    path = make_raster(tmp_path / "g.tif", 200, 150, count=3, dtype="float32")
-    plan = plan_tiles(path, cfg(64, 8))
-    tasks = tile_graph(path, plan, core_sum, bands=[1, 2, 3])
-    assert len(tasks) == len(plan.tiles)
-    graph = dict(dask.delayed(tasks).__dask_graph__())
-    size = len(pickle.dumps(graph))
-    assert size < 3000 * len(plan.tiles), f"graph is {size} bytes: arrays inside?"  # one tile = 49 kB
-    blob = pickle.dumps(graph)
-    assert str(path).encode() in blob and b"TileSpec" in blob
-    results = dask.compute(*tasks, scheduler="threads", num_workers=2)
-    total = coords_image(PixelWindow(0, 0, 200, 150), 3).sum()
-    assert sum(results) == pytest.approx(total)
-    assert [t.key for t in tasks] == [t.key for t in tile_graph(path, plan, core_sum, bands=[1, 2, 3])]
-    assert tasks[0].key != tile_graph(path, plan, core_sum, bands=[1])[0].key
-    assert tasks[0].key.startswith("g-r000_c000-")
-
-
-def test_scene_array_is_lazy_and_exact(tmp_path):
-    invalid = np.zeros((150, 200), dtype=bool)
-    invalid[10:20, 30:40] = True
-    path = make_raster(tmp_path / "a.tif", 200, 150, count=2, dtype="uint16", nodata=0, nodata_where=invalid)
-    arr = scene_array(path, [2, 1], chunks=64)
-    assert arr.shape == (2, 150, 200) and arr.dtype == np.float32 and arr.chunksize == (2, 64, 64)
-    assert len(pickle.dumps(dict(arr.__dask_graph__()))) < 40_000
-    got = arr.compute(scheduler="sync")
-    expected = coords_image(PixelWindow(0, 0, 200, 150), 2)[[1, 0]]
-    expected[:, invalid] = np.nan
-    np.testing.assert_array_equal(got, expected)
-    np.testing.assert_array_equal(arr[:, 40:90, 100:].compute(), expected[:, 40:90, 100:])
 
 
 def test_read_window_boundless_matches_tile(tmp_path):

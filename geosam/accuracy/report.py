@@ -18,7 +18,7 @@ import json
 import math
 import os
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -124,7 +124,7 @@ def to_dict(ev: Evaluation) -> dict[str, Any]:
     m = ev.match
     return {
         "geosam_version": geosam.__version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "map": {
             "path": os.path.abspath(ev.map.path),
             "crs": ev.map.crs_name,

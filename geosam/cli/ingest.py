@@ -3,23 +3,30 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from geosam.ingest import IngestConfig
 
 EPILOG = """\b
 Examples:
   geosam ingest --config pipelines/configs/ingest.yaml
       one run: new/changed scenes of the inbox are classified, the rest is skipped
   geosam ingest --config ingest.yaml --status
-      what the manifest holds: scenes per status, failures with reasons, recent runs
+      configuration problems (a missing inbox...), then what the manifest holds: scenes per status,
+      failures with reasons, recent runs
   geosam ingest --config ingest.yaml --dry-run
-      list what a run would process, change nothing
+      every scene found: what a run would process, and why it leaves the others (too new, done,
+      failed...); writes nothing, not even the output folder or the manifest
   geosam ingest --config ingest.yaml --retry-failed
       give every failed scene new attempts, then run
 
 \b
-Exit status: 0 all good, 1 a scene failed in this run (recorded in the manifest), 2 bad config,
-75 another ingest run holds the lock (try again later). Scheduling: pipelines/README.md.
+Exit status: 0 all good, 1 a scene failed in this run (recorded in the manifest), 2 bad config
+(also from --status when the configuration cannot run), 75 another ingest run holds the lock (try
+again later). Scheduling: pipelines/README.md.
 """
 
 
@@ -32,8 +39,14 @@ Exit status: 0 all good, 1 a scene failed in this run (recorded in the manifest)
     required=True,
     help="Ingest configuration YAML (see pipelines/configs/ingest.yaml).",
 )
-@click.option("--dry-run", is_flag=True, help="Scan and list what would be processed; change nothing.")
-@click.option("--status", is_flag=True, help="Print the manifest's summary and exit (no lock, no work).")
+@click.option(
+    "--dry-run", is_flag=True, help="Scan; say what would be processed and why not the rest; write nothing."
+)
+@click.option(
+    "--status",
+    is_flag=True,
+    help="Print configuration problems and the manifest's summary, and exit (no lock, no work).",
+)
 @click.option("--retry-failed", is_flag=True, help="Reset failed scenes to pending (attempts 0), then run.")
 @click.option("--stac/--no-stac", default=None, help="Override the config's stac setting.")
 @click.option("--workers", type=click.IntRange(min=0), default=None, help="Override the config's workers.")
@@ -55,8 +68,11 @@ def ingest(
 
     cfg = load_ingest_config(config_path, stac=stac, workers=workers, scheduler=scheduler)
     if status:
-        _print_status(cfg.db_path)
-        return 0
+        return _print_status(cfg)
+    if retry_failed and dry_run:
+        from geosam.errors import ConfigError
+
+        raise ConfigError("--retry-failed changes the manifest, --dry-run changes nothing: use one")
     if retry_failed:
         from geosam.ingest import ingest_lock
         from geosam.manifest import Manifest
@@ -66,8 +82,8 @@ def ingest(
     progress = bool(ctx.obj and ctx.obj.get("progress"))
     report = run_ingest(cfg, dry_run=dry_run, progress=progress)
     if dry_run:
-        for key in report.todo:
-            click.echo(f"would process: {key}")
+        for decision in report.decisions:
+            click.echo(decision.line())
     for o in report.outcomes:
         if o.status == "failed":
             click.echo(f"geosam: failed: {o.source}: {o.error_type}: {o.error_message}", err=True)
@@ -75,10 +91,19 @@ def ingest(
     return report.exit_code
 
 
-def _print_status(db: Path) -> None:
+def _print_status(cfg: IngestConfig) -> int:
+    """Print configuration problems and the manifest's summary; 2 when the configuration cannot run."""
+    from geosam.ingest import check_ingest_config
     from geosam.manifest import Manifest
 
-    with Manifest.open(db, readonly=True) as m:
+    problems = check_ingest_config(cfg)
+    for problem in problems:
+        click.echo(f"configuration problem: {problem}")
+    db = cfg.db_path
+    if not db.is_file():
+        click.echo(f"manifest {db}: none yet (no run has scanned the inbox)")
+        return 2 if problems else 0
+    with Manifest.snapshot(db) as m:  # reads without creating -wal/-shm files
         counts = m.counts()
         click.echo(f"manifest {db}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
         for row in m.rows("failed"):
@@ -93,3 +118,4 @@ def _print_status(db: Path) -> None:
                 f"run {run['run_id']}: {run['status']}, started {run['started']}, "
                 f"{run['done'] or 0} done, {run['failed'] or 0} failed"
             )
+    return 2 if problems else 0

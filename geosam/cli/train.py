@@ -119,7 +119,17 @@ def _train_options(f: F) -> F:
         click.option(
             "--tile-size",
             type=int,
-            help="Scene tile size recorded in the bundle (a multiple of the chip size).",
+            help="Default tile size of `geosam run` for this model, in scene pixels (a multiple of the "
+            "chip size) [default: about 256 encoder pixels of chips].",
+        ),
+        click.option(
+            "--gsd",
+            "gsd_m",
+            type=float,
+            metavar="METRES",
+            help="Ground sampling distance of the training chips (metres per pixel, e.g. 10 for "
+            "Sentinel-2), recorded so `geosam run` can match scene resolutions. Needed for chip folders; "
+            "scenes in a projected CRS record their own.",
         ),
         click.option("--name", help=f"Model name recorded in the bundle [default: {_default('name')}]."),
         click.option("--threads", type=int, help="Torch CPU threads [default: all cores]."),
@@ -258,6 +268,7 @@ _TRAIN_KEYS = (
     "resume",
     "save_dtype",
     "tile_size",
+    "gsd_m",
     "name",
     "threads",
     "device",
@@ -300,9 +311,8 @@ def build_config(config_path: Path | None, options: dict[str, Any]) -> TrainConf
         parts = []
         for e in err.errors():
             key = str(e["loc"][0]) if e["loc"] else ""
-            where = (
-                f"--{key.replace('_', '-')}" if key in given else f"{key!r} in {config_path}" if key else ""
-            )
+            flag = "--gsd" if key == "gsd_m" else f"--{key.replace('_', '-')}"
+            where = flag if key in given else f"{key!r} in {config_path}" if key else ""
             if e["type"] == "extra_forbidden":
                 known = ", ".join(TrainConfig.model_fields)
                 parts.append(f"unknown key {key!r} in {config_path} (known keys: {known})")
@@ -339,6 +349,15 @@ def _run(ctx: click.Context, cfg: TrainConfig, data: ChipData) -> None:
     )
 
 
+def _check_scene_options(cfg: TrainConfig, scene: Path, chip_size: int) -> None:
+    """Refuse impossible option combinations before sampling chips (header reads only)."""
+    from geosam.io.read import open_scene
+    from geosam.train.checks import check_gsd, check_options
+
+    check_options(cfg, chip_size=chip_size)
+    check_gsd(cfg.gsd_m, open_scene(scene).gsd_m, scene)
+
+
 def _options_to_config(config_path: Path | None, kw: dict[str, Any]) -> TrainConfig:
     return build_config(config_path, {k: kw.pop(k) for k in _TRAIN_KEYS})
 
@@ -365,9 +384,11 @@ def folder(
     ctx: click.Context, /, root: Path, config_path: Path | None, band_names: str | None, **kw: Any
 ) -> None:
     """Train on chips in ROOT/<class>/*.jpg|png|tif (sub-folder names are the classes)."""
+    from geosam.train.checks import check_options
     from geosam.train.data import load_folder_chips
 
     cfg = _options_to_config(config_path, kw)
+    check_options(cfg)  # the chip-size checks run once the chips are loaded, before training
     data = load_folder_chips(
         root,
         band_names=_csv(band_names),
@@ -415,6 +436,7 @@ def polygons(
     from geosam.train.scene_chips import polygon_chips
 
     cfg = _options_to_config(config_path, kw)
+    _check_scene_options(cfg, scene, chip_size)
     data = polygon_chips(
         scene,
         labels,
@@ -497,6 +519,7 @@ def raster(
     from geosam.train.scene_chips import raster_chips
 
     cfg = _options_to_config(config_path, kw)
+    _check_scene_options(cfg, scene, chip_size)
     data = raster_chips(
         scene,
         label_raster,

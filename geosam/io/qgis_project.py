@@ -3,6 +3,7 @@
 The project is plain XML built with :mod:`xml.etree.ElementTree` (geosam's runtime has no PyQGIS), in the
 format QGIS 3.22 writes: project CRS, layer tree, one ``<maplayer>`` per layer with its CRS and the
 style of its ``.qml`` embedded (QGIS does not apply a layer's default ``.qml`` when it reads a project),
+legends of styled rasters without QGIS's "Band 1: ... (Palette)" header (``legend/node-order``),
 map canvas extent, and ``Paths/Absolute = false``. Data sources are written relative to the project
 file (``./x.tif``; QGIS only treats sources starting with ``./`` or ``../`` as relative), so the output
 folder can be moved or shared as a whole. ``tests/test_qgis.py`` opens the result in real QGIS.
@@ -167,7 +168,27 @@ def _relative_source(project_dir: Path, data: Path) -> str:
     return rel if rel.startswith("../") else f"./{rel}"
 
 
-def _embed_style(maplayer: ET.Element, qml_file: Path) -> None:
+def _raster_legend_order(style: ET.Element) -> str | None:
+    """``legend/node-order`` that hides a styled raster's band-name header ("Band 1: class (Palette)").
+
+    QGIS puts the band's display name above a paletted or pseudocolor raster's legend; the layer name
+    already says what the raster is. The order lists the other legend nodes (the palette entries, or
+    the continuous colour ramp), so QGIS shows only those. ``None`` for other renderers.
+    """
+    renderer = style.find("pipe/rasterrenderer")
+    if renderer is None:
+        return None
+    kind = renderer.get("type")
+    if kind == "paletted":
+        n = len(renderer.findall("colorPalette/paletteEntry"))
+        return ",".join(str(i) for i in range(1, n + 1)) if n else None
+    ramp = renderer.find(".//rampLegendSettings")
+    if kind == "singlebandpseudocolor" and ramp is not None and ramp.get("useContinuousLegend") == "1":
+        return "1"  # the continuous ramp, one node
+    return None
+
+
+def _embed_style(maplayer: ET.Element, qml_file: Path) -> ET.Element:
     try:
         root = ET.parse(qml_file).getroot()
     except (OSError, ET.ParseError) as exc:
@@ -177,8 +198,9 @@ def _embed_style(maplayer: ET.Element, qml_file: Path) -> None:
     for key, value in root.attrib.items():
         if key != "version":  # labelsEnabled, scale visibility... live on <maplayer> in a project
             maplayer.set(key, value)
-    for child in root:
+    for child in list(root):
         maplayer.append(child)
+    return root
 
 
 def _canvas(root: ET.Element, crs: Any, extent: Extent | None) -> None:
@@ -258,7 +280,7 @@ def write_qgis_project(
             bounds = _file_bounds(layer, data)
             if bounds is not None:
                 extents.append((bounds, layer_crs))
-        ET.SubElement(
+        tree_layer = ET.SubElement(
             tree,
             "layer-tree-layer",
             id=layer_id,
@@ -279,7 +301,10 @@ def write_qgis_project(
             provider.set("encoding", "UTF-8")
         if layer.style is not None:
             style = Path(layer.style) if os.path.isabs(layer.style) else project_dir / layer.style
-            _embed_style(maplayer, style)
+            order_text = _raster_legend_order(_embed_style(maplayer, style))
+            if order_text is not None and layer.kind == "raster":
+                props = ET.SubElement(ET.SubElement(tree_layer, "customproperties"), "Option", type="Map")
+                ET.SubElement(props, "Option", name="legend/node-order", value=order_text, type="QString")
         ET.SubElement(order, "layer", id=layer_id)
     root.append(projectlayers)
     root.append(order)

@@ -207,6 +207,26 @@ def _has_mask(ds: DatasetReader) -> bool:
     return any(MaskFlags.per_dataset in flags or MaskFlags.alpha in flags for flags in ds.mask_flag_enums)
 
 
+def not_georeferenced_message(path: str | os.PathLike[str], *, has_gcps: bool = False) -> str:
+    """The error text for a raster without a geotransform: what is wrong and the commands that fix it.
+
+    With ground control points, ``gdalwarp`` turns them into a geotransform; without, the corners must
+    be given (``gdal_translate -a_ullr``); image chips that have no location at all go the chip-folder
+    way instead.
+    """
+    name = os.path.basename(os.fspath(path)) or os.fspath(path)
+    if has_gcps:
+        return (
+            "the raster has no geotransform, only ground control points; warp it onto a grid first: "
+            f"gdalwarp -t_srs EPSG:<code> {name} warped.tif"
+        )
+    return (
+        "the raster has no geotransform, so its pixels have no location; georeference it with its corner "
+        f"coordinates: gdal_translate -a_srs EPSG:<code> -a_ullr <ulx> <uly> <lrx> <lry> {name} fixed.tif, "
+        "or, for image chips without a location, use the chip-folder commands (see `geosam --help`)"
+    )
+
+
 def _scene_info(ds: DatasetReader, path: str) -> SceneInfo:
     if ds.width <= 0 or ds.height <= 0 or ds.count <= 0:
         raise EmptyRasterError(f"the raster has no pixels ({ds.width} x {ds.height}, {ds.count} bands)", path)
@@ -217,11 +237,14 @@ def _scene_info(ds: DatasetReader, path: str) -> SceneInfo:
         )
     dtype = _scene_dtype(path, ds.dtypes)
     if ds.transform.is_identity:
-        hint = " (it has ground control points: warp it first, e.g. gdalwarp)" if ds.gcps[0] else ""
-        raise MissingCRSError(f"the raster has no geotransform, so its pixels have no location{hint}", path)
+        raise MissingCRSError(not_georeferenced_message(path, has_gcps=bool(ds.gcps[0])), path)
     if ds.crs is None:
+        name = os.path.basename(path) or path
         raise MissingCRSError(
-            "the raster has no coordinate reference system; assign one (gdal_edit -a_srs EPSG:<code>)", path
+            "the raster has no coordinate reference system; assign the one its coordinates are in: "
+            f"gdal_edit.py -a_srs EPSG:<code> {name} (in place), or gdal_translate -a_srs EPSG:<code> "
+            f"{name} fixed.tif",
+            path,
         )
     return SceneInfo(
         path=path,

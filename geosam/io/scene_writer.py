@@ -91,6 +91,8 @@ def write_maps(
     scheme: ClassScheme,
     cfg: OutputConfig,
     tags: Mapping[str, str],
+    *,
+    progress: bool = False,
 ) -> dict[int, BaseGeometry] | None:
     """The finishing pass: class map and confidence COGs, and the regions' polygons.
 
@@ -103,6 +105,7 @@ def write_maps(
         scheme: Class names and colours.
         cfg: Output settings (compression, confidence dtype, overwrite, regions).
         tags: Dataset tags for both COGs.
+        progress: Report progress over the tiles' cores (:func:`geosam.progress.progress_iter`).
 
     Returns:
         Final region id -> dissolved (Multi)Polygon in scene coordinates, or ``None`` when
@@ -112,6 +115,7 @@ def write_maps(
     from affine import Affine
 
     from geosam.io.cog import class_map_writer, confidence_writer, encode_confidence
+    from geosam.progress import progress_iter
     from geosam.vectorize import PolygonCollector, window_polygons
 
     info = tiles.scene
@@ -134,7 +138,7 @@ def write_maps(
         ) as conf_w,
         rasterio.open(provisional) as prov,
     ):
-        for spec in tiles.tiles:
+        for spec in progress_iter(tiles.tiles, f"{tiles.scene_id}: writing", enabled=progress, unit="tiles"):
             win = spec.core
             p = prov.read(1, window=win.to_rasterio())
             invalid = p < 0

@@ -196,16 +196,33 @@ def _min_max_origin(renderer: ET.Element) -> None:
 # -- rasters ---------------------------------------------------------------------------------------------
 
 
-def paletted_qml(scheme: ClassScheme, *, band: int = 1, opacity: float = 1.0) -> str:
+def _legend_entries(scheme: ClassScheme, legend: Sequence[tuple[int, str]] | None) -> list[tuple[int, str]]:
+    entries = [(i, n) for i, n in enumerate(scheme.names)] if legend is None else list(legend)
+    for i, _ in entries:
+        if not 0 <= i < len(scheme):
+            raise ValueError(f"legend entry for class id {i}: the scheme has {len(scheme)} classes")
+    return entries
+
+
+def paletted_qml(
+    scheme: ClassScheme,
+    *,
+    band: int = 1,
+    opacity: float = 1.0,
+    legend: Sequence[tuple[int, str]] | None = None,
+) -> str:
     """Paletted ("unique values") raster style: one entry per class, labelled with the class name.
 
     Class ``i`` is drawn in ``scheme.colors[i]``; the nodata value has no entry and is transparent
-    (QGIS hides the band's nodata value). The legend lists the classes in id order.
+    (QGIS hides the band's nodata value).
 
     Args:
         scheme: Class names and colours.
         band: 1-based band holding the class ids.
         opacity: Layer opacity, 0..1.
+        legend: ``(class id, label)`` pairs in legend order (see :mod:`geosam.io.legend`); classes left
+            out get no entry (fine for classes absent from the raster: nothing is drawn for them).
+            ``None``: every class in id order, labelled with its name.
     """
     root = _root()
     renderer = ET.Element(
@@ -219,9 +236,9 @@ def paletted_qml(scheme: ClassScheme, *, band: int = 1, opacity: float = 1.0) ->
     ET.SubElement(renderer, "rasterTransparency")
     _min_max_origin(renderer)
     palette = ET.SubElement(renderer, "colorPalette")
-    for i, name in enumerate(scheme.names):
+    for i, label in _legend_entries(scheme, legend):
         ET.SubElement(
-            palette, "paletteEntry", value=str(i), color=scheme.hex_color(i), alpha="255", label=name
+            palette, "paletteEntry", value=str(i), color=scheme.hex_color(i), alpha="255", label=label
         )
     _raster_pipe(root, renderer)
     return _tostring(root)
@@ -344,18 +361,20 @@ def categorized_fill_qml(
     field: str = "class_name",
     fill_opacity: float = 0.5,
     outline_width_mm: float = 0.26,
+    legend: Sequence[tuple[int, str]] | None = None,
 ) -> str:
     """Polygon style categorized by class name: class-coloured, semi-transparent fill, darker outline.
 
-    Each feature is drawn with the colour of the class whose name equals its ``field`` value; the
-    legend lists the classes in id order, labelled with their names. Features whose value matches no
-    class are not drawn, so a misspelt class name shows up as a gap on the map.
+    Each feature is drawn with the colour of the class whose name equals its ``field`` value. Features
+    whose value matches no category are not drawn, so a misspelt class name shows up as a gap.
 
     Args:
         scheme: Class names and colours.
         field: Attribute holding the class name.
         fill_opacity: Fill opacity 0..1 (the outline stays opaque) so the imagery shows through.
         outline_width_mm: Outline width in millimetres on screen/paper.
+        legend: ``(class id, label)`` pairs in legend order; only these classes get a category (leave
+            out only classes no feature has). ``None``: every class in id order, labelled by name.
     """
     if not 0.0 <= fill_opacity <= 1.0:
         raise ValueError(f"fill_opacity must be in 0..1, not {fill_opacity}")
@@ -371,11 +390,13 @@ def categorized_fill_qml(
         referencescale="-1",
     )
     cats = ET.SubElement(renderer, "categories")
-    for i, name in enumerate(scheme.names):
-        ET.SubElement(cats, "category", value=name, symbol=str(i), label=name, render="true")
+    entries = _legend_entries(scheme, legend)
+    for i, label in entries:
+        ET.SubElement(cats, "category", value=scheme.names[i], symbol=str(i), label=label, render="true")
     symbols = ET.SubElement(renderer, "symbols")
     alpha = round(fill_opacity * 255)
-    for i, color in enumerate(scheme.colors):
+    for i in sorted({i for i, _ in entries}):
+        color = scheme.colors[i]
         _fill_symbol(
             symbols,
             str(i),
@@ -400,7 +421,9 @@ def outline_labels_qml(
     """Outline-only polygon style with each feature labelled by ``label_field`` (for tile grids).
 
     Polygons have no fill, so the layers below stay visible. Labels are placed over the polygon's
-    centroid with a white halo, in ``color``.
+    centroid with a white halo, in ``color``, only where they fit inside their polygon and collide
+    with no other label: zoomed out over a large grid, QGIS shows fewer labels instead of a pile of
+    overlapping text (``displayAll=0``, ``fitInPolygonOnly=1``).
 
     Args:
         label_field: Attribute shown as label.
@@ -469,7 +492,7 @@ def outline_labels_qml(
         quadOffset="4",
         centroidInside="1",
         centroidWhole="0",
-        fitInPolygonOnly="0",
+        fitInPolygonOnly="1",
         priority="5",
         dist="0",
         offsetType="0",
@@ -479,7 +502,7 @@ def outline_labels_qml(
         "rendering",
         drawLabels="1",
         obstacle="0",
-        displayAll="1",
+        displayAll="0",
         upsidedownLabels="0",
         scaleVisibility="0",
         fontLimitPixelSize="0",

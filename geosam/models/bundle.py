@@ -24,7 +24,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -109,7 +109,7 @@ class BundleMeta(_Strict):
     format_version: Literal[1] = FORMAT_VERSION
     name: str
     version: str = "1"
-    created: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    created: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     geosam_version: str = ""
     classes: dict[str, Any]
     bands: list[str] = Field(min_length=1)
@@ -164,9 +164,24 @@ class LoadedBundle:
         return self.meta.class_scheme
 
 
-def default_bundle_path() -> Path:
-    """Path of the default model shipped inside the package (trained on EuroSAT RGB)."""
-    return Path(__file__).resolve().parent.parent / "data" / "default_model"
+def default_bundle_path(*, required: bool = False) -> Path:
+    """Path of the default model shipped inside the package (trained on EuroSAT RGB).
+
+    Args:
+        required: Raise when it is not installed (a development checkout before it was trained),
+            with a message saying so rather than "bundle not found".
+
+    Raises:
+        WeightsNotFoundError: ``required`` and the folder has no ``model.json``.
+    """
+    path = Path(__file__).resolve().parent.parent / "data" / "default_model"
+    if required and not (path / META_FILE).is_file():
+        raise WeightsNotFoundError(
+            "the packaged default model is not installed here; pass a model bundle with --model "
+            "(train one with `geosam train`, see docs/training.md)",
+            path,
+        )
+    return path
 
 
 def read_bundle_meta(path: str | os.PathLike[str]) -> BundleMeta:
@@ -225,7 +240,7 @@ def save_bundle(
     from safetensors.torch import save_file
 
     import geosam
-    from geosam.models.sam import sha256_file
+    from geosam.hashing import sha256_file
 
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -309,8 +324,9 @@ def load_bundle(
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    from geosam.hashing import sha256_file
     from geosam.models.classifier import ClassifierHead, LandCoverModel
-    from geosam.models.sam import build_encoder, load_sam, resize_encoder_state, sha256_file
+    from geosam.models.sam import build_encoder, load_sam, resize_encoder_state
     from geosam.models.sam_config import SamConfig
 
     folder = Path(path) if path is not None else default_bundle_path()

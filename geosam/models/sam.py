@@ -28,7 +28,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from geosam.errors import CheckpointError, WeightsNotFoundError
-from geosam.hashing import sha256_file
 from geosam.models.sam_config import OFFICIAL_CHECKPOINTS, SamConfig
 
 if TYPE_CHECKING:
@@ -44,7 +43,6 @@ __all__ = [
     "predictor_embedding",
     "resize_encoder_state",
     "save_sam",
-    "sha256_file",
 ]
 
 # SAM's pixel statistics on the 0..255 scale (segment_anything.build_sam).

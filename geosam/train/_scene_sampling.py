@@ -282,7 +282,7 @@ def select_and_read(
             max_per_group is not None and per_group[g] >= max_per_group
         )
 
-    for i in progress_iter(order, "screening chips", enabled=progress):
+    for i in progress_iter(order, "screening chips", enabled=progress, unit="chips"):
         g, key = int(cand.group[i]), int(tiles.key[i])
         if key not in screened:
             # skip reads for chips that cannot be kept (with relabel, the class is known after reading)
@@ -313,7 +313,7 @@ def select_and_read(
     images = np.empty((len(keep), len(scene.bands), chip_size, chip_size), dtype=dtype)
     slot = {i: k for k, i in enumerate(kept)}
     keys = sorted({int(tiles.key[i]) for i in kept})
-    for key in progress_iter(keys, "reading chips", enabled=progress):
+    for key in progress_iter(keys, "reading chips", enabled=progress, unit="chips"):
         win = tiles.window(key)
         data, valid = read_window(scene.info.path, win, scene.bands)
         data = apply_stretch(data, valid, scene.stretch)

@@ -42,7 +42,11 @@ class TrainConfig(BaseModel):
         resume: Continue from ``<out>.work/last.pt`` if it exists.
         save_dtype: Weight storage dtype of the bundle.
         name: Model name recorded in the bundle.
-        tile_size: Recommended scene tile size recorded in the bundle (multiple of the chip size).
+        tile_size: Recommended scene tile size recorded in the bundle, in scene pixels (a multiple of
+            the chip size; ``None``: about 256 encoder pixels of chips).
+        gsd_m: Ground sampling distance of the training chips in metres per pixel, recorded in the bundle
+            for resolution matching. Chip folders record none; scene sources read it from the scene (a
+            projected CRS) and refuse a contradicting value.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -73,6 +77,7 @@ class TrainConfig(BaseModel):
     save_dtype: Literal["float32", "float16"] = "float32"
     name: str = "geosam-model"
     tile_size: int | None = Field(None, ge=16)
+    gsd_m: float | None = Field(None, gt=0, le=100_000)
 
     @model_validator(mode="after")
     def _backbone(self) -> TrainConfig:

@@ -253,7 +253,7 @@ def _decode_all(files: list[Path], progress: bool) -> np.ndarray:
     sizes: Counter[tuple[int, int]] = Counter()
     out: np.ndarray | None = None
     chips: list[np.ndarray] = []
-    for f in progress_iter(files, "decoding chips", enabled=progress):
+    for f in progress_iter(files, "decoding chips", enabled=progress, unit="chips"):
         a = _read_chip(f)
         if a.shape[0] != first.shape[0]:
             raise DataError(f"chip has {a.shape[0]} bands but the first chip has {first.shape[0]}", f)

@@ -81,8 +81,9 @@ def build_model(
 ) -> tuple[LandCoverModel, EncoderMeta]:
     """Build the encoder (random small/tiny SAM config, or an official checkpoint) and a fresh head."""
     from geosam.bands import canonical_band_name
+    from geosam.hashing import sha256_file
     from geosam.models.band_adapter import RGB, adapt_patch_embed
-    from geosam.models.sam import build_encoder, load_sam, sha256_file
+    from geosam.models.sam import build_encoder, load_sam
 
     input_size = cfg.input_size or data.chip_size
     bands = [canonical_band_name(b) for b in data.bands]
@@ -231,7 +232,7 @@ def _probe_features(
     out = []
     starts = list(range(0, len(data.labels), batch))
     use_bf16 = device.type == "cpu"
-    for s in progress_iter(starts, "embedding chips (frozen encoder)", enabled=progress):
+    for s in progress_iter(starts, "embedding chips (frozen encoder)", enabled=progress, unit="batches"):
         b = np.arange(s, min(s + batch, len(data.labels)))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
             f = model.features(_batch(data, b, size, device))
@@ -256,7 +257,10 @@ def train(
     """
     from geosam.bands import canonical_band_name
     from geosam.progress import progress_iter
+    from geosam.train.checks import check_options, recommended_tile_size, training_gsd
 
+    check_options(cfg, chip_size=data.chip_size)  # before any expensive work
+    gsd_m = training_gsd(cfg, data)
     t_start = time.time()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -308,7 +312,7 @@ def train(
         order = rng.permutation(train_idx)
         loss_sum, correct, seen = 0.0, 0, 0
         batches = [order[i * cfg.batch_size : (i + 1) * cfg.batch_size] for i in range(steps_per_epoch)]
-        for b in progress_iter(batches, f"epoch {epoch + 1}/{cfg.epochs}", enabled=progress):
+        for b in progress_iter(batches, f"epoch {epoch + 1}/{cfg.epochs}", enabled=progress, unit="batches"):
             y = torch.from_numpy(data.labels[b]).to(device)
             if features is not None:
                 logits = model.head(features[b].to(device))
@@ -378,7 +382,6 @@ def train(
     metrics = summarize(confusion_matrix(data.labels[val_idx], pred, len(data.classes)), data.classes)
     best_epoch = max(history, key=lambda h: h["val_macro_f1"] + 1e-3 * h["val_accuracy"])["epoch"]
     elapsed = time.time() - t_start
-    tile = cfg.tile_size or max(size, (256 // size) * size if size <= 256 else size)
     chip = data.chip_size
     meta = BundleMeta(
         name=cfg.name,
@@ -392,8 +395,8 @@ def train(
         std=[float(v) for v in std],
         input_size=size,
         chip_size=chip,
-        gsd_m=data.gsd_m,
-        recommended_tile_size=tile * chip // size if chip != size else tile,
+        gsd_m=gsd_m,
+        recommended_tile_size=recommended_tile_size(cfg, chip),
         encoder=enc_meta,
         head=HeadMeta(
             in_dim=model.head.in_dim,
@@ -450,7 +453,7 @@ KNOWN_COLORS: dict[str, tuple[int, int, int]] = {
     "highway": (120, 120, 120),
     "road": (120, 120, 120),
     "industrial": (160, 60, 160),
-    "pasture": (190, 230, 120),
+    "pasture": (80, 200, 170),  # sea green: CIEDE2000 20.6 from herbaceous (was 7.9 with (190, 230, 120))
     "permanentcrop": (200, 140, 60),
     "residential": (220, 60, 50),
     "developed": (220, 60, 50),

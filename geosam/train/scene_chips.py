@@ -371,7 +371,10 @@ def _label_grid(path: Path, info: SceneInfo) -> Iterator[tuple[Any, bool]]:
         with src:
             if src.crs is None or src.transform.is_identity:
                 raise DataError(
-                    "the label raster has no CRS or geotransform, so it cannot be matched to the scene", path
+                    "the label raster has no CRS or geotransform, so it cannot be matched to the scene; "
+                    "give it the scene's: gdal_translate -a_srs EPSG:<code> -a_ullr <ulx> <uly> <lrx> <lry> "
+                    f"{path.name} fixed.tif (the scene's corners, from `geosam info SCENE` or gdalinfo)",
+                    path,
                 )
             if np.issubdtype(np.dtype(src.dtypes[0]), np.complexfloating):
                 raise DataError("the label raster holds complex values, not class ids", path)

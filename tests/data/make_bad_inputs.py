@@ -196,7 +196,7 @@ def _tamper_json(bundle: Path, edit: Callable[[dict[str, Any]], None]) -> None:
 def _models(d: Path, rng: np.random.Generator) -> None:
     import torch
 
-    from geosam.models.sam import sha256_file
+    from geosam.hashing import sha256_file
     from geosam.testing_models import make_tiny_bundle, make_tiny_sam_checkpoint
 
     bundle = make_tiny_bundle(d / "bundle", seed=int(rng.integers(1 << 31)))

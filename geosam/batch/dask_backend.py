@@ -1,7 +1,7 @@
 """Scale-out on dask.distributed: cluster connection, a model-loading worker plugin, and the task loop.
 
-geosam runs one **task per scene**. A task carries a :class:`~geosam.batch.SceneTask` (paths and a
-name) and a :class:`~geosam.batch.JobSpec` (model paths and the :class:`~geosam.config.RunConfig`):
+geosam runs one **task per scene**. A task carries a :class:`~geosam.batch.tasks.SceneTask` (paths and
+a name) and a :class:`~geosam.batch.tasks.JobSpec` (model paths and the :class:`~geosam.config.RunConfig`):
 small picklable values, never arrays or open datasets. Each task opens its own rasterio datasets.
 
 Models are loaded **once per worker process**: :class:`ModelPlugin` loads them when a worker starts
@@ -17,7 +17,7 @@ Worker loss: when a worker dies while running a scene (killed, out of memory, se
 resubmits the scene to another worker, up to ``distributed.scheduler.allowed-failures`` (3) times; after
 that the scene's outcome is a failure of type ``KilledWorker``. The batch goes on.
 
-This module imports ``distributed``; ``import geosam`` does not import it.
+This module imports ``distributed``; ``import geosam`` and ``import geosam.batch`` do not import it.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ from urllib.parse import urlsplit
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from geosam.batch import ExecutorSpec, JobSpec, SceneOutcome, SceneTask
+from geosam.batch.executor import ExecutorSpec
+from geosam.batch.tasks import JobSpec, SceneOutcome, SceneTask
 from geosam.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -196,17 +197,17 @@ def run_tasks(
         job: Model paths and run configuration (sent once per task; a few KB).
         spec: Executor settings (``gpu`` makes tasks request ``resources={"GPU": 1}``).
         on_event: Called in this thread with each progress event a task logs.
-        task_fn: The task function (default :func:`geosam.batch.run_scene_task`), called on a worker as
+        task_fn: The task function (default :func:`geosam.batch.tasks.run_scene_task`), called on a worker as
             ``task_fn(task, job, topic)``; it must return a ``SceneOutcome`` and not raise.
         poll_s: How often the loop checks for events while no task completes.
 
     Yields:
-        One :class:`~geosam.batch.SceneOutcome` per task, in completion order. A task whose future
+        One :class:`~geosam.batch.tasks.SceneOutcome` per task, in completion order. A task whose future
         fails (its worker died on every retry, it was cancelled) yields a failure outcome.
     """
     from distributed import as_completed
 
-    from geosam.batch import run_scene_task
+    from geosam.batch.tasks import run_scene_task
 
     fn = task_fn or run_scene_task
     token = secrets.token_hex(4)

@@ -1,6 +1,7 @@
 """Scene inputs of batch runs: files, folders, globs, list files and archives (safe extraction).
 
-Public names are re-exported by :mod:`geosam.batch`; see its docstring for the rules.
+Public names are re-exported by :mod:`geosam.batch`; see its docstring for the rules. ``safe_name``
+lives in :mod:`geosam.outputs` (it names output folders and STAC ids) and is re-exported here.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from geosam.errors import ConfigError, OutputError
-from geosam.hashing import sha256_file as file_sha256
+from geosam.outputs import safe_name
 
 __all__ = [
     "ARCHIVE_SUFFIXES",
@@ -28,7 +29,6 @@ __all__ = [
     "SceneRef",
     "discover_scenes",
     "extract_archive",
-    "file_sha256",
     "safe_name",
     "scene_dir",
 ]
@@ -50,22 +50,6 @@ LIST_SUFFIXES: tuple[str, ...] = (".txt", ".lst", ".list")
 
 
 # -- names and paths --------------------------------------------------------------------------------
-
-
-def safe_name(text: str, *, max_len: int = 100) -> str:
-    """A folder name made from ``text``: ``[A-Za-z0-9._-]`` only, no leading dot, never ``..``.
-
-    Runs of other characters become ``_``; over-long names are cut and get a hash of ``text``.
-
-    >>> safe_name("../../etc/passwd")
-    'etc_passwd'
-    >>> safe_name("S2A 2024/06 (ok).tif")
-    'S2A_2024_06_ok_.tif'
-    """
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._-") or "scene"
-    if len(name) > max_len:
-        name = name[: max_len - 9] + "-" + hashlib.sha1(text.encode()).hexdigest()[:8]
-    return name
 
 
 def scene_dir(out_dir: str | os.PathLike[str], name: str) -> Path:
@@ -184,7 +168,10 @@ def extract_archive(archive: str | os.PathLike[str], dest: str | os.PathLike[str
 
     Every member path is checked before anything is written: absolute paths, drive letters and
     ``..`` components raise (nothing is extracted); symbolic/hard links, devices and ``__MACOSX/``
-    entries are skipped. Files are created fresh (never through an existing link) with mode 0644.
+    entries are skipped. Tar members are then extracted by :meth:`tarfile.TarFile.extractall` with
+    the ``"data"`` filter (PEP 706: no links, devices or paths outside ``dest``; no setuid, setgid or
+    group/other write bits), zip members are copied into files created fresh (never through an
+    existing link).
 
     Raises:
         ConfigError: An unsafe member, an unreadable or corrupt archive.
@@ -211,12 +198,15 @@ def extract_archive(archive: str | os.PathLike[str], dest: str | os.PathLike[str
         else:
             with tarfile.open(src, "r:*") as tf:
                 members = [m for m in tf.getmembers() if m.isfile()]
-                targets = [_member_path(out, m.name) for m in members]
+                targets = [_member_path(out, m.name) for m in members]  # all checked before any write
                 _check_space(out, sum(m.size for m in members))
-                for member, target in zip(members, targets, strict=True):
-                    tar_stream = tf.extractfile(member)
-                    if tar_stream is not None:
-                        _copy_member(tar_stream, target)
+                if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4 (PEP 706)
+                    tf.extractall(out, members=members, filter="data")
+                else:  # pragma: no cover - older 3.11 patch releases
+                    for member, target in zip(members, targets, strict=True):
+                        tar_stream = tf.extractfile(member)
+                        if tar_stream is not None:
+                            _copy_member(tar_stream, target)
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as err:
         reason = f"cannot read the archive ({type(err).__name__}: {err})"
     else:

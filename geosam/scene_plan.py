@@ -1,0 +1,355 @@
+"""How ``geosam run`` cuts and encodes a scene for a model: one code path for ``run`` and ``info``.
+
+Two decisions, both pure (no torch, no pixels):
+
+* :func:`model_geometry` — from the bundle's ``model.json``, the run configuration and whether a SAM
+  checkpoint is given: the region source, the encoder chip and tile size in scene pixels, the encoder
+  input size and the training ground sampling distance (``gsd_m``). :func:`geosam.runtime.load_models`
+  uses it before loading any weights, and ``geosam info`` uses it without loading them.
+* :func:`scene_encoding` — resolution matching: for models that encode chips and record ``gsd_m``,
+  the chip covers the ground of a training chip, ``chip = round(model_chip * model_gsd / scene_gsd)``,
+  and a tile holds as many chips per side as the model's default tile (a user-set tile size is rounded
+  to a multiple of the chip). ``geosam run`` (through :func:`geosam.encode.plan_encoder`) and
+  ``geosam info`` both call it.
+
+:func:`scene_tiling` combines them into the :class:`~geosam.config.TilingConfig` that
+:func:`geosam.tiling.plan_tiles` (``run``) and :func:`geosam.tiling.summarize_plan` (``info``) take.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from geosam.config import RunConfig, TilingConfig
+from geosam.errors import ConfigError
+
+if TYPE_CHECKING:
+    from geosam.models.bundle import BundleMeta
+    from geosam.runtime import Models
+    from geosam.tiling import PlanSummary
+    from geosam.types import SceneInfo
+
+__all__ = [
+    "ModelGeometry",
+    "RunDescription",
+    "SceneEncoding",
+    "describe_run",
+    "model_geometry",
+    "scene_encoding",
+    "scene_tiling",
+]
+
+log = logging.getLogger(__name__)
+
+#: Scene and model GSDs closer than this (relative) are treated as equal: nothing is resampled.
+GSD_TOLERANCE = 0.05
+#: Tile edge of SAM regions when none is configured: SAM's native 1024 px input.
+SAM_TILE = 1024
+
+RegionSource = Literal["sam", "felzenszwalb", "tiles"]
+
+
+@dataclass(frozen=True)
+class ModelGeometry:
+    """What of a model decides how scenes are tiled and encoded.
+
+    Attributes:
+        name: The model's name (``model.json``).
+        region_source: ``sam``, ``felzenszwalb`` or ``tiles``.
+        chip_size: Encoder chip edge in scene pixels at the model's own resolution (a SAM tile is one
+            chip).
+        tile_size: Tile edge in scene pixels before resolution matching (the configured one, or the
+            model's default).
+        input_size: Encoder input edge in pixels.
+        gsd_m: Ground sampling distance of the training data in metres (``None``: unknown, so scenes
+            are never resampled).
+        tile_size_configured: Whether ``tile_size`` came from the run configuration.
+    """
+
+    name: str
+    region_source: RegionSource
+    chip_size: int
+    tile_size: int
+    input_size: int
+    gsd_m: float | None
+    tile_size_configured: bool = False
+
+    @classmethod
+    def of_models(cls, models: Models, *, tile_size: int | None) -> ModelGeometry:
+        """The geometry of models already loaded by :func:`geosam.runtime.load_models`.
+
+        ``tile_size`` is the run configuration's (``None``: the model chose ``models.tile_size``).
+        """
+        source: RegionSource = (
+            "sam" if models.region_source == "sam" else
+            "felzenszwalb" if models.region_source == "felzenszwalb" else "tiles"
+        )  # fmt: skip
+        return cls(
+            name=models.bundle.meta.name,
+            region_source=source,
+            chip_size=models.chip_size,
+            tile_size=models.tile_size,
+            input_size=models.input_size,
+            gsd_m=models.bundle.meta.gsd_m,
+            tile_size_configured=tile_size is not None,
+        )
+
+
+def model_geometry(meta: BundleMeta, cfg: RunConfig, *, sam_checkpoint: bool) -> ModelGeometry:
+    """The region source and encoder geometry a run of this model with ``cfg`` uses.
+
+    ``segment.source: auto`` means ``sam`` when a SAM checkpoint is given, else ``felzenszwalb``. SAM
+    regions encode whole tiles (``tile_size``, default 1024) in one pass; otherwise tiles are cut into
+    the model's chips (``chip_size``, default ``input_size``) and the tile defaults to the bundle's
+    ``recommended_tile_size``.
+
+    Args:
+        meta: The bundle's ``model.json`` (:func:`geosam.models.bundle.read_bundle_meta`).
+        cfg: Run configuration (``segment.source`` and ``tiling.tile_size`` are read).
+        sam_checkpoint: Whether a SAM checkpoint is given.
+
+    Raises:
+        ConfigError: ``source: sam`` without a checkpoint; a tile size that is not a multiple of the
+            encoder patch (SAM) or of the model's chip size.
+    """
+    from geosam.models.sam_config import SamConfig
+
+    source = cfg.segment.source
+    if source == "auto":
+        source = "sam" if sam_checkpoint else "felzenszwalb"
+    if source == "sam" and not sam_checkpoint:
+        raise ConfigError(
+            "segment.source is 'sam' but no SAM checkpoint was given: pass --sam-checkpoint "
+            "(Meta's sam_vit_b_01ec64.pth...), or use --regions felzenszwalb"
+        )
+    configured = cfg.tiling.tile_size is not None
+    if source == "sam":
+        tile = cfg.tiling.tile_size or SAM_TILE
+        patch = SamConfig.from_dict(dict(meta.encoder.config)).patch_size
+        if tile % patch:
+            raise ConfigError(f"tile size {tile} must be a multiple of the encoder patch size {patch}")
+        return ModelGeometry(meta.name, "sam", tile, tile, tile, meta.gsd_m, configured)
+    chip = meta.chip_size or meta.input_size
+    tile = cfg.tiling.tile_size or meta.recommended_tile_size
+    if tile % chip:
+        raise ConfigError(
+            f"tile size {tile} must be a multiple of the model's chip size {chip} "
+            f"(for example {max(chip, round(tile / chip) * chip)})"
+        )
+    return ModelGeometry(meta.name, source, chip, tile, meta.input_size, meta.gsd_m, configured)
+
+
+@dataclass(frozen=True)
+class SceneEncoding:
+    """Chip and tile size for one scene, after resolution matching.
+
+    Attributes:
+        chip_size: Encoder chip edge in scene pixels (each chip is resampled to the input size).
+        tile_size: Tile edge in scene pixels (a multiple of ``chip_size``).
+        scene_gsd_m: The scene's pixel size in metres (``None``: CRS not projected in a length unit).
+        matched: Whether chips were resized for the model's training resolution.
+        reason: Why (or why not) resolution matching applies, in words (for ``info`` and logs).
+    """
+
+    chip_size: int
+    tile_size: int
+    scene_gsd_m: float | None
+    matched: bool
+    reason: str
+
+
+def scene_encoding(
+    geom: ModelGeometry, info: SceneInfo, *, match_resolution: bool = True, quiet: bool = False
+) -> SceneEncoding:
+    """Resolution matching (see the module docstring) for one scene.
+
+    Logs (INFO, unless ``quiet``) the chip resampling, and a line when the model records no training
+    GSD while the scene is in metres (resolution matching then silently could not apply: retrain with
+    ``geosam train ... --gsd``).
+
+    Args:
+        geom: From :func:`model_geometry` or :meth:`ModelGeometry.of_models`.
+        info: The scene header.
+        match_resolution: ``RunConfig.match_resolution``.
+        quiet: Log nothing (``geosam info`` prints the reason instead).
+    """
+    chip, tile, gsd = geom.chip_size, geom.tile_size, geom.gsd_m
+    name = Path(info.path).name
+    scene_gsd = info.gsd_m
+
+    def same(reason: str) -> SceneEncoding:
+        return SceneEncoding(chip, tile, scene_gsd, False, reason)
+
+    if geom.region_source == "sam":
+        return same("SAM tiles are encoded at their own resolution (never resampled)")
+    if not match_resolution:
+        return same("resolution matching is off (--no-match-resolution)")
+    if not gsd:
+        if scene_gsd is not None and not quiet:
+            log.info(
+                "%s: model %r records no training GSD, so resolution matching is off: the scene's "
+                "%.3g m pixels are encoded as %d px chips as they are; retrain with `geosam train ... "
+                "--gsd METRES` to record it",
+                name,
+                geom.name,
+                scene_gsd,
+                chip,
+            )
+        return same("the model records no training GSD (train with --gsd to record it)")
+    if scene_gsd is None:
+        return same("the scene's CRS is not projected in metres: its GSD is unknown")
+    if abs(scene_gsd - gsd) / gsd < GSD_TOLERANCE:
+        return same(f"the scene's {scene_gsd:.3g} m pixels match the model's {gsd:.3g} m (within 5 %)")
+    per_side = max(1, round(tile / chip))
+    new_chip = max(4, round(chip * gsd / scene_gsd))
+    new_tile = new_chip * per_side
+    if geom.tile_size_configured:
+        new_tile = max(new_chip, round(tile / new_chip) * new_chip)
+    if not quiet:
+        log.info(
+            "%s: %.3g m pixels, model trained at %.3g m: encoding %d px chips resampled to %d px",
+            name,
+            scene_gsd,
+            gsd,
+            new_chip,
+            geom.input_size,
+        )
+    return SceneEncoding(
+        new_chip,
+        new_tile,
+        scene_gsd,
+        True,
+        f"{scene_gsd:.3g} m scene pixels, model trained at {gsd:.3g} m: {new_chip} px chips resampled "
+        f"to {geom.input_size} px",
+    )
+
+
+def scene_tiling(
+    geom: ModelGeometry, info: SceneInfo, cfg: RunConfig, *, quiet: bool = False
+) -> tuple[SceneEncoding, TilingConfig]:
+    """The scene's :class:`SceneEncoding` and the resolved tiling (``halo`` defaults to tile / 8)."""
+    from pydantic import ValidationError
+
+    from geosam.config import format_validation_error
+
+    enc = scene_encoding(geom, info, match_resolution=cfg.match_resolution, quiet=quiet)
+    try:
+        tiling = cfg.tiling.model_copy(update={"tile_size": enc.tile_size}).resolved(enc.tile_size)
+    except ValidationError as err:
+        why = f" ({enc.reason})" if enc.matched else ""
+        raise ConfigError(f"tiling for this scene{why}: {format_validation_error(err)}", info.path) from None
+    return enc, tiling
+
+
+@dataclass(frozen=True)
+class RunDescription:
+    """What ``geosam run`` would do with a scene, for ``geosam info`` (nothing loaded but headers).
+
+    Attributes:
+        model: The model's name and where it comes from, or why it cannot be used.
+        bands: The scene bands the model would read, or why they cannot be chosen.
+        geometry: Region source and encoder geometry (``None`` when the model or options are unusable).
+        encoding: Resolution matching for this scene (``None`` as ``geometry``).
+        plan: The tile plan summary (``None`` as ``geometry``).
+        problem: The error ``geosam run`` would stop with before tiling, if any.
+    """
+
+    model: str
+    bands: str
+    geometry: ModelGeometry | None = None
+    encoding: SceneEncoding | None = None
+    plan: PlanSummary | None = None
+    problem: str | None = None
+
+    def lines(self) -> list[tuple[str, str]]:
+        """``(key, text)`` lines, as ``geosam info`` prints them."""
+        out = [("model", self.model), ("use", self.bands)]
+        g, e, p = self.geometry, self.encoding, self.plan
+        if g is None or e is None or p is None:
+            out.append(("plan", f"none: `geosam run` would stop: {self.problem}"))
+            return out
+        regions = {
+            "sam": "SAM masks (segment-anything mask decoder on each tile's embedding)",
+            "felzenszwalb": "Felzenszwalb superpixels (no SAM checkpoint given)",
+            "tiles": "none: tile labels only",
+        }[g.region_source]
+        out.append(("regions", regions))
+        if g.region_source == "sam":
+            out.append(("encoder", f"whole {e.tile_size} px tiles, one pass each ({e.reason})"))
+        else:
+            out.append(("encoder", f"{e.chip_size} px chips at {g.input_size} px input; {e.reason}"))
+        rows, cols = p.grid
+        head = (
+            f"{p.tile_size} px tiles (halo {p.halo}, stride {p.stride}), grid {rows} x {cols} = {p.n_grid:,}"
+        )
+        if p.screening in ("off", "not-needed"):
+            why = "empty tiles are not skipped" if p.screening == "off" else "no nodata: no empty tile"
+            out.append(("tiles", f"{p.n_grid:,} to process; {head}; {why}"))
+        elif p.n_tiles is not None:
+            out.append(("tiles", f"{p.n_tiles:,} to process; {head}; {p.n_skipped:,} empty tiles skipped"))
+        elif p.screening == "decimated":
+            out.append(
+                ("tiles", f"{p.n_tiles_min:,} to {p.n_grid:,} to process (the rest hold no data in a "
+                 f"decimated sample; `geosam run` confirms each); {head}")
+            )  # fmt: skip
+        else:
+            out.append(
+                ("tiles", f"up to {p.n_grid:,} to process; {head}; empty tiles not counted (a large scene "
+                 "without overviews: `geosam run` screens them, reading the whole scene once)")
+            )  # fmt: skip
+        return out
+
+
+def describe_run(
+    info: SceneInfo,
+    model: str | os.PathLike[str] | None,
+    sam_checkpoint: str | os.PathLike[str] | None,
+    cfg: RunConfig,
+) -> RunDescription:
+    """The plan ``geosam run`` would use for a scene, through the same functions ``run`` calls.
+
+    Reads the bundle's ``model.json`` (no weights, no torch), resolves bands as ``run`` does, applies
+    :func:`model_geometry` and :func:`scene_encoding`, and counts the tile plan with
+    :func:`geosam.tiling.summarize_plan`. Problems that would stop ``run`` before tiling (no model, bands
+    that cannot be matched, a tile size that does not fit) are described, not raised.
+
+    Raises:
+        RasterError: The scene's pixels cannot be read for the empty-tile screen.
+    """
+    from geosam.bands import resolve_bands
+    from geosam.errors import GeosamError
+    from geosam.models.bundle import default_bundle_path, read_bundle_meta
+    from geosam.tiling import summarize_plan
+
+    try:
+        path = Path(model) if model is not None else default_bundle_path(required=True)
+        meta = read_bundle_meta(path)
+    except GeosamError as err:
+        return RunDescription(f"none: {err}", "-", problem=str(err))
+    where = "the packaged default model" if model is None else str(path)
+    gsd = f"trained at {meta.gsd_m:g} m" if meta.gsd_m else "no training GSD recorded"
+    chip = meta.chip_size or meta.input_size
+    model_text = (
+        f"{meta.name} ({where}): {len(meta.class_scheme)} classes, bands {', '.join(meta.bands)}; "
+        f"{chip} px chips, {gsd}"
+    )
+    problem: str | None = None
+    try:
+        idx = resolve_bands(info, cfg.bands, meta.bands)
+    except GeosamError as err:
+        bands_text, problem = f"cannot choose the model's bands: {err}", str(err)
+    else:
+        pairs = [f"{name} <- band {i}" for name, i in zip(meta.bands, idx, strict=True)]
+        bands_text = ", ".join(pairs)
+    try:
+        geom = model_geometry(meta, cfg, sam_checkpoint=sam_checkpoint is not None)
+        enc, tiling = scene_tiling(geom, info, cfg, quiet=True)
+    except GeosamError as err:
+        return RunDescription(model_text, bands_text, problem=str(err))
+    if problem is not None:
+        return RunDescription(model_text, bands_text, problem=problem)
+    return RunDescription(model_text, bands_text, geom, enc, summarize_plan(info, tiling))
