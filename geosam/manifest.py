@@ -5,6 +5,9 @@ it at the same time (WAL journal), for example ``sqlite3 manifest.sqlite 'select
 ``geosam ingest --status``. Every change is a short transaction, so a run killed at any point leaves a
 consistent database.
 
+Why this module is long: the schema, every statement that reads or writes it, and the read-only
+in-memory snapshot (dry runs, ``--status``) stay together, so changing a column is one file.
+
 Schema (version 1)::
 
     meta(key TEXT PRIMARY KEY, value TEXT)           -- schema_version, created

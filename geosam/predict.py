@@ -165,7 +165,7 @@ def predict_scene(
         RasterError: The scene cannot be read (missing, corrupt, no CRS, wrong bands...).
         OutputError: The outputs cannot be written; the earlier outputs, if any, are left as they were.
     """
-    from geosam.io import scene_writer
+    from geosam.io import legend, scene_writer
     from geosam.io.transaction import SceneTransaction
 
     timer = StageTimer()
@@ -182,7 +182,7 @@ def predict_scene(
         # 4. Finish: merge regions across seams; class map, confidence and region layers in one pass.
         with timer.stage("finish"):
             n_regions = _finish(plan, models, cfg, stitched, txn.work, staged, progress=progress)
-            _apply_legend(staged, _scheme(models), cfg)
+            legend.restyle_scene(staged, _scheme(models), cfg.output)
         # 5. Describe: the tiles layer and the QGIS project.
         scene_writer.write_tiles_layer(
             plan.tiles, stitched.tile_probs, stitched.tile_valid_px, staged, _scheme(models), cfg.output
@@ -326,15 +326,6 @@ def _finish(
     regions = region_frame(polygons, table, plan.tiles, scheme, models.region_source)
     scene_writer.write_regions(regions, outputs, scheme, cfg.output)
     return len(regions)
-
-
-def _apply_legend(outputs: SceneOutputs, scheme: ClassScheme, cfg: RunConfig) -> None:
-    """The class map's and regions' legends for ``output.legend`` (see :mod:`geosam.io.legend`)."""
-    from geosam.io.legend import restyle_legends
-    from geosam.io.style import qml_path
-
-    regions = [qml_path(outputs.path("regions_gpkg"))] if cfg.output.regions else []
-    restyle_legends(outputs.classes, regions, scheme, cfg.output.legend)
 
 
 def _record(

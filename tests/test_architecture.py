@@ -18,22 +18,17 @@ REASON = "Why this module is long:"
 
 #: Cycles that exist today and are being removed elsewhere; the test fails on any other cycle and when
 #: one of these is gone (then delete the entry).
-KNOWN_CYCLES: dict[tuple[str, ...], str] = {
-    ("geosam.batch", "geosam.distributed"): "issue 16 item 3: batch becomes a package (tasks / dask backend)",
-}
+KNOWN_CYCLES: dict[tuple[str, ...], str] = {}
 
 #: Modules over the limit whose split or reason belongs to work under way elsewhere (issue 16 items 3-6,
 #: issues 10-13). Each entry must still be over the limit; when its owner splits the module or writes
 #: the reason into its docstring ("Why this module is long: ..."), the entry goes.
 PENDING: dict[str, str] = {
-    "batch.py": "issue 16 item 3 splits it into a package",
-    "ingest.py": "issue 16 item 3/4 (executor settings, filelock) shrink it",
     "cli/train.py": "issue 16 item 6 generates its options from TrainConfig",
     "train/engine.py": "issue 16 item 6 splits train() into split/build/fit/bundle",
     "train/scene_chips.py": "issue 16 item 6 (sampling options into the config)",
     "io/read.py": "issue 11 (field cases) is changing it",
     "io/cog.py": "issue 11 (field cases) is changing it",
-    "io/style.py": "issue 13 (newcomer) is changing it",
     "models/bundle.py": "issues 10 and 12 add preprocessing, calibration and backbones to it",
 }
 

@@ -19,13 +19,17 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from geosam.types import ClassScheme
 
-__all__ = ["LegendMode", "class_pixel_counts", "legend_entries", "restyle_legends"]
+if TYPE_CHECKING:
+    from geosam.config import OutputConfig
+    from geosam.outputs import SceneOutputs
+
+__all__ = ["LegendMode", "class_pixel_counts", "legend_entries", "restyle_legends", "restyle_scene"]
 
 LegendMode = Literal["all", "present", "area"]
 
@@ -112,3 +116,11 @@ def restyle_legends(
         if Path(style).exists():
             write_qml(style, categorized_fill_qml(scheme, legend=entries), overwrite=True)
     return entries
+
+
+def restyle_scene(outputs: SceneOutputs, scheme: ClassScheme, cfg: OutputConfig) -> list[tuple[int, str]]:
+    """:func:`restyle_legends` for a scene's outputs (its class map, and its regions' style when written)."""
+    from geosam.io.style import qml_path
+
+    regions = [qml_path(outputs.path("regions_gpkg"))] if cfg.regions else []
+    return restyle_legends(outputs.classes, regions, scheme, cfg.legend)
