@@ -162,12 +162,8 @@ def load_models(
     else:
         bundle = load_bundle(model, sam_checkpoint=sam_checkpoint, device="cpu")
         input_size = meta.input_size
+        # a tile size that is not whole chips is rounded per scene by geosam.chip_grid (logged)
         tile = cfg.tiling.tile_size or meta.recommended_tile_size
-        if tile % chip:
-            raise ConfigError(
-                f"tile size {tile} must be a multiple of the model's chip size {chip} "
-                f"(for example {max(chip, round(tile / chip) * chip)})"
-            )
     bundle.model.to(device).eval()
     return Models(
         bundle,

@@ -174,11 +174,16 @@ class RegionMaker(Protocol):
         ...
 
 
-def region_maker(source: str, sam: Sam | None, cfg: SegmentConfig) -> RegionMaker:
-    """The region maker for a resolved region source (``sam``, ``felzenszwalb`` or ``tiles``), built once.
+def region_maker(
+    source: str, sam: Sam | None, cfg: SegmentConfig, *, chip_size: int | None = None
+) -> RegionMaker:
+    """The region maker for a resolved region source (``sam``, ``felzenszwalb``, ``tiles``, ``chips``).
+
+    Built once per scene; ``chips`` (one region per encoder chip, :mod:`geosam.chip_grid`) needs the
+    scene's ``chip_size``.
 
     Raises:
-        ValueError: ``sam`` without a SAM model, or an unknown source.
+        ValueError: ``sam`` without a SAM model, ``chips`` without a chip size, or an unknown source.
     """
     if source == "sam":
         if sam is None:
@@ -188,6 +193,12 @@ def region_maker(source: str, sam: Sam | None, cfg: SegmentConfig) -> RegionMake
         return FelzenszwalbRegions(cfg)
     if source == "tiles":
         return NoRegions()
+    if source == "chips":
+        if chip_size is None:
+            raise ValueError("region source 'chips' needs the chip size")
+        from geosam.chip_grid import ChipRegions
+
+        return ChipRegions(chip_size)
     raise ValueError(f"unknown region source {source!r}")
 
 
