@@ -192,14 +192,14 @@ class Preprocessing(_Frozen):
         """Number of bands of the fixed bounds (``None`` for percentile scaling)."""
         return len(self.scaling.low) if isinstance(self.scaling, FixedScaling) else None
 
-    def describe(self) -> str:
-        """One line: space and scaling, e.g. ``display values 0..1 -> 0..1``."""
+    def describe(self, *, mapping: bool = True) -> str:
+        """One line: space and scaling, e.g. ``display values 0..1 -> 0..1`` (and the mapping, if any)."""
         s = self.scaling
         if isinstance(s, PercentileScaling):
             what = f"per-scene {s.low:g}-{s.high:g} percentile stretch"
         else:
             what = f"{self.space} values {_span(s.low)}..{_span(s.high)} -> 0..1"
-        if self.reflectance_to_display is not None:
+        if mapping and self.reflectance_to_display is not None:
             what += " (reflectance through the model's reflectance-to-display mapping)"
         return what
 
@@ -529,7 +529,7 @@ def _model_stretch(
     how = ""
     if r.kind == pre.space and (pre.space != "raw" or pre.input.dtype in (None, meta.dtype)):
         low, high = s.low, s.high
-        how = f"{pre.describe()} ({r.rule})"
+        how = f"{pre.describe(mapping=False)} ({r.rule})"
     elif pre.space == "display" and r.kind == "reflectance" and pre.reflectance_to_display is not None:
         m = pre.reflectance_to_display
         low = tuple((lo - bi) / g for lo, bi, g in zip(s.low, m.bias, m.gain, strict=True))
