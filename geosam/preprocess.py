@@ -37,7 +37,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from geosam.config import NormalizeConfig
-from geosam.errors import ConfigError
+from geosam.errors import ConfigError, EmptyRasterError
 from geosam.radiometry import Radiometry, TrainingInput
 
 if TYPE_CHECKING:
@@ -412,6 +412,7 @@ def scene_preprocessing(
 
     Raises:
         ConfigError: An explicit option that cannot fit the data or the model (one line, with a remedy).
+        EmptyRasterError: No valid pixel in the decimated sample (an all-nodata scene).
         RasterError: The scene cannot be read.
     """
     from geosam.io.read import open_scene
@@ -423,7 +424,13 @@ def scene_preprocessing(
     b = tuple(int(i) for i in bands)
     meta = read_band_scaling(info.path, b)
     sample_size = pre.scaling.sample_size if isinstance(pre.scaling, PercentileScaling) else cfg.sample_size
-    sample, _ = read_sample(info.path, b, sample_size)
+    sample, shape = read_sample(info.path, b, sample_size)
+    if sample.shape[-1] == 0:
+        raise EmptyRasterError(
+            f"no valid pixel in a {shape[1]} x {shape[0]} sample of the scene: it is all nodata, "
+            "or its valid part is too small to sample (raise normalize.sample_size)",
+            info.path,
+        )
     return resolve_preprocessing(pre, meta, sample, mean, cfg, bands=b, where=os.fspath(path), log_to=log_to)
 
 
