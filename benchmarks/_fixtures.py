@@ -328,7 +328,8 @@ def scene_tiles(
     """``(spec, stretched data, valid)`` of the first ``limit`` tiles, read as ``predict_scene`` reads."""
     from geosam.bands import resolve_bands
     from geosam.io.read import open_scene, read_tile
-    from geosam.preprocess import model_preprocessing, scene_preprocessing
+    from geosam.preprocess import model_preprocessing
+    from geosam.scene_preprocessing import scene_preprocessing
     from geosam.tiling import plan_tiles
 
     run_cfg = cfg.with_overrides(bands=bands) if bands else cfg

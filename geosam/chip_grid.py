@@ -22,7 +22,8 @@ halo); a ``--tile-size`` is rounded to whole chips and a ``--halo`` up to whole 
 small for its halo (``halo >= tile / 4``) grows to hold it (all logged). SAM tiles (``--regions sam``)
 are encoded whole, at the scene's resolution, as before.
 
-:func:`chip_regions` makes each chip of a tile one region (``--regions chips``): the class map then
+:func:`chip_regions` makes each chip of a tile one region (``--regions chips``,
+:class:`geosam.segment.ChipRegions`): the class map then
 holds, for every pixel, the class of the chip that contains it, which is what the training and
 validation path predicts for that chip.
 """
@@ -31,17 +32,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from geosam.config import TilingConfig
 from geosam.errors import ConfigError
 
-if TYPE_CHECKING:
-    from geosam.segment import Regions
-
-__all__ = ["ChipGrid", "ChipRegions", "chip_regions", "plan_chip_grid"]
+__all__ = ["ChipGrid", "chip_regions", "plan_chip_grid"]
 
 log = logging.getLogger(__name__)
 
@@ -208,20 +205,3 @@ def chip_regions(valid: np.ndarray, chip: int, window_offset: tuple[int, int] = 
     lookup[present] = np.arange(1, len(present) + 1, dtype=np.int32)
     out: np.ndarray = lookup[labels]
     return out
-
-
-@dataclass
-class ChipRegions:
-    """Region maker of ``--regions chips`` (a :class:`geosam.segment.RegionMaker`): one region per chip."""
-
-    chip: int
-    source: str = "chips"
-
-    def __call__(self, tile: np.ndarray, embedding: object, valid: np.ndarray) -> Regions:
-        """Regions of a tile's read window (whole chips, starting on the scene's chip grid)."""
-        from geosam.segment import Regions
-
-        labels = chip_regions(valid, self.chip)
-        n = int(labels.max()) if labels.size else 0
-        nan = np.full(n, np.nan, np.float32)
-        return Regions(labels, nan, nan.copy(), "chips")

@@ -9,6 +9,7 @@ from. :func:`list_chip_folder` lists a chip folder, flat or class-per-subfolder.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,16 @@ import numpy as np
 from geosam.errors import DataError
 from geosam.radiometry import BandScaling
 
-__all__ = ["IMAGE_SUFFIXES", "ChipImage", "list_chip_folder", "read_chip"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "ChipImage",
+    "decode_chips",
+    "list_chip_folder",
+    "read_chip",
+    "resized_chip",
+    "stack_chips",
+    "value_sample",
+]
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff"})
 
@@ -132,3 +142,66 @@ def stack_chips(chips: Sequence[ChipImage], size: tuple[int, int]) -> tuple[np.n
             out[i][:, ~c.valid] = np.nan
             valid[i] = c.valid
     return out, valid
+
+
+def value_sample(images: np.ndarray, seed: int, chips: int = 256) -> np.ndarray:
+    """Valid stored values ``(bands, n)`` float64 of up to ``chips`` random chips (NaN excluded)."""
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(len(images), size=min(chips, len(images)), replace=False))
+    x = np.asarray(images[idx], dtype=np.float64).transpose(1, 0, 2, 3).reshape(images.shape[1], -1)
+    keep = ~np.isnan(x).any(axis=0)
+    out: np.ndarray = x[:, keep]
+    return out
+
+
+def decode_chips(files: Sequence[Path], progress: bool = False) -> np.ndarray:
+    """Read chip files into one ``(N, bands, H, W)`` array (invalid pixels ``NaN``).
+
+    Chips of another size than the most common one are resized to it
+    (:func:`geosam.preprocess.resample_chips`).
+
+    Raises:
+        DataError: Unreadable chips, or chips with another band count than the first.
+    """
+    from geosam.progress import progress_iter
+
+    chips: list[ChipImage] = []
+    sizes: Counter[tuple[int, int]] = Counter()
+    bands = None
+    for f in progress_iter(files, "decoding chips", enabled=progress):
+        chip = read_chip(f)
+        if bands is not None and chip.data.shape[0] != bands:
+            raise DataError(f"chip has {chip.data.shape[0]} bands but the first chip has {bands}", f)
+        bands = chip.data.shape[0]
+        sizes[(int(chip.data.shape[1]), int(chip.data.shape[2]))] += 1
+        chips.append(chip)
+    (h, w), _ = sizes.most_common(1)[0]
+    chips = [c if c.data.shape[1:] == (h, w) else resized_chip(c, (h, w)) for c in chips]
+    out, _ = stack_chips(chips, (h, w))
+    return out
+
+
+def resized_chip(chip: ChipImage, size: tuple[int, int]) -> ChipImage:
+    """A chip resized with the run's chip kernel (square sizes) into float32 (invalid pixels NaN)."""
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(chip.data.astype(np.float32))[None]
+    if chip.valid is not None:
+        x[:, :, torch.from_numpy(~chip.valid)] = float("nan")
+    if size[0] == size[1]:
+        from geosam.preprocess import resample_chips
+
+        y = resample_chips(x, size[0])
+    else:
+        y = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    data = y[0].numpy()
+    valid = ~np.isnan(data).any(axis=0)
+    if chip.data.dtype.kind in "ui" and valid.all():  # keep the storage dtype (rounded)
+        info = np.iinfo(chip.data.dtype)
+        return ChipImage(np.clip(np.rint(data), info.min, info.max).astype(chip.data.dtype), None, chip.meta)
+    return ChipImage(
+        data,
+        None if valid.all() else valid,
+        chip.meta,
+    )

@@ -2,7 +2,7 @@
 
 This is the validation path of training, run on any chips: each chip goes through the bundle's
 preprocessing (:mod:`geosam.preprocess`, resolved once per folder with the same rules ``geosam run``
-applies to a scene: :func:`geosam.preprocess.resolve_preprocessing`), the nodata fill, the chip
+applies to a scene: :func:`geosam.scene_preprocessing.resolve_preprocessing`), the nodata fill, the chip
 resampling to the encoder input (:func:`geosam.preprocess.resample_chips`), and the model's forward pass
 (encoder, mean pooling, head). Each chip is one model chip: chips of another size than the model's are
 resampled to its input as they are (their GSD is taken as the model's times the size ratio).
@@ -142,14 +142,10 @@ def classify_chips(
 
     from geosam.chips import list_chip_folder, read_chip
     from geosam.models.bundle import load_bundle
-    from geosam.preprocess import (
-        PercentileScaling,
-        model_preprocessing,
-        resample_chips,
-        resolve_preprocessing,
-    )
+    from geosam.preprocess import PercentileScaling, model_preprocessing, resample_chips
     from geosam.progress import progress_iter
     from geosam.radiometry import BandScaling
+    from geosam.scene_preprocessing import resolve_preprocessing
     from geosam.stretch import stretch_from_sample, unit_values
 
     if isinstance(chips, (str, os.PathLike)):

@@ -3,9 +3,8 @@
 :func:`predict_scene` runs six phases, like segment-anything's ``SamAutomaticMaskGenerator.generate``:
 
 1. **plan** (:func:`plan_scene`): read the scene's header, choose bands, resolve the model's own
-   preprocessing for the scene (:func:`geosam.preprocess.scene_preprocessing`: radiometry, stretch,
-   nodata fill), match the model's ground resolution on the scene's chip grid
-   (:func:`geosam.encode.plan_encoder`) and cut tiles;
+   preprocessing (:mod:`geosam.scene_preprocessing`: radiometry, stretch, nodata fill), match the
+   model's ground resolution on the scene's chip grid (:func:`geosam.encode.plan_encoder`), cut tiles;
 2. **open** the scene's transaction (:class:`~geosam.io.transaction.SceneTransaction`): outputs are
    staged in a hidden folder beside their final place (:class:`~geosam.outputs.SceneOutputs`);
 3. **infer** tile by tile (streamed, never the whole scene in memory): read -> preprocess -> encode once ->
@@ -46,8 +45,8 @@ if TYPE_CHECKING:
     from rasterio.io import DatasetWriter
 
     from geosam.encode import EncoderPlan
-    from geosam.preprocess import ScenePreprocessing
     from geosam.runtime import Models
+    from geosam.scene_preprocessing import ScenePreprocessing
     from geosam.stitch import SceneStitcher
     from geosam.stretch import Stretch
     from geosam.tiling import TilePlan
@@ -128,7 +127,8 @@ def plan_scene(scene: str | os.PathLike[str], models: Models, cfg: RunConfig) ->
     from geosam.bands import resolve_bands
     from geosam.encode import plan_encoder
     from geosam.io.read import open_scene
-    from geosam.preprocess import model_preprocessing, scene_preprocessing
+    from geosam.preprocess import model_preprocessing
+    from geosam.scene_preprocessing import scene_preprocessing
     from geosam.tiling import plan_tiles
 
     path = os.fspath(scene)
@@ -143,10 +143,7 @@ def plan_scene(scene: str | os.PathLike[str], models: Models, cfg: RunConfig) ->
         tile_size=cfg.tiling.tile_size,
         halo=cfg.tiling.halo,
     )
-    update = {
-        "tile_size": encoder.tile_size,
-        "halo": encoder.halo if encoder.halo is not None else cfg.tiling.halo,
-    }
+    update = {"tile_size": encoder.tile_size, "halo": encoder.halo}  # whole chips on the scene grid
     tiling = cfg.tiling.model_copy(update=update).resolved(encoder.tile_size)
     tiles = plan_tiles(info, tiling, scene_id=Path(path).stem)
     if not tiles.tiles:

@@ -33,6 +33,10 @@ with the numbers it used:
 
 Whenever Sentinel-2 DN are read with offset 0 but the darkest 0.5 % of every band lies at or above
 1000, a WARNING suggests ``--dn-offset -1000``.
+
+Why this module is long: the rule is one decision in six ordered steps, each with the one-line
+message a user sees when it guesses, warns or refuses; split up, the order of the steps (which is the
+rule) could no longer be read in one place.
 """
 
 from __future__ import annotations

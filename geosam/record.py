@@ -170,7 +170,7 @@ class RunRecord(BaseModel):
             (``None`` in version 1 records, which cannot be verified).
         preprocessing: How the scene's pixels reached the model: the bundle's preprocessing, how it was
             applied to this scene, the radiometry, stretch and nodata fill, and any user overrides
-            (:meth:`geosam.preprocess.ScenePreprocessing.to_record`); ``None`` in older records.
+            (:meth:`geosam.scene_preprocessing.ScenePreprocessing.to_record`); ``None`` in older records.
     """
 
     model_config = ConfigDict(extra="allow", frozen=True)

@@ -159,7 +159,7 @@ def compute_stretch(
         path: File path or GDAL URI.
         bands: 1-based band indexes, in the order tiles will be read; ``None`` for all bands.
         cfg: ``method`` (``percentile``, ``dtype``, ``none``; ``auto`` is resolved against a model by
-            :func:`geosam.preprocess.scene_preprocessing` and refused here), ``low``/``high``
+            :func:`geosam.scene_preprocessing.scene_preprocessing` and refused here), ``low``/``high``
             percentiles and ``sample_size`` (longest side of the decimated read, pixels). Ignored when
             ``fixed`` is given.
         radiometry: Stored -> physical values of these bands; default GDAL scale/offset of the file.
@@ -237,7 +237,7 @@ def stretch_from_sample(
     if method == "auto":
         raise ConfigError(
             "normalize.method 'auto' means the model's preprocessing; resolve it with "
-            "geosam.preprocess.scene_preprocessing (or choose percentile, dtype or none)",
+            "geosam.scene_preprocessing.scene_preprocessing (or choose percentile, dtype or none)",
             where,
         )
     if method == "dtype":

@@ -447,8 +447,9 @@ def test_large_scene_is_planned_and_read_in_bounded_time_and_memory(corpus, caps
     from geosam.config import RunConfig, TilingConfig
     from geosam.io.read import open_scene, read_tile
     from geosam.predict import process_tile
-    from geosam.preprocess import model_preprocessing, scene_preprocessing
+    from geosam.preprocess import model_preprocessing
     from geosam.runtime import load_models
+    from geosam.scene_preprocessing import scene_preprocessing
     from geosam.tiling import plan_tiles
 
     vrt = corpus["large.vrt"]

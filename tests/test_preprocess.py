@@ -18,14 +18,8 @@ from rasterio.transform import from_origin
 from geosam.config import NormalizeConfig
 from geosam.errors import BundleError
 from geosam.models.bundle import BundleMeta, default_bundle_path, load_bundle, read_bundle_meta
-from geosam.preprocess import (
-    EUROSAT_RGB_FROM_L1C,
-    FixedScaling,
-    PercentileScaling,
-    Preprocessing,
-    scene_preprocessing,
-    upgrade_v1,
-)
+from geosam.preprocess import EUROSAT_RGB_FROM_L1C, FixedScaling, PercentileScaling, Preprocessing, upgrade_v1
+from geosam.scene_preprocessing import scene_preprocessing
 
 #: The first packaged model's record (format 1), as it was shipped.
 V1_DEFAULT = {"method": "dtype", "low": [0.0, 0.0, 0.0], "high": [255.0, 255.0, 255.0]}

@@ -21,14 +21,9 @@ from geosam.config import NormalizeConfig
 from geosam.errors import ConfigError
 from geosam.io.read import read_window
 from geosam.models.bundle import read_bundle_meta
-from geosam.preprocess import (
-    EUROSAT_RGB_FROM_L1C,
-    FixedScaling,
-    InputRecord,
-    Preprocessing,
-    scene_preprocessing,
-)
+from geosam.preprocess import EUROSAT_RGB_FROM_L1C, FixedScaling, InputRecord, Preprocessing
 from geosam.radiometry import BandScaling, decide_radiometry
+from geosam.scene_preprocessing import scene_preprocessing
 from geosam.types import PixelWindow
 
 SIZE = 24

@@ -130,7 +130,8 @@ def test_polygon_chips_come_from_their_polygon(
 
 def test_chips_are_stretched_like_geosam_run(scene: Path, polygons: gpd.GeoDataFrame, tmp_path: Path) -> None:
     from geosam.io.read import read_window
-    from geosam.preprocess import PercentileScaling, scene_preprocessing
+    from geosam.preprocess import PercentileScaling
+    from geosam.scene_preprocessing import scene_preprocessing
     from geosam.stretch import apply_stretch
     from geosam.types import PixelWindow
 

@@ -97,8 +97,9 @@ def prepare_scene(
     """
     from geosam.bands import resolve_bands
     from geosam.io.read import open_scene
-    from geosam.preprocess import FixedScaling, PercentileScaling, Preprocessing, scene_preprocessing
+    from geosam.preprocess import FixedScaling, PercentileScaling, Preprocessing
     from geosam.radiometry import BandScaling, decide_radiometry, read_band_scaling
+    from geosam.scene_preprocessing import scene_preprocessing
     from geosam.stretch import compute_stretch, read_sample
 
     info = open_scene(scene)

@@ -27,33 +27,19 @@ from typing import Any
 
 import numpy as np
 
-from geosam.chips import IMAGE_SUFFIXES, ChipImage, read_chip, stack_chips
+from geosam.chips import IMAGE_SUFFIXES, decode_chips, read_chip, value_sample
 from geosam.errors import DataError
 from geosam.preprocess import DisplayMapping, FixedScaling, InputRecord, Preprocessing
 from geosam.radiometry import BandScaling, RadiometryOption
 
-__all__ = ["EUROSAT_MS_BANDS", "ChipData", "load_folder_chips", "percentile_range", "stratified_split"]
+__all__ = ["EUROSAT_MS_BANDS", "ChipData", "load_folder_chips", "stratified_split"]
 
 log = logging.getLogger(__name__)
 
 #: Band order of EuroSAT's 13-band GeoTIFFs (Sentinel-2 L1C): B01..B12, then B8A *last*, as the data set's
 #: provenance says and the data confirm (band 13 correlates 0.98-1.00 with B07/B08, band 9 is water
 #: vapour B09, band 10 cirrus B10 at ~11 DN).
-EUROSAT_MS_BANDS = (
-    "B01",
-    "B02",
-    "B03",
-    "B04",
-    "B05",
-    "B06",
-    "B07",
-    "B08",
-    "B09",
-    "B10",
-    "B11",
-    "B12",
-    "B8A",
-)
+EUROSAT_MS_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12", "B8A")
 
 
 @dataclass(frozen=True)
@@ -203,22 +189,6 @@ class ChipData:
         return {c: int(counts[i]) for i, c in enumerate(self.classes)}
 
 
-def percentile_range(
-    images: np.ndarray, low: float = 2.0, high: float = 98.0, sample: int = 2000, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-band percentiles over a random sample of chips (uint8 data: the full 0..255 range)."""
-    if images.dtype == np.uint8:
-        c = images.shape[1]
-        return np.zeros(c, np.float64), np.full(c, 255.0)
-    rng = np.random.default_rng(seed)
-    idx = np.sort(rng.choice(len(images), size=min(sample, len(images)), replace=False))
-    x = np.asarray(images[idx], dtype=np.float64).transpose(1, 0, 2, 3).reshape(images.shape[1], -1)
-    lo = np.nanpercentile(x, low, axis=1)
-    hi = np.nanpercentile(x, high, axis=1)
-    hi = np.where(hi > lo, hi, lo + 1.0)
-    return lo, hi
-
-
 def _list_folder(root: Path, max_per_class: int | None, seed: int) -> tuple[list[Path], list[int], list[str]]:
     if not root.is_dir():
         raise DataError("training folder not found (expected <root>/<class>/<chips>)", root)
@@ -296,7 +266,7 @@ def load_folder_chips(
     if cached is not None and cached.is_file():
         images = np.load(cached, mmap_mode="r")
     else:
-        images = _decode_all(files, progress)
+        images = decode_chips(files, progress)
         if cached is not None:
             cached.parent.mkdir(parents=True, exist_ok=True)
             tmp = cached.with_name(cached.name + ".tmp.npy")
@@ -327,7 +297,7 @@ def load_folder_chips(
     )
     if len(meta.scale) != c:
         meta = BandScaling(meta.dtype, (1.0,) * c, (0.0,) * c, meta.nbits, meta.names)
-    sample = _value_sample(images, seed)
+    sample = value_sample(images, seed)
     r = decide_radiometry(meta, sample, option=radiometry, dn_offset=dn_offset, where=str(root))
     log.info("%s: chip values read as %s (%s)", root, r.kind, r.rule)
     if r.kind == "display":
@@ -368,61 +338,6 @@ def load_folder_chips(
         scale=r.scale,
         offset=r.offset,
         preprocessing=pre,
-    )
-
-
-def _value_sample(images: np.ndarray, seed: int, chips: int = 256) -> np.ndarray:
-    """Valid stored values ``(bands, n)`` float64 of up to ``chips`` random chips (NaN excluded)."""
-    rng = np.random.default_rng(seed)
-    idx = np.sort(rng.choice(len(images), size=min(chips, len(images)), replace=False))
-    x = np.asarray(images[idx], dtype=np.float64).transpose(1, 0, 2, 3).reshape(images.shape[1], -1)
-    keep = ~np.isnan(x).any(axis=0)
-    out: np.ndarray = x[:, keep]
-    return out
-
-
-def _decode_all(files: list[Path], progress: bool) -> np.ndarray:
-    from geosam.progress import progress_iter
-
-    chips: list[ChipImage] = []
-    sizes: Counter[tuple[int, int]] = Counter()
-    bands = None
-    for f in progress_iter(files, "decoding chips", enabled=progress):
-        chip = read_chip(f)
-        if bands is not None and chip.data.shape[0] != bands:
-            raise DataError(f"chip has {chip.data.shape[0]} bands but the first chip has {bands}", f)
-        bands = chip.data.shape[0]
-        sizes[(int(chip.data.shape[1]), int(chip.data.shape[2]))] += 1
-        chips.append(chip)
-    (h, w), _ = sizes.most_common(1)[0]
-    chips = [c if c.data.shape[1:] == (h, w) else _resized(c, (h, w)) for c in chips]
-    out, _ = stack_chips(chips, (h, w))
-    return out
-
-
-def _resized(chip: ChipImage, size: tuple[int, int]) -> ChipImage:
-    """A chip resized with the run's chip kernel (square sizes) into float32 (invalid pixels NaN)."""
-    import torch
-    import torch.nn.functional as F
-
-    x = torch.from_numpy(chip.data.astype(np.float32))[None]
-    if chip.valid is not None:
-        x[:, :, torch.from_numpy(~chip.valid)] = float("nan")
-    if size[0] == size[1]:
-        from geosam.preprocess import resample_chips
-
-        y = resample_chips(x, size[0])
-    else:
-        y = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-    data = y[0].numpy()
-    valid = ~np.isnan(data).any(axis=0)
-    if chip.data.dtype.kind in "ui" and valid.all():  # keep the storage dtype (rounded)
-        info = np.iinfo(chip.data.dtype)
-        return ChipImage(np.clip(np.rint(data), info.min, info.max).astype(chip.data.dtype), None, chip.meta)
-    return ChipImage(
-        data,
-        None if valid.all() else valid,
-        chip.meta,
     )
 
 
