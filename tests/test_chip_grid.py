@@ -37,7 +37,7 @@ def info(h: int, w: int, gsd: float = 10.0) -> SceneInfo:
     )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(
     model_chip=st.sampled_from([16, 32, 64, 224]),
     per_tile=st.integers(1, 16),
