@@ -11,7 +11,7 @@ confidence raster must carry the reference probability of each chip to 1e-4 (run
 same chips run with ``--stretch percentile`` (the per-scene stretch ``geosam run`` applied before it
 read the model's preprocessing) must fall far below parity. ``GEOSAM_PARITY_SRC=<checkout>`` runs
 another checkout's ``geosam run`` (in a subprocess) against the same reference: main before the fix
-fails here (single chips: 0.27 agreement; docs/training.md).
+fails here (single chips: 0.10 agreement; docs/training.md).
 
 Data: EuroSAT RGB validation chips of the packaged default model (3 per class as single 64 x 64
 scenes, 8 per class in 8 x 8 mosaics), and the 54 EuroSAT MS test chips (13 bands, their real
