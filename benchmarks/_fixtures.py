@@ -328,16 +328,20 @@ def scene_tiles(
     """``(spec, stretched data, valid)`` of the first ``limit`` tiles, read as ``predict_scene`` reads."""
     from geosam.bands import resolve_bands
     from geosam.io.read import open_scene, read_tile
-    from geosam.stretch import apply_stretch, compute_stretch
+    from geosam.preprocess import model_preprocessing
+    from geosam.scene_preprocessing import scene_preprocessing
     from geosam.tiling import plan_tiles
 
     run_cfg = cfg.with_overrides(bands=bands) if bands else cfg
     info = open_scene(str(scene))
-    b = resolve_bands(info, run_cfg.bands, models.bundle.meta.bands)
-    stretch = compute_stretch(str(scene), b, run_cfg.normalize)
+    meta = models.bundle.meta
+    b = resolve_bands(info, run_cfg.bands, meta.bands)
+    prep = scene_preprocessing(
+        str(scene), b, model_preprocessing(meta), meta.mean, run_cfg.normalize, info=info
+    )
     tiling = run_cfg.tiling.model_copy(update={"tile_size": models.tile_size}).resolved(models.tile_size)
     out = []
     for spec in plan_tiles(info, tiling).tiles[:limit]:
         tile = read_tile(str(scene), spec, b)
-        out.append((spec, apply_stretch(tile.data, tile.valid, stretch), tile.valid))
+        out.append((spec, prep.apply(tile.data, tile.valid), tile.valid))
     return out

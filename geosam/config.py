@@ -70,18 +70,34 @@ class TilingConfig(_Strict):
 
 
 class NormalizeConfig(_Strict):
-    """Per-scene radiometric stretch applied before the model's own normalisation.
+    """How scene values reach the model: radiometry (what the values mean) and the stretch to 0..1.
+
+    The default, ``method="auto"`` with ``radiometry="auto"``, applies the model's own preprocessing (the
+    bundle's ``preprocessing`` record, :mod:`geosam.preprocess`) to values whose meaning is decided by
+    the rule in :mod:`geosam.radiometry`. Any other ``method`` overrides the model's preprocessing: the
+    run logs a WARNING naming the difference and its run record says so.
 
     Attributes:
-        method: ``percentile`` maps each band's ``low``..``high`` percentiles (computed once per scene
-            from a decimated read, so all tiles share one stretch) to 0..1; ``none`` leaves values as read
-            (already 0..1 reflectance, for example); ``dtype`` divides by the dtype's maximum (uint8/uint16).
-        low: Lower percentile (0-100).
-        high: Upper percentile (0-100).
-        sample_size: Longest side, in pixels, of the decimated read used for the statistics.
+        method: ``auto`` (the model's preprocessing); ``percentile`` maps each band's ``low``..``high``
+            percentiles (computed once per scene from a decimated read, so all tiles share one stretch) to
+            0..1; ``none`` leaves values (after GDAL scale/offset) as they are (already 0..1
+            reflectance); ``dtype`` maps 0..the largest storable value (``2**NBITS - 1`` or the dtype
+            maximum) to 0..1. Every method applies GDAL scale/offset first.
+        radiometry: What the stored values are: ``auto`` (decided from metadata and value ranges, see
+            :mod:`geosam.radiometry`), ``display`` (levels of a display image, like JPEG chips),
+            ``reflectance`` (after GDAL scale/offset), or ``dn`` (Sentinel-2 digital numbers,
+            reflectance = (DN + ``dn_offset``) / 10000).
+        dn_offset: Sentinel-2 ``RADIO_ADD_OFFSET``/``BOA_ADD_OFFSET`` added to DN before dividing by
+            10000: -1000 for processing baseline 04.00 and later (acquired from 2022-01-25), 0 before.
+            ``None``: the training data's, else 0.
+        low: Lower percentile (0-100) of ``percentile``.
+        high: Upper percentile (0-100) of ``percentile``.
+        sample_size: Longest side, in pixels, of the decimated read used for statistics.
     """
 
-    method: Literal["percentile", "none", "dtype"] = "percentile"
+    method: Literal["auto", "percentile", "none", "dtype"] = "auto"
+    radiometry: Literal["auto", "display", "reflectance", "dn"] = "auto"
+    dn_offset: float | None = Field(None, ge=-10000, le=10000)
     low: float = Field(2.0, ge=0, le=100)
     high: float = Field(98.0, ge=0, le=100)
     sample_size: int = Field(1024, ge=16, le=16384)
@@ -99,11 +115,13 @@ class SegmentConfig(_Strict):
     ``source``: ``sam`` runs SAM's mask decoder on the tile embedding (needs a SAM checkpoint);
     ``felzenszwalb`` uses graph-based superpixels of the tile pixels (scikit-image), an honest,
     documented fallback when no SAM decoder is available; ``tiles`` makes no regions (tile labels
-    only); ``auto`` picks ``sam`` when a SAM checkpoint is given and ``felzenszwalb`` otherwise.
+    only); ``chips`` makes each encoder chip of a chip model one region (the class map holds each
+    chip's class, :mod:`geosam.chip_grid`); ``auto`` picks ``sam`` when a SAM checkpoint is given
+    and ``felzenszwalb`` otherwise.
     The SAM thresholds are segment-anything's ``SamAutomaticMaskGenerator`` arguments and defaults.
     """
 
-    source: Literal["auto", "sam", "felzenszwalb", "tiles"] = "auto"
+    source: Literal["auto", "sam", "felzenszwalb", "tiles", "chips"] = "auto"
     points_per_side: int = Field(32, ge=1, le=128)
     points_per_batch: int = Field(64, ge=1, le=1024)
     pred_iou_thresh: float = Field(0.88, ge=0, le=1)

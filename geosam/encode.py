@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from geosam.errors import ConfigError
+from geosam.preprocess import resample_chips
 
 if TYPE_CHECKING:
     from geosam.models.classifier import LandCoverModel
@@ -40,12 +40,15 @@ class EncoderPlan:
         chip_size: Encoder chip edge in scene pixels (``tile_size`` must be a multiple).
         input_size: Encoder input edge in pixels (chips are resampled from ``chip_size``).
         grid: Feature cells per chip edge (``input_size // patch_size``).
+        halo: Tile halo in scene pixels chosen with the chip grid (whole chips,
+            :mod:`geosam.chip_grid`); ``None``: the tiling's own rule.
     """
 
     tile_size: int
     chip_size: int
     input_size: int
     grid: int
+    halo: int | None = None
 
     def __post_init__(self) -> None:
         if self.tile_size % self.chip_size:
@@ -78,30 +81,39 @@ def patch_size(encoder: nn.Module) -> int:
 
 
 def plan_encoder(
-    models: Models, info: SceneInfo, *, match_resolution: bool, tile_size: int | None
+    models: Models,
+    info: SceneInfo,
+    *,
+    match_resolution: bool,
+    tile_size: int | None,
+    halo: int | None = None,
 ) -> EncoderPlan:
-    """How this scene's tiles are encoded: tile and chip size in scene pixels, matched to the model's GSD.
+    """How this scene's tiles are encoded: chips on the scene's chip grid, matched to the model's GSD.
 
-    SAM tiles and models without a known ground sampling distance use the model's sizes. Otherwise,
-    with ``match_resolution``, the chip covers the ground of a training chip:
-    ``chip = round(model_chip * model_gsd / scene_gsd)``, and a tile holds as many chips per side as
-    the model's default tile (a user-set ``tile_size`` is rounded to a multiple of the chip). Scenes
-    within 5 % of the model's GSD keep the model's sizes. The choice is logged.
+    The rules are :func:`geosam.chip_grid.plan_chip_grid`'s: SAM tiles are encoded whole at the scene's
+    resolution; for chip models, with ``match_resolution``, a chip covers the ground of a training chip
+    (``chip = round(model_chip * model_gsd / scene_gsd)``, scenes within 5 % of the model's GSD keep the
+    model's chip), and tiles and halos are whole chips anchored to the scene grid, so a training chip
+    at the model's GSD is exactly one encoder chip. The choice is logged.
 
     Args:
         models: The loaded models (chip, tile and encoder input sizes; the bundle's ``gsd_m``).
-        info: The scene (its ``gsd_m``).
+        info: The scene (its ``gsd_m`` and size).
         match_resolution: Resample chips to the model's ground resolution.
         tile_size: The user's tile size (``TilingConfig.tile_size``), or ``None``.
+        halo: The user's halo (``TilingConfig.halo``), or ``None``.
     """
     from geosam.scene_plan import ModelGeometry, scene_encoding
 
-    # the rule lives in geosam.scene_plan, shared with `geosam info` (which loads no weights)
+    # the rule is geosam.chip_grid's, through geosam.scene_plan so that `geosam info` shows the same grid
     enc = scene_encoding(
-        ModelGeometry.of_models(models, tile_size=tile_size), info, match_resolution=match_resolution
+        ModelGeometry.of_models(models, tile_size=tile_size),
+        info,
+        match_resolution=match_resolution,
+        halo=halo,
     )
     grid = models.input_size // patch_size(models.bundle.model.encoder)
-    return EncoderPlan(enc.tile_size, enc.chip_size, models.input_size, grid)
+    return EncoderPlan(enc.tile_size, enc.chip_size, models.input_size, grid, enc.halo)
 
 
 def autocast_context(device: torch.device, precision: str) -> AbstractContextManager[object]:
@@ -149,10 +161,7 @@ def encode_tiles(
         raise ValueError(f"tiles are {t} px but the plan expects {plan.tile_size}")
     k, c = plan.chips_per_side, plan.chip_size
     chips = x.reshape(b, n, k, c, k, c).permute(0, 2, 4, 1, 3, 5).reshape(b * k * k, n, c, c)
-    if c != plan.input_size:
-        chips = F.interpolate(
-            chips, size=(plan.input_size, plan.input_size), mode="bilinear", align_corners=False
-        )
+    chips = resample_chips(chips, plan.input_size)  # the kernel training used (geosam.preprocess)
     outs = []
     with autocast_context(x.device, precision):
         for s in range(0, chips.shape[0], chip_batch):

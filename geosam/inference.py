@@ -65,6 +65,8 @@ class TileInference:
         device: Torch device of the model.
         precision: ``fp32``, ``bf16`` or ``fp16`` (autocast).
         chip_batch: Encoder inputs per forward call.
+        fill: Per-band 0..1 value of invalid pixels (the bundle preprocessing's nodata fill); ``None``:
+            the model mean.
     """
 
     model: LandCoverModel
@@ -73,13 +75,14 @@ class TileInference:
     device: torch.device
     precision: str
     chip_batch: int
+    fill: np.ndarray | None = None
 
     def __call__(self, tile_data: np.ndarray, valid: np.ndarray, spec: TileSpec) -> TileResult:
         """Encode once, make regions, classify tile and regions.
 
         Args:
             tile_data: ``(N, T, T)`` float32 stretched 0..1 pixels of the model bands (invalid pixels
-                any value; they are filled with the model mean before encoding).
+                any value; they get the preprocessing's nodata fill before encoding).
             valid: ``(T, T)`` valid pixels.
             spec: The tile (``T = encoder.tile_size``).
         """
@@ -91,9 +94,11 @@ class TileInference:
 
         secs: dict[str, float] = {}
         t0 = time.perf_counter()
-        model_mean: torch.Tensor = self.model.mean  # type: ignore[assignment]  # a registered buffer
-        mean = model_mean.detach().cpu().numpy().reshape(-1)
-        x = torch.from_numpy(fill_invalid(tile_data, valid, mean))[None].to(self.device)
+        fill = self.fill
+        if fill is None:
+            model_mean: torch.Tensor = self.model.mean  # type: ignore[assignment]  # a registered buffer
+            fill = model_mean.detach().cpu().numpy().reshape(-1)
+        x = torch.from_numpy(fill_invalid(tile_data, valid, fill))[None].to(self.device)
         feats = encode_tiles(
             self.model, x, self.encoder, precision=self.precision, chip_batch=self.chip_batch
         )
@@ -127,13 +132,17 @@ def tile_inference(
         segment: Segmentation settings.
         batch_size: ``RunConfig.batch_size``: chip models encode ``16 x batch_size`` chips per call.
     """
+    from geosam.preprocess import fill_values, model_preprocessing
     from geosam.segment import region_maker
 
+    mean: torch.Tensor = models.bundle.model.mean  # type: ignore[assignment]  # a registered buffer
+    fill = fill_values(model_preprocessing(models.bundle.meta), mean.detach().cpu().numpy().reshape(-1))
     return TileInference(
         model=models.bundle.model,
         encoder=encoder,
-        regions=region_maker(models.region_source, models.sam, segment),
+        regions=region_maker(models.region_source, models.sam, segment, chip_size=encoder.chip_size),
         device=models.device,
         precision=models.precision,
         chip_batch=max(1, batch_size) * 16,
+        fill=fill,
     )

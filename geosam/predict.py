@@ -2,11 +2,12 @@
 
 :func:`predict_scene` runs six phases, like segment-anything's ``SamAutomaticMaskGenerator.generate``:
 
-1. **plan** (:func:`plan_scene`): read the scene's header, choose bands, compute the per-scene stretch,
-   match the model's ground resolution (:func:`geosam.encode.plan_encoder`) and cut tiles;
+1. **plan** (:func:`plan_scene`): read the scene's header, choose bands, resolve the model's own
+   preprocessing (:mod:`geosam.scene_preprocessing`: radiometry, stretch, nodata fill), match the
+   model's ground resolution on the scene's chip grid (:func:`geosam.encode.plan_encoder`), cut tiles;
 2. **open** the scene's transaction (:class:`~geosam.io.transaction.SceneTransaction`): outputs are
    staged in a hidden folder beside their final place (:class:`~geosam.outputs.SceneOutputs`);
-3. **infer** tile by tile (streamed, never the whole scene in memory): read -> stretch -> encode once ->
+3. **infer** tile by tile (streamed, never the whole scene in memory): read -> preprocess -> encode once ->
    regions -> classify tile and regions (:mod:`geosam.inference`), then stitch: provisional region ids
    go into a scratch raster over each tile's core, seams matched in the overlap (:mod:`geosam.stitch`);
 4. **finish**: regions merged across seams; one pass over the scratch raster writes the class map and
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 
     from geosam.encode import EncoderPlan
     from geosam.runtime import Models
+    from geosam.scene_preprocessing import ScenePreprocessing
     from geosam.stitch import SceneStitcher
     from geosam.stretch import Stretch
     from geosam.tiling import TilePlan
@@ -72,17 +74,22 @@ class ScenePlan:
         path: The scene path as given.
         info: Its header.
         bands: 1-based scene bands fed to the model, in model order.
-        stretch: The per-scene stretch to 0..1.
-        encoder: Tile and chip sizes for the encoder (after resolution matching).
+        preprocessing: The model's preprocessing resolved for this scene (:mod:`geosam.preprocess`).
+        encoder: Tile and chip sizes for the encoder (after resolution matching, on the chip grid).
         tiles: The tiles to process and those skipped as empty.
     """
 
     path: str
     info: SceneInfo
     bands: tuple[int, ...]
-    stretch: Stretch
+    preprocessing: ScenePreprocessing
     encoder: EncoderPlan
     tiles: TilePlan
+
+    @property
+    def stretch(self) -> Stretch:
+        """The per-scene stretch to 0..1 (``preprocessing.stretch``)."""
+        return self.preprocessing.stretch
 
 
 @dataclass(frozen=True)
@@ -111,7 +118,7 @@ class SceneResult:
 
 
 def plan_scene(scene: str | os.PathLike[str], models: Models, cfg: RunConfig) -> ScenePlan:
-    """Phase 1: header, bands, stretch, encoder plan and tiles of a scene (reads no full-resolution pixels).
+    """Phase 1: header, bands, preprocessing, encoder plan and tiles (reads no full-resolution pixels).
 
     Raises:
         RasterError: The scene cannot be read or has no usable bands; ``EmptyRasterError`` when every
@@ -120,21 +127,28 @@ def plan_scene(scene: str | os.PathLike[str], models: Models, cfg: RunConfig) ->
     from geosam.bands import resolve_bands
     from geosam.encode import plan_encoder
     from geosam.io.read import open_scene
-    from geosam.stretch import compute_stretch
+    from geosam.preprocess import model_preprocessing
+    from geosam.scene_preprocessing import scene_preprocessing
     from geosam.tiling import plan_tiles
 
     path = os.fspath(scene)
     info = open_scene(path)
-    bands = resolve_bands(info, cfg.bands, models.bundle.meta.bands)
-    stretch = compute_stretch(path, bands, cfg.normalize)
+    meta = models.bundle.meta
+    bands = resolve_bands(info, cfg.bands, meta.bands)
+    prep = scene_preprocessing(path, bands, model_preprocessing(meta), meta.mean, cfg.normalize, info=info)
     encoder = plan_encoder(
-        models, info, match_resolution=cfg.match_resolution, tile_size=cfg.tiling.tile_size
+        models,
+        info,
+        match_resolution=cfg.match_resolution,
+        tile_size=cfg.tiling.tile_size,
+        halo=cfg.tiling.halo,
     )
-    tiling = cfg.tiling.model_copy(update={"tile_size": encoder.tile_size}).resolved(encoder.tile_size)
+    update = {"tile_size": encoder.tile_size, "halo": encoder.halo}  # whole chips on the scene grid
+    tiling = cfg.tiling.model_copy(update=update).resolved(encoder.tile_size)
     tiles = plan_tiles(info, tiling, scene_id=Path(path).stem)
     if not tiles.tiles:
         raise EmptyRasterError("every pixel is nodata: nothing to classify", path)
-    return ScenePlan(path, info, bands, stretch, encoder, tiles)
+    return ScenePlan(path, info, bands, prep, encoder, tiles)
 
 
 def predict_scene(
@@ -169,7 +183,7 @@ def predict_scene(
     from geosam.io.transaction import SceneTransaction
 
     timer = StageTimer()
-    # 1. Plan: header, bands, stretch, resolution matching and tiles.
+    # 1. Plan: header, bands, the model's preprocessing, resolution matching and tiles.
     with timer.stage("plan"):
         plan = plan_scene(scene, models, cfg)
     # 2. Open the scene's transaction: outputs are staged out of sight until the commit.
@@ -177,7 +191,7 @@ def predict_scene(
     what = f"the outputs of {plan.tiles.scene_id}"
     with SceneTransaction(outputs, overwrite=cfg.output.overwrite, what=what) as txn:
         staged = txn.staged
-        # 3. Infer: per tile read, stretch, encode once, regions, classify; stitch into a scratch raster.
+        # 3. Infer: per tile read, preprocess, encode once, regions, classify; stitch into a scratch raster.
         stitched = _infer_tiles(plan, models, cfg, txn.work, timer, progress=progress, on_tile=on_tile)
         # 4. Finish: merge regions across seams; class map, confidence and region layers in one pass.
         with timer.stage("finish"):
@@ -243,7 +257,6 @@ def _infer_tiles(
     from geosam.io.scene_writer import provisional_raster
     from geosam.progress import progress_iter
     from geosam.stitch import SceneStitcher
-    from geosam.stretch import apply_stretch
 
     tiles = plan.tiles
     infer = tile_inference(models, plan.encoder, cfg.segment, batch_size=cfg.batch_size)
@@ -260,7 +273,7 @@ def _infer_tiles(
         for done, spec in enumerate(items, 1):
             with timer.stage("read"):
                 tile = read_tile(plan.path, spec, plan.bands)
-                data = apply_stretch(tile.data, tile.valid, plan.stretch)
+                data = plan.preprocessing.apply(tile.data, tile.valid)
             res = infer(data, tile.valid, spec)
             for stage, seconds in res.seconds.items():
                 timer.add(stage, seconds)
@@ -344,6 +357,7 @@ def _record(
         scene=plan.path,
         info=plan.info,
         stretch=plan.stretch,
+        preprocessing=plan.preprocessing.to_record(),
         models=models,
         tiles=plan.tiles,
         encoder=plan.encoder,

@@ -59,6 +59,7 @@ REGION_SOURCE_NOTES: dict[str, str] = {
     "felzenszwalb": "no SAM mask decoder was used: regions are Felzenszwalb graph-based superpixels "
     "(scikit-image) of the stretched tile; SAM scores are empty",
     "tiles": "no regions: classes are tile labels",
+    "chips": "regions are the encoder chips on the scene's chip grid: each pixel gets its chip's class",
 }
 """What each region source means, written into every record."""
 
@@ -167,6 +168,9 @@ class RunRecord(BaseModel):
         versions: Software versions.
         files: File name -> sha256 of every file of the scene's set except the record itself
             (``None`` in version 1 records, which cannot be verified).
+        preprocessing: How the scene's pixels reached the model: the bundle's preprocessing, how it was
+            applied to this scene, the radiometry, stretch and nodata fill, and any user overrides
+            (:meth:`geosam.scene_preprocessing.ScenePreprocessing.to_record`); ``None`` in older records.
     """
 
     model_config = ConfigDict(extra="allow", frozen=True)
@@ -187,6 +191,7 @@ class RunRecord(BaseModel):
     timings_s: dict[str, float]
     versions: dict[str, str]
     files: dict[str, str] | None = None
+    preprocessing: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         """The record as indented JSON text (the file's content)."""
@@ -268,6 +273,7 @@ def build_run_record(
     stretch: Stretch,
     models: Models,
     tiles: TilePlan,
+    preprocessing: dict[str, Any] | None = None,
     encoder: EncoderPlan,
     cfg: RunConfig,
     outputs: SceneOutputs,
@@ -283,6 +289,7 @@ def build_run_record(
         info: The scene's header.
         stretch: The stretch applied.
         models: The models used.
+        preprocessing: The scene's resolved preprocessing record (``ScenePreprocessing.to_record``).
         tiles: The tile plan.
         encoder: The encoder plan (chip size after resolution matching).
         cfg: The run configuration.
@@ -336,4 +343,5 @@ def build_run_record(
         timings_s={k: round(v, 3) for k, v in seconds.items()},
         versions=software_versions(),
         files=hash_outputs(outputs),
+        preprocessing=preprocessing,
     )

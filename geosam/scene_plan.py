@@ -113,8 +113,8 @@ def model_geometry(meta: BundleMeta, cfg: RunConfig, *, sam_checkpoint: bool) ->
         sam_checkpoint: Whether a SAM checkpoint is given.
 
     Raises:
-        ConfigError: ``source: sam`` without a checkpoint; a tile size that is not a multiple of the
-            encoder patch (SAM) or of the model's chip size.
+        ConfigError: ``source: sam`` without a checkpoint; a SAM tile size that is not a multiple of
+            the encoder patch.
     """
     from geosam.models.sam_config import SamConfig
 
@@ -134,12 +134,8 @@ def model_geometry(meta: BundleMeta, cfg: RunConfig, *, sam_checkpoint: bool) ->
             raise ConfigError(f"tile size {tile} must be a multiple of the encoder patch size {patch}")
         return ModelGeometry(meta.name, "sam", tile, tile, tile, meta.gsd_m, configured)
     chip = meta.chip_size or meta.input_size
+    # a tile size that is not whole chips is rounded per scene by geosam.chip_grid (logged)
     tile = cfg.tiling.tile_size or meta.recommended_tile_size
-    if tile % chip:
-        raise ConfigError(
-            f"tile size {tile} must be a multiple of the model's chip size {chip} "
-            f"(for example {max(chip, round(tile / chip) * chip)})"
-        )
     return ModelGeometry(meta.name, source, chip, tile, meta.input_size, meta.gsd_m, configured)
 
 
@@ -153,6 +149,7 @@ class SceneEncoding:
         scene_gsd_m: The scene's pixel size in metres (``None``: CRS not projected in a length unit).
         matched: Whether chips were resized for the model's training resolution.
         reason: Why (or why not) resolution matching applies, in words (for ``info`` and logs).
+        halo: Context per tile side in scene pixels (whole chips; ``None``: ``tile_size // 8``).
     """
 
     chip_size: int
@@ -160,35 +157,45 @@ class SceneEncoding:
     scene_gsd_m: float | None
     matched: bool
     reason: str
+    halo: int | None = None
 
 
 def scene_encoding(
-    geom: ModelGeometry, info: SceneInfo, *, match_resolution: bool = True, quiet: bool = False
+    geom: ModelGeometry,
+    info: SceneInfo,
+    *,
+    match_resolution: bool = True,
+    halo: int | None = None,
+    quiet: bool = False,
 ) -> SceneEncoding:
-    """Resolution matching (see the module docstring) for one scene.
+    """Resolution matching and the scene's chip grid (see the module docstring) for one scene.
 
-    Logs (INFO, unless ``quiet``) the chip resampling, and a line when the model records no training
-    GSD while the scene is in metres (resolution matching then silently could not apply: retrain with
-    ``geosam train ... --gsd``).
+    The sizes come from :func:`geosam.chip_grid.plan_chip_grid` (chips anchored to the scene grid,
+    tiles and halos in whole chips, sizes clamped to what a tile can hold, every change logged), so
+    ``geosam info`` shows exactly the grid ``geosam run`` encodes. Logs (INFO, unless ``quiet``) a line
+    when the model records no training GSD while the scene is in metres (resolution matching then
+    could not apply: retrain with ``geosam train ... --gsd``).
 
     Args:
         geom: From :func:`model_geometry` or :meth:`ModelGeometry.of_models`.
         info: The scene header.
         match_resolution: ``RunConfig.match_resolution``.
+        halo: The user's halo (``TilingConfig.halo``), or ``None`` for the default.
         quiet: Log nothing (``geosam info`` prints the reason instead).
+
+    Raises:
+        ConfigError: One model chip is more scene pixels than a tile can hold.
     """
-    chip, tile, gsd = geom.chip_size, geom.tile_size, geom.gsd_m
+    from geosam.chip_grid import plan_chip_grid
+
+    chip, gsd = geom.chip_size, geom.gsd_m
     name = Path(info.path).name
     scene_gsd = info.gsd_m
-
-    def same(reason: str) -> SceneEncoding:
-        return SceneEncoding(chip, tile, scene_gsd, False, reason)
-
     if geom.region_source == "sam":
-        return same("SAM tiles are encoded at their own resolution (never resampled)")
-    if not match_resolution:
-        return same("resolution matching is off (--no-match-resolution)")
-    if not gsd:
+        reason = "SAM tiles are encoded at their own resolution (never resampled)"
+    elif not match_resolution:
+        reason = "resolution matching is off (--no-match-resolution)"
+    elif not gsd:
         if scene_gsd is not None and not quiet:
             log.info(
                 "%s: model %r records no training GSD, so resolution matching is off: the scene's "
@@ -199,33 +206,41 @@ def scene_encoding(
                 scene_gsd,
                 chip,
             )
-        return same("the model records no training GSD (train with --gsd to record it)")
-    if scene_gsd is None:
-        return same("the scene's CRS is not projected in metres: its GSD is unknown")
-    if abs(scene_gsd - gsd) / gsd < GSD_TOLERANCE:
-        return same(f"the scene's {scene_gsd:.3g} m pixels match the model's {gsd:.3g} m (within 5 %)")
-    per_side = max(1, round(tile / chip))
-    new_chip = max(4, round(chip * gsd / scene_gsd))
-    new_tile = new_chip * per_side
-    if geom.tile_size_configured:
-        new_tile = max(new_chip, round(tile / new_chip) * new_chip)
-    if not quiet:
-        log.info(
-            "%s: %.3g m pixels, model trained at %.3g m: encoding %d px chips resampled to %d px",
-            name,
-            scene_gsd,
-            gsd,
-            new_chip,
-            geom.input_size,
+        reason = "the model records no training GSD (train with --gsd to record it)"
+    elif scene_gsd is None:
+        reason = "the scene's CRS is not projected in metres: its GSD is unknown"
+    elif abs(scene_gsd - gsd) / gsd < GSD_TOLERANCE:
+        reason = f"the scene's {scene_gsd:.3g} m pixels match the model's {gsd:.3g} m (within 5 %)"
+    else:
+        reason = ""
+    grid_log = logging.getLogger("geosam.chip_grid")
+    saved = grid_log.level
+    if quiet:
+        grid_log.setLevel(logging.WARNING)
+    try:
+        g = plan_chip_grid(
+            model_chip=chip,
+            model_tile=geom.tile_size,
+            input_size=geom.input_size,
+            model_gsd=gsd,
+            scene_gsd=scene_gsd,
+            tiling=TilingConfig.model_construct(
+                tile_size=geom.tile_size if geom.tile_size_configured else None, halo=halo, skip_empty=True
+            ),
+            match_resolution=match_resolution,
+            whole_tiles=geom.region_source == "sam",
+            scene_shape=info.shape,
+            name=name,
         )
-    return SceneEncoding(
-        new_chip,
-        new_tile,
-        scene_gsd,
-        True,
-        f"{scene_gsd:.3g} m scene pixels, model trained at {gsd:.3g} m: {new_chip} px chips resampled "
-        f"to {geom.input_size} px",
-    )
+    finally:
+        if quiet:
+            grid_log.setLevel(saved)
+    if not reason:
+        reason = (
+            f"{scene_gsd:.3g} m scene pixels, model trained at {gsd:.3g} m: {g.chip} px chips resampled "
+            f"to {geom.input_size} px"
+        )
+    return SceneEncoding(g.chip, g.tile, scene_gsd, g.matched, reason, g.halo)
 
 
 def scene_tiling(
@@ -236,9 +251,10 @@ def scene_tiling(
 
     from geosam.config import format_validation_error
 
-    enc = scene_encoding(geom, info, match_resolution=cfg.match_resolution, quiet=quiet)
+    enc = scene_encoding(geom, info, match_resolution=cfg.match_resolution, halo=cfg.tiling.halo, quiet=quiet)
     try:
-        tiling = cfg.tiling.model_copy(update={"tile_size": enc.tile_size}).resolved(enc.tile_size)
+        update = {"tile_size": enc.tile_size, "halo": enc.halo}
+        tiling = cfg.tiling.model_copy(update=update).resolved(enc.tile_size)
     except ValidationError as err:
         why = f" ({enc.reason})" if enc.matched else ""
         raise ConfigError(f"tiling for this scene{why}: {format_validation_error(err)}", info.path) from None

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from segment_anything.modeling import Sam
 
 __all__ = [
+    "ChipRegions",
     "FelzenszwalbRegions",
     "NoRegions",
     "RegionMaker",
@@ -174,11 +175,37 @@ class RegionMaker(Protocol):
         ...
 
 
-def region_maker(source: str, sam: Sam | None, cfg: SegmentConfig) -> RegionMaker:
-    """The region maker for a resolved region source (``sam``, ``felzenszwalb`` or ``tiles``), built once.
+@dataclass
+class ChipRegions:
+    """One region per encoder chip of a chip model (``--regions chips``, :mod:`geosam.chip_grid`).
+
+    The class map then gives each pixel the class of its chip, pooled over the chip's own features:
+    what the training/validation path predicts for a training chip.
+    """
+
+    chip: int
+    source: str = "chips"
+
+    def __call__(self, tile: np.ndarray, embedding: torch.Tensor, valid: np.ndarray) -> Regions:
+        """Regions of a tile's read window (whole chips, starting on the scene's chip grid)."""
+        from geosam.chip_grid import chip_regions
+
+        labels = chip_regions(valid, self.chip)
+        n = int(labels.max()) if labels.size else 0
+        nan = np.full(n, np.nan, np.float32)
+        return Regions(labels, nan, nan.copy(), "chips")
+
+
+def region_maker(
+    source: str, sam: Sam | None, cfg: SegmentConfig, *, chip_size: int | None = None
+) -> RegionMaker:
+    """The region maker for a resolved region source (``sam``, ``felzenszwalb``, ``tiles``, ``chips``).
+
+    Built once per scene; ``chips`` (one region per encoder chip, :mod:`geosam.chip_grid`) needs the
+    scene's ``chip_size``.
 
     Raises:
-        ValueError: ``sam`` without a SAM model, or an unknown source.
+        ValueError: ``sam`` without a SAM model, ``chips`` without a chip size, or an unknown source.
     """
     if source == "sam":
         if sam is None:
@@ -188,6 +215,10 @@ def region_maker(source: str, sam: Sam | None, cfg: SegmentConfig) -> RegionMake
         return FelzenszwalbRegions(cfg)
     if source == "tiles":
         return NoRegions()
+    if source == "chips":
+        if chip_size is None:
+            raise ValueError("region source 'chips' needs the chip size")
+        return ChipRegions(chip_size)
     raise ValueError(f"unknown region source {source!r}")
 
 

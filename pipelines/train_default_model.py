@@ -4,7 +4,12 @@ This is the exact recipe of the packaged model; the equivalent command line is
 
     geosam train folder ../shared/data/eurosat_rgb/2750 --backbone small --mode full --epochs 12 \
         --batch-size 64 --lr 1e-3 --patience 6 --save-dtype float16 --tile-size 256 \
-        --name geosam-default-eurosat-rgb --out geosam/data/default_model
+        --name geosam-default-eurosat-rgb --reflectance-to-display eurosat-l1c \
+        --out geosam/data/default_model
+
+The JPEG chips are display levels (stored / 255); ``EUROSAT_RGB_FROM_L1C`` (fitted by
+benchmarks/fit_eurosat_display.py) is recorded in the bundle so that Sentinel-2 reflectance scenes reach
+the model as these chips did (docs/preprocessing.md).
 
 It needs the real EuroSAT RGB chips (../shared/data/eurosat_rgb, not part of the repository) and runs on
 CPU (2-3 hours on 2 otherwise idle cores). Progress and per-epoch metrics go to the log.
@@ -16,6 +21,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from geosam.preprocess import EUROSAT_RGB_FROM_L1C
 from geosam.train.config import TrainConfig
 from geosam.train.data import load_folder_chips
 from geosam.train.engine import train
@@ -31,7 +37,9 @@ def main() -> None:
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    data = load_folder_chips(args.data, cache_dir=ROOT / ".cache", progress=False)
+    data = load_folder_chips(
+        args.data, cache_dir=ROOT / ".cache", progress=False, reflectance_to_display=EUROSAT_RGB_FROM_L1C
+    )
     data = type(data)(
         **{
             **data.__dict__,

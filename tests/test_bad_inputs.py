@@ -447,8 +447,9 @@ def test_large_scene_is_planned_and_read_in_bounded_time_and_memory(corpus, caps
     from geosam.config import RunConfig, TilingConfig
     from geosam.io.read import open_scene, read_tile
     from geosam.predict import process_tile
+    from geosam.preprocess import model_preprocessing
     from geosam.runtime import load_models
-    from geosam.stretch import apply_stretch, compute_stretch
+    from geosam.scene_preprocessing import scene_preprocessing
     from geosam.tiling import plan_tiles
 
     vrt = corpus["large.vrt"]
@@ -465,12 +466,13 @@ def test_large_scene_is_planned_and_read_in_bounded_time_and_memory(corpus, caps
 
     cfg = RunConfig.model_validate({"tiling": {"tile_size": 128, "halo": 16}})
     models = load_models(corpus["bundle"], None, cfg)
-    stretch = compute_stretch(vrt, (1, 2, 3), cfg.normalize)  # decimated, from the overview
+    meta = models.bundle.meta  # the model's preprocessing, resolved from a decimated read (the overview)
+    prep = scene_preprocessing(vrt, (1, 2, 3), model_preprocessing(meta), meta.mean, cfg.normalize)
     small = plan_tiles(info, cfg.tiling.resolved(128))
     assert len(small.tiles) > 40_000
     for spec in small.tiles[:: len(small.tiles) // 3][:3]:
         t = read_tile(vrt, spec)
-        res = process_tile(models, apply_stretch(t.data, t.valid, stretch), t.valid, spec, cfg)
+        res = process_tile(models, prep.apply(t.data, t.valid), t.valid, spec, cfg)
         assert res.labels.shape == (128, 128) and np.isfinite(res.tile_probs).all()
     growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - peak0
     whole_scene_mib = 3 * 20_000 * 20_000 * 4 / 2**20  # 4.5 GiB as float32

@@ -19,7 +19,7 @@ from geosam.types import PixelWindow
 
 
 def pct(**kw) -> NormalizeConfig:
-    return NormalizeConfig(**kw)
+    return NormalizeConfig(**{"method": "percentile", **kw})
 
 
 def gradient(width: int, height: int, count: int = 2) -> np.ndarray:
@@ -95,15 +95,23 @@ def test_computed_from_decimated_read(tmp_path):
     assert s_big.low == pytest.approx(s_small.low, abs=5) and s_big.high == pytest.approx(s_small.high, abs=5)
 
 
-def test_dtype_and_none_methods_read_no_pixels(tmp_path, monkeypatch):
+def test_dtype_and_none_methods_read_only_a_bounded_sample(tmp_path, monkeypatch):
     u8 = make_raster(tmp_path / "u8.tif", 10, 10, count=3, dtype="uint8")
-    u16 = make_raster(tmp_path / "u16.tif", 10, 10, count=1, dtype="uint16")
-    f32 = make_raster(tmp_path / "f.tif", 10, 10, count=1, dtype="float32")
-    monkeypatch.setattr(rasterio.io.DatasetReader, "read", lambda *a, **k: pytest.fail("read pixels"))
-    s = compute_stretch(u8, [3, 1], pct(method="dtype"))
+    u16 = make_raster(tmp_path / "u16.tif", 10, 10, count=1, dtype="uint16", fill=40000)
+    f32 = make_raster(tmp_path / "f.tif", 10, 10, count=1, dtype="float32", fill=0.3)
+    reads = []
+    original = rasterio.io.DatasetReader.read
+
+    def counting(self, *a, **k):  # dtype/none read a decimated sample (the 12-bit and 0..1 checks)
+        reads.append(k.get("out_shape"))
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(rasterio.io.DatasetReader, "read", counting)
+    s = compute_stretch(u8, [3, 1], pct(method="dtype", sample_size=16))
     assert (s.low, s.high, s.bands) == ((0.0, 0.0), (255.0, 255.0), (3, 1))
     assert compute_stretch(u16, None, pct(method="dtype")).high == (65535.0,)
     assert compute_stretch(f32, None, pct(method="none")) == Stretch("none", (0.0,), (1.0,), (1,))
+    assert len(reads) == 3  # one sample read each, never tile by tile
     with pytest.raises(ConfigError, match="integer raster") as e:
         compute_stretch(f32, None, pct(method="dtype"))
     assert str(e.value).startswith(str(f32))

@@ -133,7 +133,8 @@ def test_train_polygons_end_to_end(
     meta = read_bundle_meta(out)
     assert meta.class_scheme.names == ("bright", "dark")
     assert meta.chip_size == 16 and meta.gsd_m == 10.0
-    assert meta.preprocessing["method"] == "scene_stretch"
+    # the bundle records what the chips went through: the scene's own 2-98 percentile stretch
+    assert meta.preprocessing.scaling.method == "percentile" and meta.preprocessing.note == "scene chips"
     assert meta.data["source"] == "polygons" and meta.data["class_column"] == "lc"
 
 

@@ -130,7 +130,9 @@ def test_polygon_chips_come_from_their_polygon(
 
 def test_chips_are_stretched_like_geosam_run(scene: Path, polygons: gpd.GeoDataFrame, tmp_path: Path) -> None:
     from geosam.io.read import read_window
-    from geosam.stretch import apply_stretch, compute_stretch
+    from geosam.preprocess import PercentileScaling
+    from geosam.scene_preprocessing import scene_preprocessing
+    from geosam.stretch import apply_stretch
     from geosam.types import PixelWindow
 
     path = tmp_path / "labels.geojson"
@@ -138,16 +140,22 @@ def test_chips_are_stretched_like_geosam_run(scene: Path, polygons: gpd.GeoDataF
     data = polygon_chips(
         scene, path, class_column="landcover", chip_size=CHIP, max_per_polygon=2, dtype="float32"
     )
-    stretch = compute_stretch(scene, (1, 2, 3), NormalizeConfig())  # the default, as `geosam run` uses
-    assert data.provenance["scaling"]["scene_stretch"] == stretch.to_dict()
+    # the chips record a per-scene 2-98 percentile stretch; a run resolves that record to the same stretch
+    assert data.record.scaling == PercentileScaling(low=2, high=98, sample_size=1024)
+    stretch = scene_preprocessing(scene, (1, 2, 3), data.record, [0.5] * 3).stretch
+    assert stretch.method == "percentile"
     # decode the centre from the raw scene (the chip is stretched): find the window it was read from
     for chip in data.images[:5]:
-        lo, hi = stretch.low[0], stretch.high[0]
-        col = int(np.rint(chip[0, CHIP // 2, CHIP // 2] * (hi - lo) + lo)) - 1
-        lo, hi = stretch.low[1], stretch.high[1]
-        row = int(np.rint(chip[1, CHIP // 2, CHIP // 2] * (hi - lo) + lo)) - 1
+
+        def stored(v: float, b: int) -> int:
+            lo, hi = stretch.low[b], stretch.high[b]
+            return int(np.rint((v * (hi - lo) + lo - stretch.offset[b]) / stretch.scale[b]))
+
+        col = stored(chip[0, CHIP // 2, CHIP // 2], 0) - 1
+        row = stored(chip[1, CHIP // 2, CHIP // 2], 1) - 1
         raw, valid = read_window(scene, PixelWindow(col - CHIP // 2, row - CHIP // 2, CHIP, CHIP), (1, 2, 3))
-        np.testing.assert_allclose(chip, apply_stretch(raw, valid, stretch), atol=1e-6)
+        want = np.where(valid, apply_stretch(raw, valid, stretch), np.nan)
+        np.testing.assert_allclose(chip, want, atol=1e-6)
 
 
 def test_caps_keep_every_polygon(scene: Path, polygons: gpd.GeoDataFrame, tmp_path: Path) -> None:
@@ -216,11 +224,16 @@ def test_nodata_chips_are_skipped(tmp_path: Path, polygons: gpd.GeoDataFrame) ->
         max_nodata=0.25,
         normalize=DTYPE_STRETCH,
     )
-    invalid = (data.images[:, 0] == 0).mean(axis=(1, 2))  # invalid pixels read as 0; valid ones are > 0
+    invalid = np.isnan(data.images[:, 0]).mean(axis=(1, 2))  # invalid pixels are NaN (filled when batched)
     assert invalid.max() <= 0.25
     assert data.provenance["skipped_chips"]["nodata"] > 0
     # chips reaching past the scene edge count their outside pixels as nodata too
-    assert (data.images[:, 0] == 0).any()
+    assert np.isnan(data.images[:, 0]).any()
+    assert not (data.images[:, 0] == 0).any()  # no invalid pixel poses as a dark value
+    # batched for training, invalid pixels get the preprocessing's fill (the model mean), as runs do
+    fill = np.array([0.25, 0.5, 0.75], np.float32)
+    x = data.model_input(np.arange(len(data.labels)), fill)
+    np.testing.assert_array_equal(x[:, 1][np.isnan(data.images[:, 1])], 0.5)
 
 
 def test_missing_class_column_names_columns(scene: Path, polygons: gpd.GeoDataFrame, tmp_path: Path) -> None:

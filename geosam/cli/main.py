@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "ingest": "geosam.cli.ingest:ingest",
     "info": "geosam.cli.info:info",
     "evaluate": "geosam.cli.evaluate:evaluate",
+    "classify": "geosam.cli.classify:classify",
 }
 
 #: glibc allocator settings that keep large freed buffers (attention maps) instead of returning them
@@ -55,6 +56,7 @@ Examples:
   geosam ingest --config pipelines/configs/ingest.yaml
   geosam info scene.tif                      bands, CRS, tiling plan
   geosam evaluate out/scene_classes.tif reference.gpkg   accuracy against reference polygons
+  geosam classify chips/ --out predictions.csv   classify a folder of chips (accuracy per sub-folder)
 
 Run `geosam COMMAND --help` for each command's options and examples. The options below may also
 follow the command (`geosam run scene.tif -q`). Without a terminal (cron, CI, `!geosam` in Jupyter),

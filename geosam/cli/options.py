@@ -28,6 +28,8 @@ OVERRIDES = {
     "batch_size": "batch_size",
     "confidence_dtype": "output.confidence_dtype",
     "stretch": "normalize.method",
+    "radiometry": "normalize.radiometry",
+    "dn_offset": "normalize.dn_offset",
     "match_resolution": "match_resolution",
 }
 
@@ -79,10 +81,11 @@ def run_options(f: F) -> F:
         click.option("--halo", type=int, default=None, help="Overlap context per tile side in pixels."),
         click.option(
             "--regions",
-            type=click.Choice(["auto", "sam", "felzenszwalb", "tiles"]),
+            type=click.Choice(["auto", "sam", "felzenszwalb", "tiles", "chips"]),
             default=None,
-            help="Region source: SAM masks, superpixels, or tile labels only (auto: SAM when a "
-            "checkpoint is given).",
+            help="Region source: SAM masks, superpixels, tile labels only, or one region per encoder "
+            "chip (chip models: each pixel gets the class of its chip) (auto: SAM when a checkpoint is "
+            "given).",
         ),
         click.option("--points-per-side", type=int, default=None, help="SAM point grid density."),
         click.option("--pred-iou-thresh", type=float, default=None, help="SAM predicted-IoU filter."),
@@ -92,9 +95,26 @@ def run_options(f: F) -> F:
         ),
         click.option(
             "--stretch",
-            type=click.Choice(["percentile", "dtype", "none"]),
+            type=click.Choice(["auto", "percentile", "dtype", "none"]),
             default=None,
-            help="Per-scene radiometric stretch to 0..1 (default: 2-98 percentile).",
+            help="Stretch to 0..1. auto (default): the model's own preprocessing, as in training; "
+            "percentile (2-98 per scene), dtype (0..2^NBITS-1) or none (values already 0..1) override "
+            "it with a warning. GDAL scale/offset always apply first.",
+        ),
+        click.option(
+            "--radiometry",
+            type=click.Choice(["auto", "display", "reflectance", "dn"]),
+            default=None,
+            help="What the scene's values are: auto (from metadata and value ranges, logged), display "
+            "(8-bit levels, like JPEG), reflectance (after GDAL scale/offset), dn (Sentinel-2 DN: "
+            "reflectance = (DN + dn-offset) / 10000).",
+        ),
+        click.option(
+            "--dn-offset",
+            type=float,
+            default=None,
+            help="Sentinel-2 RADIO_ADD_OFFSET/BOA_ADD_OFFSET: -1000 for processing baseline 04.00+ "
+            "(acquired from 2022-01-25) [default: 0, or the training data's].",
         ),
         click.option("--device", default=None, help="auto, cpu, cuda or cuda:N."),
         click.option(

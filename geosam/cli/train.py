@@ -146,6 +146,30 @@ def _train_options(f: F) -> F:
     return f
 
 
+def _radiometry_options(f: F) -> F:
+    """What the training data's values are (:mod:`geosam.radiometry`), recorded in the bundle."""
+    options = [
+        click.option(
+            "--radiometry",
+            type=click.Choice(["auto", "display", "reflectance", "dn"]),
+            default="auto",
+            show_default=True,
+            help="What the values are: auto (from metadata and value ranges, logged), display (8-bit "
+            "levels), reflectance (after GDAL scale/offset), dn (Sentinel-2 DN: reflectance = "
+            "(DN + dn-offset) / 10000).",
+        ),
+        click.option(
+            "--dn-offset",
+            type=float,
+            help="Sentinel-2 RADIO_ADD_OFFSET/BOA_ADD_OFFSET of the data: -1000 for processing baseline "
+            "04.00+ (acquired from 2022-01-25) [default: 0].",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
 def _scene_options(f: F) -> F:
     """Options of the scene sources (polygons, raster)."""
     options = [
@@ -378,12 +402,31 @@ def train() -> None:
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
 )
 @click.argument("root", type=click.Path(path_type=Path))
+@click.option(
+    "--reflectance-to-display",
+    type=click.Choice(["none", "eurosat-l1c"]),
+    default="none",
+    show_default=True,
+    help="For display chips rendered from Sentinel-2 reflectance: record how reflectance maps to their "
+    "levels, so runs can take reflectance scenes (eurosat-l1c: the EuroSAT RGB JPEGs' mapping, "
+    "docs/preprocessing.md).",
+)
+@_radiometry_options
 @_train_options
 @click.pass_context
 def folder(
-    ctx: click.Context, /, root: Path, config_path: Path | None, band_names: str | None, **kw: Any
+    ctx: click.Context,
+    /,
+    root: Path,
+    reflectance_to_display: str,
+    radiometry: str,
+    dn_offset: float | None,
+    config_path: Path | None,
+    band_names: str | None,
+    **kw: Any,
 ) -> None:
     """Train on chips in ROOT/<class>/*.jpg|png|tif (sub-folder names are the classes)."""
+    from geosam.preprocess import EUROSAT_RGB_FROM_L1C
     from geosam.train.checks import check_options
     from geosam.train.data import load_folder_chips
 
@@ -396,6 +439,9 @@ def folder(
         cache_dir=cfg.cache_dir,
         seed=cfg.seed,
         progress=_progress(ctx),
+        radiometry=radiometry,  # type: ignore[arg-type]
+        dn_offset=dn_offset,
+        reflectance_to_display=EUROSAT_RGB_FROM_L1C if reflectance_to_display == "eurosat-l1c" else None,
     )
     _run(ctx, cfg, data)
 
@@ -414,6 +460,7 @@ def folder(
     "--max-per-polygon", type=int, default=50, show_default=True, help="At most this many chips per polygon."
 )
 @_scene_options
+@_radiometry_options
 @_train_options
 @click.pass_context
 def polygons(
@@ -428,6 +475,8 @@ def polygons(
     bands: str | None,
     spacing: int | None,
     max_nodata: float,
+    radiometry: str,
+    dn_offset: float | None,
     config_path: Path | None,
     band_names: str | None,
     **kw: Any,
@@ -449,10 +498,17 @@ def polygons(
         max_per_polygon=max_per_polygon,
         max_per_class=cfg.max_per_class,
         max_nodata=max_nodata,
+        normalize=_normalize(radiometry, dn_offset),
         seed=cfg.seed,
         progress=_progress(ctx),
     )
     _run(ctx, cfg, data)
+
+
+def _normalize(radiometry: str, dn_offset: float | None) -> Any:
+    from geosam.config import NormalizeConfig
+
+    return NormalizeConfig.model_validate({"radiometry": radiometry, "dn_offset": dn_offset})
 
 
 def _parse_classes(value: str | None) -> dict[int, str] | None:
@@ -496,6 +552,7 @@ def _parse_classes(value: str | None) -> dict[int, str] | None:
     help="Split groups are blocks of N x N chips (limits train/validation leakage).",
 )
 @_scene_options
+@_radiometry_options
 @_train_options
 @click.pass_context
 def raster(
@@ -511,6 +568,8 @@ def raster(
     bands: str | None,
     spacing: int | None,
     max_nodata: float,
+    radiometry: str,
+    dn_offset: float | None,
     config_path: Path | None,
     band_names: str | None,
     **kw: Any,
@@ -533,6 +592,7 @@ def raster(
         block_chips=block_chips,
         max_per_class=cfg.max_per_class,
         max_nodata=max_nodata,
+        normalize=_normalize(radiometry, dn_offset),
         seed=cfg.seed,
         progress=_progress(ctx),
     )

@@ -11,6 +11,12 @@ normalisation, the SAM configuration of the encoder, the input size, training me
 provenance, and the sha256 of ``weights.safetensors``; loading verifies that hash, so a tampered or
 truncated weights file is refused. Weights are loaded with safetensors (no pickle).
 
+``preprocessing`` (:class:`geosam.preprocess.Preprocessing`) says how a pixel reaches the model; with
+``bands``, ``mean``/``std``, ``chip_size``, ``input_size`` and ``gsd_m`` it is the single source of truth
+that training writes and every run applies. Format 1 bundles are upgraded when read
+(:func:`upgrade_bundle_dict`): their ``preprocessing`` record becomes the format-2 record that means what
+the format-1 record meant (:func:`geosam.preprocess.upgrade_v1`).
+
 ``encoder.source`` is ``bundle`` when the encoder weights travel in the bundle (fine-tuned or trained
 from scratch) or ``sam_checkpoint`` when the encoder is a frozen official SAM encoder: then the bundle
 holds the head only and the run needs the SAM checkpoint, whose sha256 must match
@@ -31,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from geosam.errors import BundleError, WeightsNotFoundError
+from geosam.preprocess import PercentileScaling, Preprocessing, upgrade_v1
 from geosam.types import ClassScheme
 
 if TYPE_CHECKING:
@@ -46,10 +53,11 @@ __all__ = [
     "load_bundle",
     "read_bundle_meta",
     "save_bundle",
+    "upgrade_bundle_dict",
 ]
 
 BUNDLE_FORMAT: Literal["geosam-model-bundle"] = "geosam-model-bundle"
-FORMAT_VERSION: Literal[1] = 1
+FORMAT_VERSION: Literal[2] = 2
 META_FILE = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
 
@@ -98,7 +106,8 @@ class BundleMeta(_Strict):
         recommended_tile_size: Tile size for scenes (a multiple of ``input_size``).
         encoder: Encoder metadata.
         head: Head metadata.
-        preprocessing: How training inputs were brought to 0..1 (for reproducibility).
+        preprocessing: How a pixel reaches the model (:class:`geosam.preprocess.Preprocessing`): what
+            training applied and every run applies. Format-1 records (plain dicts) are upgraded.
         training: Mode, epochs, timings, metrics, learning curve summary.
         data: Data provenance (source paths, licence, counts, split).
         weights_sha256: sha256 of ``weights.safetensors``.
@@ -106,7 +115,7 @@ class BundleMeta(_Strict):
     """
 
     format: Literal["geosam-model-bundle"] = BUNDLE_FORMAT
-    format_version: Literal[1] = FORMAT_VERSION
+    format_version: Literal[2] = FORMAT_VERSION
     name: str
     version: str = "1"
     created: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
@@ -121,15 +130,27 @@ class BundleMeta(_Strict):
     recommended_tile_size: int = Field(1024, ge=16)
     encoder: EncoderMeta
     head: HeadMeta
-    preprocessing: dict[str, Any] = Field(default_factory=dict)
+    preprocessing: Preprocessing = Field(
+        default_factory=lambda: Preprocessing(
+            space="raw", scaling=PercentileScaling(), note="no preprocessing recorded: per-scene stretch"
+        )
+    )
     training: dict[str, Any] = Field(default_factory=dict)
     data: dict[str, Any] = Field(default_factory=dict)
     weights_sha256: str = ""
     weights_dtype: Literal["float32", "float16"] = "float32"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _upgrade(cls, data: Any) -> Any:
+        return upgrade_bundle_dict(data) if isinstance(data, dict) else data
+
     @model_validator(mode="after")
     def _consistent(self) -> BundleMeta:
         n = len(self.bands)
+        pn = self.preprocessing.n_bands
+        if pn is not None and pn != n:
+            raise ValueError(f"{n} bands but the preprocessing has bounds for {pn}")
         if len(self.mean) != n or len(self.std) != n:
             raise ValueError(f"{n} bands but {len(self.mean)} means and {len(self.std)} stds")
         if any(s <= 0 for s in self.std):
@@ -162,6 +183,26 @@ class LoadedBundle:
     def classes(self) -> ClassScheme:
         """The class scheme."""
         return self.meta.class_scheme
+
+
+def upgrade_bundle_dict(data: dict[str, Any]) -> dict[str, Any]:
+    """A ``model.json`` mapping of an older format as the current format (a new dict; the input is kept).
+
+    Format 1 -> 2: ``preprocessing`` becomes a :class:`~geosam.preprocess.Preprocessing` record meaning
+    what the format-1 record meant (:func:`geosam.preprocess.upgrade_v1`); so does a format-2 mapping
+    whose ``preprocessing`` is still in the format-1 shape (no ``space`` key), as code written for
+    format 1 builds it. Other versions are returned unchanged (validation refuses them).
+    """
+    out = dict(data)
+    version = out.get("format_version", FORMAT_VERSION)
+    pre = out.get("preprocessing")
+    old_shape = isinstance(pre, dict) and "space" not in pre
+    if version == 1 or (version == FORMAT_VERSION and old_shape):
+        bands = out.get("bands")
+        n = len(bands) if isinstance(bands, list) and bands else 1
+        out["preprocessing"] = upgrade_v1(dict(pre) if isinstance(pre, dict) else {}, n)
+        out["format_version"] = FORMAT_VERSION
+    return out
 
 
 def default_bundle_path(*, required: bool = False) -> Path:
@@ -205,6 +246,13 @@ def read_bundle_meta(path: str | os.PathLike[str]) -> BundleMeta:
         raise BundleError(f"metadata is not valid JSON ({err})", meta_path) from None
     if not isinstance(data, dict) or data.get("format") != BUNDLE_FORMAT:
         raise BundleError(f"not a geosam model bundle (format must be {BUNDLE_FORMAT!r})", meta_path)
+    version = data.get("format_version")
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        raise BundleError(
+            f"bundle format_version {version} is newer than this geosam reads (1..{FORMAT_VERSION}): "
+            "upgrade geosam",
+            meta_path,
+        )
     try:
         return BundleMeta.model_validate(data)
     except ValidationError as err:
@@ -265,8 +313,10 @@ def save_bundle(
                 "geosam_version": geosam.__version__,
             }
         )
-        BundleMeta.model_validate(meta.model_dump())  # re-validate the final form
-        (tmp / META_FILE).write_text(json.dumps(meta.model_dump(), indent=2) + "\n", encoding="utf-8")
+        BundleMeta.model_validate(meta.model_dump(mode="json"))  # re-validate the final form
+        (tmp / META_FILE).write_text(
+            json.dumps(meta.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8"
+        )
         for rel, content in (extra_files or {}).items():
             target = (tmp / rel).resolve()
             if tmp.resolve() not in target.parents:

@@ -20,6 +20,7 @@ from geosam.errors import DataError
 from geosam.types import PixelWindow, SceneInfo
 
 if TYPE_CHECKING:
+    from geosam.preprocess import Preprocessing
     from geosam.stretch import Stretch
 
 log = logging.getLogger("geosam.train.scene_chips")
@@ -33,13 +34,18 @@ Relabel = tuple[
 
 @dataclass(frozen=True)
 class Scene:
-    """A scene prepared for chip reads: header, selected bands, their names, and its stretch."""
+    """A scene prepared for chip reads: header, selected bands, their names, its stretch and the record.
+
+    ``record`` is the :class:`~geosam.preprocess.Preprocessing` a model trained on these chips writes
+    into its bundle, so that runs bring scenes to what the chips hold.
+    """
 
     info: SceneInfo
     bands: tuple[int, ...]
     band_names: tuple[str, ...]
     stretch: Stretch
     normalize: NormalizeConfig
+    record: Preprocessing
 
 
 @dataclass(frozen=True)
@@ -80,11 +86,21 @@ def prepare_scene(
     bands: Sequence[int | str] | None,
     band_names: Sequence[str] | None,
     normalize: NormalizeConfig | None,
+    model: tuple[Preprocessing, Sequence[float]] | None = None,
 ) -> Scene:
-    """Open the scene header, choose its bands, name them and compute its stretch (one decimated read)."""
+    """Open the scene header, choose its bands, name them and decide its preprocessing (one decimated read).
+
+    Without ``model``: the radiometry rule (:mod:`geosam.radiometry`, ``normalize.radiometry``) and
+    ``normalize.method`` (``auto`` = a per-scene ``low``-``high`` percentile stretch) decide the chips'
+    0..1 values, recorded as the chips' preprocessing. With ``model`` (a bundle's preprocessing and mean,
+    for fine-tuning it): chips get exactly what ``geosam run`` gives this scene for that model.
+    """
     from geosam.bands import resolve_bands
     from geosam.io.read import open_scene
-    from geosam.stretch import compute_stretch
+    from geosam.preprocess import FixedScaling, PercentileScaling, Preprocessing
+    from geosam.radiometry import BandScaling, decide_radiometry, read_band_scaling
+    from geosam.scene_preprocessing import scene_preprocessing
+    from geosam.stretch import compute_stretch, read_sample
 
     info = open_scene(scene)
     idx = resolve_bands(info, bands)
@@ -99,19 +115,38 @@ def prepare_scene(
     else:
         names = tuple(info.band_names[i - 1] or f"b{i}" for i in idx)
     norm = normalize or NormalizeConfig.model_validate({})
-    return Scene(info, idx, names, compute_stretch(info.path, idx, norm), norm)
+    if model is not None:
+        prep = scene_preprocessing(info.path, idx, model[0], model[1], norm, info=info, log_to=log)
+        return Scene(info, idx, names, prep.stretch, norm, model[0])
+    head = read_band_scaling(info.path, idx)
+    meta = BandScaling(head.dtype, head.scale, head.offset, head.nbits, names)
+    method = "percentile" if norm.method == "auto" else norm.method
+    pct = norm.model_copy(update={"method": method})
+    sample, _ = read_sample(info.path, idx, norm.sample_size)
+    r = decide_radiometry(
+        meta,
+        sample,
+        option=norm.radiometry,
+        dn_offset=norm.dn_offset,
+        where=os.fspath(info.path),
+        warn=method != "percentile",  # a percentile stretch does not depend on what the values mean
+    )
+    stretch = compute_stretch(info.path, idx, pct, radiometry=r, sample=sample)
+    scaling: FixedScaling | PercentileScaling = (
+        PercentileScaling(low=norm.low, high=norm.high, sample_size=norm.sample_size)
+        if method == "percentile"
+        else FixedScaling(
+            low=stretch.low,
+            high=tuple(max(h, lo + 1e-6) for lo, h in zip(stretch.low, stretch.high, strict=True)),
+        )
+    )
+    record = Preprocessing.from_radiometry(r, info.dtype, scaling, note="scene chips")
+    return Scene(info, idx, names, stretch, norm, record)
 
 
-def scaling(scene: Scene) -> dict[str, Any]:
-    """How chips were brought to 0..1 (recorded as the bundle's ``preprocessing``)."""
-    n = len(scene.bands)
-    return {
-        "method": "scene_stretch",
-        "normalize": scene.normalize.model_dump(),
-        "scene_stretch": scene.stretch.to_dict(),
-        "low": [0.0] * n,
-        "high": [1.0] * n,
-    }
+def scaling(scene: Scene) -> str:
+    """How chips were brought to 0..1, in words (provenance; the bundle records :attr:`Scene.record`)."""
+    return f"{scene.record.describe()}; values read as {scene.record.space} ({scene.record.input.rule})"
 
 
 def proj_crs(info: SceneInfo) -> Any:
@@ -239,12 +274,12 @@ def select_and_read(
         n_classes: Number of classes, to stop early once every class is full.
 
     Returns:
-        The kept chips (stretched, 0..1) in visiting order, their labels and groups, and counts of
-        screened candidates rejected for nodata or for having no label.
+        The kept chips (stretched, 0..1, invalid pixels ``NaN``) in visiting order, their labels and
+        groups, and counts of screened candidates rejected for nodata or for having no label.
     """
     from geosam.io.read import read_window
     from geosam.progress import progress_iter
-    from geosam.stretch import apply_stretch
+    from geosam.stretch import unit_values
 
     tiles = _Tiles(cand, chip_size)
     order = round_robin(cand, np.random.default_rng(seed + 1))
@@ -316,7 +351,8 @@ def select_and_read(
     for key in progress_iter(keys, "reading chips", enabled=progress, unit="chips"):
         win = tiles.window(key)
         data, valid = read_window(scene.info.path, win, scene.bands)
-        data = apply_stretch(data, valid, scene.stretch)
+        data = unit_values(data, scene.stretch)
+        data[:, ~valid] = np.nan  # invalid pixels get the model's nodata fill at training time
         for i in tiles.members[key]:
             if int(i) in slot:
                 r, c = tiles.chip_slices(int(i), win)

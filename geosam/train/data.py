@@ -6,9 +6,12 @@ Sources (each returns a :class:`ChipData`):
   any band count. Decoded once and cached as ``.npy`` (memory-mapped on later runs).
 * :mod:`geosam.train.scene_chips` - chips sampled from a scene with label polygons or a label raster.
 
-Pixel values stay in their storage dtype; ``low``/``high`` per band map them to 0..1
-(``clip((x - low) / (high - low), 0, 1)``), the same kind of stretch the inference pipeline applies to
-scenes, so a model sees inputs on one scale in training and in ``geosam run``.
+Pixel values stay in their storage dtype (invalid pixels of float chips are ``NaN``). Per band,
+``value = stored * scale + offset`` (the radiometry, :mod:`geosam.radiometry`) and then
+``clip((value - low) / (high - low), 0, 1)`` gives the 0..1 model input: the same function
+(:func:`geosam.stretch.apply_stretch`'s arithmetic) that ``geosam run`` applies to scenes. Each
+:class:`ChipData` carries the :class:`~geosam.preprocess.Preprocessing` record a model trained on it
+writes into its bundle, so runs apply exactly this.
 """
 
 from __future__ import annotations
@@ -24,29 +27,19 @@ from typing import Any
 
 import numpy as np
 
+from geosam.chips import IMAGE_SUFFIXES, decode_chips, read_chip, value_sample
 from geosam.errors import DataError
+from geosam.preprocess import DisplayMapping, FixedScaling, InputRecord, Preprocessing
+from geosam.radiometry import BandScaling, RadiometryOption
 
-__all__ = ["ChipData", "load_folder_chips", "percentile_range", "stratified_split"]
+__all__ = ["EUROSAT_MS_BANDS", "ChipData", "load_folder_chips", "stratified_split"]
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
-#: Band order of EuroSAT's 13-band GeoTIFFs (Sentinel-2 L1C, all bands).
-SENTINEL2_L1C_BANDS = (
-    "B01",
-    "B02",
-    "B03",
-    "B04",
-    "B05",
-    "B06",
-    "B07",
-    "B08",
-    "B8A",
-    "B09",
-    "B10",
-    "B11",
-    "B12",
-)
+#: Band order of EuroSAT's 13-band GeoTIFFs (Sentinel-2 L1C): B01..B12, then B8A *last*, as the data set's
+#: provenance says and the data confirm (band 13 correlates 0.98-1.00 with B07/B08, band 9 is water
+#: vapour B09, band 10 cirrus B10 at ~11 DN).
+EUROSAT_MS_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12", "B8A")
 
 
 @dataclass(frozen=True)
@@ -54,16 +47,22 @@ class ChipData:
     """Labelled chips ready for training.
 
     Attributes:
-        images: ``(N, C, H, W)`` pixel values in their storage dtype (may be a read-only memmap).
+        images: ``(N, C, H, W)`` pixel values in their storage dtype (may be a read-only memmap);
+            invalid pixels of float chips are ``NaN``.
         labels: ``(N,)`` class ids.
         classes: Class names; ``labels`` index into them.
         bands: Band names of the ``C`` channels.
-        low: Per-band value mapped to 0.
+        low: Per-band value (after ``scale``/``offset``) mapped to 0.
         high: Per-band value mapped to 1.
         groups: ``(N,)`` group ids kept together in the train/validation split (e.g. the polygon a
             chip was sampled from, to avoid leakage); by default every chip is its own group.
         provenance: Where the chips came from (recorded in the bundle).
         gsd_m: Ground sampling distance in metres if known.
+        scale: Per-band factor from stored to physical values (empty: 1).
+        offset: Per-band offset from stored to physical values (empty: 0).
+        preprocessing: The record a model trained on these chips writes into its bundle: how a run must
+            bring a scene's pixels to what these chips give. Default: the fixed ``low``/``high`` on
+            stored values (``display`` for uint8 chips scaled 0..255).
     """
 
     images: np.ndarray
@@ -75,6 +74,9 @@ class ChipData:
     groups: np.ndarray | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     gsd_m: float | None = None
+    scale: tuple[float, ...] = ()
+    offset: tuple[float, ...] = ()
+    preprocessing: Preprocessing | None = None
 
     def __post_init__(self) -> None:
         n = len(self.images)
@@ -88,60 +90,103 @@ class ChipData:
             raise DataError(f"{self.images.shape[1]} channels but {len(self.bands)} band names")
         if self.labels.min() < 0 or self.labels.max() >= len(self.classes):
             raise DataError("labels outside the class list")
+        if self.preprocessing is None:
+            object.__setattr__(self, "preprocessing", self._default_preprocessing())
+
+    def _default_preprocessing(self) -> Preprocessing:
+        c = self.images.shape[1]
+        lo = [float(v) for v in np.asarray(self.low).reshape(-1)]
+        hi = [float(v) for v in np.asarray(self.high).reshape(-1)]
+        scale = self.scale or (1.0,) * c
+        offset = self.offset or (0.0,) * c
+        dtype = str(self.images.dtype)
+        if dtype == "uint8" and set(lo) == {0.0} and set(hi) == {255.0} and not self.scale:
+            return Preprocessing(
+                space="display",
+                scaling=FixedScaling(low=(0.0,) * c, high=(1.0,) * c),
+                input=InputRecord(dtype=dtype, scale=(1 / 255,) * c, offset=(0.0,) * c, rule="stored / 255"),
+            )
+        return Preprocessing(
+            space="raw",
+            scaling=FixedScaling(
+                low=tuple(lo), high=tuple(max(h, v + 1e-6) for v, h in zip(lo, hi, strict=True))
+            ),
+            input=InputRecord(dtype=dtype, scale=tuple(scale), offset=tuple(offset), rule="chip values"),
+        )
+
+    @classmethod
+    def for_model(
+        cls,
+        images: np.ndarray,
+        labels: np.ndarray,
+        classes: Sequence[str],
+        bands: Sequence[str],
+        pre: Preprocessing,
+    ) -> ChipData:
+        """Held-out chips read as a model's training data was (its recorded radiometry and fixed scaling).
+
+        For evaluating chips stored like the training chips (same dtype, no other metadata) through the
+        training/validation path; ``geosam classify`` resolves other inputs.
+
+        Raises:
+            DataError: The preprocessing is a per-scene percentile stretch (no fixed bounds).
+        """
+        if not isinstance(pre.scaling, FixedScaling):
+            raise DataError("the model's preprocessing is a per-scene stretch: use geosam classify")
+        c = images.shape[1]
+        return cls(
+            images,
+            np.asarray(labels, np.int64),
+            tuple(classes),
+            tuple(bands),
+            np.asarray(pre.scaling.low, np.float64),
+            np.asarray(pre.scaling.high, np.float64),
+            scale=pre.input.scale or (1.0,) * c,
+            offset=pre.input.offset or (0.0,) * c,
+            preprocessing=pre,
+        )
 
     @property
     def chip_size(self) -> int:
         """Chip edge in pixels."""
         return int(self.images.shape[-1])
 
+    @property
+    def record(self) -> Preprocessing:
+        """:attr:`preprocessing` (never ``None`` after construction)."""
+        assert self.preprocessing is not None  # set in __post_init__
+        return self.preprocessing
+
+    def stretch(self) -> Any:
+        """The :class:`geosam.stretch.Stretch` from stored chip values to 0..1."""
+        from geosam.stretch import Stretch
+
+        lo = tuple(float(v) for v in np.asarray(self.low).reshape(-1))
+        hi = tuple(float(v) for v in np.asarray(self.high).reshape(-1))
+        return Stretch("fixed", lo, hi, (), self.scale, self.offset)
+
     def to_unit(self, idx: np.ndarray) -> np.ndarray:
-        """Chips ``idx`` as float32 in 0..1, ``(n, C, H, W)``."""
-        x = np.asarray(self.images[idx], dtype=np.float32)
-        lo = self.low.reshape(1, -1, 1, 1).astype(np.float32)
-        hi = self.high.reshape(1, -1, 1, 1).astype(np.float32)
-        out: np.ndarray = np.clip((x - lo) / np.maximum(hi - lo, 1e-12), 0.0, 1.0)
-        return out
+        """Chips ``idx`` as float32 in 0..1, ``(n, C, H, W)``; invalid (NaN) pixels stay ``NaN``.
+
+        The arithmetic is :func:`geosam.stretch.apply_stretch`'s (float32 ``stored * a + c``, then
+        clipped), so a chip and the same pixels of a scene reach the model bit for bit alike.
+        """
+        from geosam.stretch import unit_values
+
+        return unit_values(np.asarray(self.images[idx]), self.stretch(), band_axis=1)
+
+    def model_input(self, idx: np.ndarray, fill: np.ndarray) -> np.ndarray:
+        """:meth:`to_unit` with invalid pixels set to the per-band ``fill`` (the nodata fill)."""
+        x = self.to_unit(idx)
+        bad = np.isnan(x)
+        if bad.any():
+            x = np.where(bad, np.asarray(fill, np.float32).reshape(1, -1, 1, 1), x)
+        return x
 
     def class_counts(self) -> dict[str, int]:
         """Chips per class."""
         counts = np.bincount(self.labels, minlength=len(self.classes))
         return {c: int(counts[i]) for i, c in enumerate(self.classes)}
-
-
-def percentile_range(
-    images: np.ndarray, low: float = 2.0, high: float = 98.0, sample: int = 2000, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-band percentiles over a random sample of chips (uint8 data: the full 0..255 range)."""
-    if images.dtype == np.uint8:
-        c = images.shape[1]
-        return np.zeros(c, np.float64), np.full(c, 255.0)
-    rng = np.random.default_rng(seed)
-    idx = np.sort(rng.choice(len(images), size=min(sample, len(images)), replace=False))
-    x = np.asarray(images[idx], dtype=np.float64).transpose(1, 0, 2, 3).reshape(images.shape[1], -1)
-    lo = np.nanpercentile(x, low, axis=1)
-    hi = np.nanpercentile(x, high, axis=1)
-    hi = np.where(hi > lo, hi, lo + 1.0)
-    return lo, hi
-
-
-def _read_chip(path: Path) -> np.ndarray:
-    if path.suffix.lower() in (".tif", ".tiff"):
-        import rasterio
-        from rasterio.errors import RasterioIOError
-
-        try:
-            with rasterio.open(path) as ds:
-                return np.asarray(ds.read())
-        except RasterioIOError as err:
-            raise DataError(f"cannot read chip ({err})", path) from None
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im)
-    except (UnidentifiedImageError, OSError) as err:
-        raise DataError(f"cannot read chip ({err})", path) from None
-    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
 def _list_folder(root: Path, max_per_class: int | None, seed: int) -> tuple[list[Path], list[int], list[str]]:
@@ -176,11 +221,20 @@ def load_folder_chips(
     cache_dir: str | Path | None = None,
     seed: int = 0,
     progress: bool = False,
+    radiometry: RadiometryOption = "auto",
+    dn_offset: float | None = None,
+    reflectance_to_display: DisplayMapping | None = None,
 ) -> ChipData:
-    """Load folder-per-class chips (``root/<class>/*.jpg|png|tif``).
+    """Load folder-per-class chips (``root/<class>/*.jpg|png|tif``) and decide their preprocessing.
 
-    Chips of other sizes than the most common one are resized to it (bilinear). Decoded chips are
-    cached in ``cache_dir`` as a ``.npy`` keyed by the file list, sizes and modification times.
+    Chips of other sizes than the most common one are resized to it (:func:`geosam.preprocess.resample_chips`,
+    the kernel runs use). Decoded chips are cached in ``cache_dir`` as a ``.npy`` keyed by the file list,
+    sizes and modification times. Invalid GeoTIFF pixels (nodata, masks) are stored as ``NaN``.
+
+    What the values mean is decided by :func:`geosam.radiometry.decide_radiometry` over a sample of the
+    chips (logged): uint8 chips are display levels and map 0..255 -> 0..1 exactly as before; other
+    chips map their 2nd..98th percentiles (over a sample, after the radiometry: Sentinel-2 DN become
+    reflectance) to 0..1. The result's ``preprocessing`` records this for the bundle.
 
     Args:
         root: Folder whose sub-folders are the classes (sorted names = class ids).
@@ -188,22 +242,31 @@ def load_folder_chips(
             EuroSAT MS order (``B01..B12, B8A``) for 13-band chips, else ``b1..bN``.
         max_per_class: Use at most this many chips per class (random, seeded).
         cache_dir: Cache folder (``None``: no cache).
-        seed: Seed for ``max_per_class`` sampling.
+        seed: Seed for ``max_per_class`` sampling and the statistics sample.
         progress: Show a progress bar while decoding.
+        radiometry: What the stored values are (``auto``: the rule of :mod:`geosam.radiometry`).
+        dn_offset: Sentinel-2 DN offset (-1000 for processing baseline >= 04.00).
+        reflectance_to_display: For display chips rendered from reflectance (EuroSAT RGB:
+            :data:`geosam.preprocess.EUROSAT_RGB_FROM_L1C`): recorded so that runs can feed reflectance
+            scenes to the model as these chips were.
 
     Raises:
         DataError: Missing folder, fewer than two classes, unreadable chips, mixed band counts.
+        ConfigError: A radiometry option that does not fit the chips.
     """
+    from geosam.radiometry import decide_radiometry
+
     root = Path(root)
     files, labels, classes = _list_folder(root, max_per_class, seed)
     key = hashlib.sha256(
-        json.dumps([(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]).encode()
+        json.dumps(["v2", *[(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]]).encode()
     ).hexdigest()[:20]
     cached = Path(cache_dir) / f"chips-{key}.npy" if cache_dir else None
+    first = read_chip(files[0])
     if cached is not None and cached.is_file():
         images = np.load(cached, mmap_mode="r")
     else:
-        images = _decode_all(files, progress)
+        images = decode_chips(files, progress)
         if cached is not None:
             cached.parent.mkdir(parents=True, exist_ok=True)
             tmp = cached.with_name(cached.name + ".tmp.npy")
@@ -211,20 +274,53 @@ def load_folder_chips(
             tmp.replace(cached)
     c = images.shape[1]
     if band_names is None:
+        named = [n for n in first.meta.names if n]
         band_names = (
-            ("red", "green", "blue")
+            tuple(str(n) for n in first.meta.names)
+            if len(named) == c
+            else ("red", "green", "blue")
             if c == 3
-            else SENTINEL2_L1C_BANDS
+            else EUROSAT_MS_BANDS
             if c == 13
             else tuple(f"b{i + 1}" for i in range(c))
         )
-        if c == 13:
-            log.info(
-                "13-band chips: assuming the Sentinel-2 L1C band order %s", ",".join(SENTINEL2_L1C_BANDS)
-            )
+        if c == 13 and len(named) != c:
+            log.info("13-band chips: assuming the EuroSAT MS band order %s", ",".join(EUROSAT_MS_BANDS))
     if len(band_names) != c:
         raise DataError(f"chips have {c} bands but {len(band_names)} band names were given", root)
-    lo, hi = percentile_range(images, seed=seed)
+    meta = BandScaling(
+        dtype=first.meta.dtype,  # the files' dtype (chips with nodata are stored as float32 with NaN)
+        scale=first.meta.scale,
+        offset=first.meta.offset,
+        nbits=first.meta.nbits,
+        names=tuple(band_names),
+    )
+    if len(meta.scale) != c:
+        meta = BandScaling(meta.dtype, (1.0,) * c, (0.0,) * c, meta.nbits, meta.names)
+    sample = value_sample(images, seed)
+    r = decide_radiometry(meta, sample, option=radiometry, dn_offset=dn_offset, where=str(root))
+    log.info("%s: chip values read as %s (%s)", root, r.kind, r.rule)
+    if r.kind == "display":
+        lo, hi = np.zeros(c), np.ones(c)
+        how = "display levels 0..full scale -> 0..1"
+    else:
+        values = r.values(sample)
+        if values.shape[1] == 0:
+            raise DataError("no valid pixel in a sample of the chips", root)
+        lo, hi = np.percentile(values, [2.0, 98.0], axis=1)
+        hi = np.where(hi > lo, hi, lo + (1.0 if r.kind == "raw" else 1e-4))
+        how = f"{r.kind} values, 2nd..98th percentiles over a sample of chips -> 0..1"
+    mapping = reflectance_to_display if r.kind == "display" else None
+    if reflectance_to_display is not None and mapping is None:
+        raise DataError(
+            f"a reflectance-to-display mapping needs display chips, but these are {r.kind} ({r.rule})", root
+        )
+    pre = Preprocessing.from_radiometry(
+        r,
+        meta.dtype,
+        FixedScaling(low=tuple(float(v) for v in lo), high=tuple(float(v) for v in hi)),
+        reflectance_to_display=mapping,
+    )
     return ChipData(
         images=images,
         labels=np.asarray(labels, dtype=np.int64),
@@ -237,37 +333,12 @@ def load_folder_chips(
             "root": str(root.resolve()),
             "files": len(files),
             "per_class": dict(Counter(classes[i] for i in labels)),
-            "scaling": {
-                "method": "dtype" if images.dtype == np.uint8 else "percentile 2-98 over a sample",
-                "low": [float(v) for v in lo],
-                "high": [float(v) for v in hi],
-            },
+            "scaling": how,
         },
+        scale=r.scale,
+        offset=r.offset,
+        preprocessing=pre,
     )
-
-
-def _decode_all(files: list[Path], progress: bool) -> np.ndarray:
-    from geosam.progress import progress_iter
-
-    first = _read_chip(files[0])
-    sizes: Counter[tuple[int, int]] = Counter()
-    out: np.ndarray | None = None
-    chips: list[np.ndarray] = []
-    for f in progress_iter(files, "decoding chips", enabled=progress, unit="chips"):
-        a = _read_chip(f)
-        if a.shape[0] != first.shape[0]:
-            raise DataError(f"chip has {a.shape[0]} bands but the first chip has {first.shape[0]}", f)
-        sizes[a.shape[1:]] += 1
-        chips.append(a)
-    (h, w), _ = sizes.most_common(1)[0]
-    out = np.empty((len(chips), first.shape[0], h, w), dtype=np.result_type(*{c.dtype for c in chips}))
-    for i, a in enumerate(chips):
-        if a.shape[1:] != (h, w):
-            from skimage.transform import resize
-
-            a = resize(a.transpose(1, 2, 0), (h, w), order=1, preserve_range=True).transpose(2, 0, 1)
-        out[i] = a
-    return out
 
 
 def stratified_split(

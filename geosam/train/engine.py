@@ -36,7 +36,7 @@ from geosam.train.data import ChipData, stratified_split
 from geosam.train.metrics import confusion_matrix, summarize
 from geosam.train.report import report_files
 
-__all__ = ["TrainResult", "build_model", "dihedral", "train"]
+__all__ = ["TrainResult", "build_model", "dihedral", "predict_chips", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -148,17 +148,27 @@ def _lr_lambda(total: int, warmup: int) -> Callable[[int], float]:
     return f
 
 
-def _batch(data: ChipData, idx: np.ndarray, size: int, device: torch.device) -> torch.Tensor:
-    x = torch.from_numpy(data.to_unit(idx)).to(device)
-    if x.shape[-1] != size or x.shape[-2] != size:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-    return x
+def _batch(
+    data: ChipData, idx: np.ndarray, size: int, device: torch.device, fill: np.ndarray | None = None
+) -> torch.Tensor:
+    """Model input of chips ``idx``: the bundle preprocessing's 0..1 values, nodata fill and resampling.
+
+    The same functions ``geosam run`` uses (:meth:`ChipData.model_input`,
+    :func:`geosam.preprocess.resample_chips`), so training and prediction inputs agree.
+    """
+    from geosam.preprocess import resample_chips
+
+    f = np.zeros(len(data.bands), np.float32) if fill is None else fill
+    x = torch.from_numpy(data.model_input(idx, f)).to(device)
+    out: torch.Tensor = resample_chips(x, size, data.record.resampling)
+    return out
 
 
 def _input_stats(data: ChipData, idx: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(idx, size=min(2000, len(idx)), replace=False))
     x = data.to_unit(sample).transpose(1, 0, 2, 3).reshape(len(data.bands), -1)
+    x = x[:, ~np.isnan(x).any(axis=0)]  # invalid pixels do not count
     return x.mean(axis=1), np.maximum(x.std(axis=1), 1e-3)
 
 
@@ -191,6 +201,7 @@ def _evaluate(
     device: torch.device,
     batch: int,
     features: torch.Tensor | None = None,
+    fill: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float]:
     model.eval()
     preds, losses = [], []
@@ -200,7 +211,7 @@ def _evaluate(
         logits = (
             model.head(features[b].to(device))
             if features is not None
-            else model(_batch(data, b, size, device))
+            else model(_batch(data, b, size, device, fill))
         )
         losses.append(F.cross_entropy(logits.float(), y, reduction="sum").item())
         preds.append(logits.argmax(1).cpu().numpy())
@@ -216,6 +227,7 @@ def _probe_features(
     batch: int,
     cache: Path | None,
     progress: bool,
+    fill: np.ndarray | None = None,
 ) -> torch.Tensor:
     from geosam.progress import progress_iter
 
@@ -235,7 +247,7 @@ def _probe_features(
     for s in progress_iter(starts, "embedding chips (frozen encoder)", enabled=progress, unit="batches"):
         b = np.arange(s, min(s + batch, len(data.labels)))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            f = model.features(_batch(data, b, size, device))
+            f = model.features(_batch(data, b, size, device, fill))
         out.append(f.float().mean(dim=(2, 3)).cpu())
     feats = torch.cat(out)
     if key is not None:
@@ -272,13 +284,16 @@ def train(
     if cfg.backbone not in ("small", "tiny"):
         mean, std = _sam_normalisation(data.bands, mean, std)
     model, enc_meta = build_model(cfg, data, mean, std)
+    from geosam.preprocess import fill_values
+
+    fill = fill_values(data.record, mean)  # invalid pixels: as geosam run fills them
     model.to(device)
     params = _trainable(model, cfg)
     features = None
     if cfg.mode == "probe":
         if cfg.backbone in ("small", "tiny"):
             log.warning("probing a randomly initialised encoder: use mode 'full' unless this is a test")
-        features = _probe_features(model, data, size, device, cfg.batch_size, cfg.cache_dir, progress)
+        features = _probe_features(model, data, size, device, cfg.batch_size, cfg.cache_dir, progress, fill)
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
     steps_per_epoch = max(1, len(train_idx) // cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
@@ -317,7 +332,7 @@ def train(
             if features is not None:
                 logits = model.head(features[b].to(device))
             else:
-                x = _batch(data, b, size, device)
+                x = _batch(data, b, size, device, fill)
                 if cfg.augment:
                     x = _augment(x, rng)
                 logits = model(x)
@@ -330,7 +345,7 @@ def train(
             loss_sum += loss.item() * len(b)
             correct += int((logits.argmax(1) == y).sum())
             seen += len(b)
-        pred, val_loss = _evaluate(model, data, val_idx, size, device, 256, features)
+        pred, val_loss = _evaluate(model, data, val_idx, size, device, 256, features, fill)
         m = summarize(confusion_matrix(data.labels[val_idx], pred, len(data.classes)), data.classes)
         rec = {
             "epoch": epoch + 1,
@@ -378,7 +393,7 @@ def train(
             break
     assert best_state is not None  # at least one epoch ran
     model.load_state_dict(best_state)
-    pred, _ = _evaluate(model, data, val_idx, size, device, 256, features)
+    pred, _ = _evaluate(model, data, val_idx, size, device, 256, features, fill)
     metrics = summarize(confusion_matrix(data.labels[val_idx], pred, len(data.classes)), data.classes)
     best_epoch = max(history, key=lambda h: h["val_macro_f1"] + 1e-3 * h["val_accuracy"])["epoch"]
     elapsed = time.time() - t_start
@@ -404,7 +419,7 @@ def train(
             hidden=cfg.head_hidden,
             dropout=cfg.dropout,
         ),
-        preprocessing=data.provenance.get("scaling", {}),
+        preprocessing=data.record,
         training={
             "mode": cfg.mode,
             "config": json.loads(cfg.model_dump_json()),
@@ -478,3 +493,29 @@ def _colors(classes: tuple[str, ...]) -> list[tuple[int, int, int]]:
         key = "".join(ch for ch in c.lower() if ch.isalnum())
         out.append(KNOWN_COLORS.get(key, fallback[i]))
     return out
+
+
+@torch.no_grad()
+def predict_chips(
+    model: LandCoverModel, data: ChipData, idx: np.ndarray | None = None, *, size: int, batch: int = 256
+) -> np.ndarray:
+    """Class probabilities ``(n, K)`` float32 of chips through the training/validation path.
+
+    Exactly what :func:`train` evaluates: the chips' preprocessing (:meth:`ChipData.model_input` with
+    the preprocessing's nodata fill), the chip resampling to the encoder input, the model's forward
+    pass (encoder, mean pooling, head), softmax. The reference ``geosam run`` and ``geosam classify``
+    are checked against (tests/test_parity.py). ``size`` is the encoder input edge (the bundle's
+    ``input_size``).
+    """
+    from geosam.preprocess import fill_values
+
+    model.eval()
+    device = next(model.parameters()).device
+    mean: torch.Tensor = model.mean  # type: ignore[assignment]
+    fill = fill_values(data.record, mean.detach().cpu().numpy().reshape(-1))
+    ids = np.arange(len(data.labels)) if idx is None else np.asarray(idx)
+    out = []
+    for s in range(0, len(ids), batch):
+        logits = model(_batch(data, ids[s : s + batch], size, device, fill))
+        out.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
+    return np.concatenate(out).astype(np.float32)

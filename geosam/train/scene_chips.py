@@ -4,11 +4,12 @@ Both sources read only windows around the chips, never the whole scene: candidat
 of ``4 x chip_size`` pixels and each tile is read once, with a chip-sized halo
 (:func:`geosam.io.read.read_window`, boundless). Every chip is stretched with the scene's own stretch,
 :func:`geosam.stretch.compute_stretch` once per scene and then :func:`geosam.stretch.apply_stretch`,
-which is how ``geosam run`` prepares scenes.
-The model therefore sees the same 0..1 inputs in training and in inference, as long as both use the
-same :class:`~geosam.config.NormalizeConfig` (the default, percentile 2-98, unless changed). Chips are
-stored as float16 (or float32) values in 0..1, with ``low = 0`` and ``high = 1`` in the
-:class:`~geosam.train.data.ChipData`.
+which is how ``geosam run`` prepares scenes. What the values mean is decided by the radiometry rule
+(:mod:`geosam.radiometry`); the stretch is the scene's ``low``-``high`` percentile stretch unless
+``normalize.method`` says otherwise, and the :class:`~geosam.train.data.ChipData` carries it as its
+``preprocessing`` record, which the bundle stores and every run applies. Chips are stored as float16
+(or float32) values in 0..1 (invalid pixels ``NaN``, given the model's nodata fill when batched), with
+``low = 0`` and ``high = 1``.
 
 Conventions. Chips are ``chip_size`` pixels square on the scene grid. A chip's *centre pixel* is
 ``(row_off + chip_size // 2, col_off + chip_size // 2)``: for even sizes, the pixel just below and right
@@ -74,6 +75,8 @@ from geosam.types import PixelWindow, SceneInfo
 if TYPE_CHECKING:
     import geopandas as gpd
 
+    from geosam.preprocess import Preprocessing
+
 __all__ = ["polygon_chips", "raster_chips"]
 
 log = logging.getLogger(__name__)
@@ -114,6 +117,7 @@ def _chip_data(
         groups=sel.groups,
         provenance=provenance,
         gsd_m=sc.info.gsd_m,
+        preprocessing=sc.record,
     )
 
 
@@ -224,6 +228,7 @@ def polygon_chips(
     dtype: Literal["float16", "float32"] = "float16",
     seed: int = 0,
     progress: bool = False,
+    model: tuple[Preprocessing, Sequence[float]] | None = None,
 ) -> ChipData:
     """Sample labelled chips from a scene inside label polygons (rules in the module docstring).
 
@@ -246,6 +251,8 @@ def polygon_chips(
         dtype: Storage dtype of the 0..1 chips.
         seed: Seed of the lattice offsets and of the visiting order.
         progress: Show a progress bar while reading chips.
+        model: ``(preprocessing, mean)`` of a bundle to fine-tune: chips are prepared exactly as
+            ``geosam run`` prepares this scene for it (default: the scene's own stretch, ``normalize``).
 
     Returns:
         Chips with ``groups`` = polygon (feature index in the file), ``low = 0``, ``high = 1``,
@@ -260,7 +267,7 @@ def polygon_chips(
     step = ss.check_common(chip_size, spacing, max_nodata, dtype)
     lab_path = Path(labels)
     gdf = _read_polygons(lab_path, layer, class_column)
-    sc = ss.prepare_scene(scene, bands, band_names, normalize)
+    sc = ss.prepare_scene(scene, bands, band_names, normalize, model)
     labels_crs = gdf.crs.to_string()
     scene_crs = ss.proj_crs(sc.info)
     reprojected = not gdf.crs.equals(scene_crs)
@@ -498,6 +505,7 @@ def raster_chips(
     dtype: Literal["float16", "float32"] = "float16",
     seed: int = 0,
     progress: bool = False,
+    model: tuple[Preprocessing, Sequence[float]] | None = None,
 ) -> ChipData:
     """Sample labelled chips from a scene where a label raster has classes (rules in the module docstring).
 
@@ -520,6 +528,8 @@ def raster_chips(
         dtype: Storage dtype of the 0..1 chips.
         seed: Seed of the lattice offset and of the visiting order.
         progress: Show a progress bar while reading chips.
+        model: ``(preprocessing, mean)`` of a bundle to fine-tune: chips are prepared exactly as
+            ``geosam run`` prepares this scene for it (default: the scene's own stretch, ``normalize``).
 
     Returns:
         Chips with ``groups`` = spatial block, ``low = 0``, ``high = 1``, provenance and ``gsd_m``.
@@ -535,7 +545,7 @@ def raster_chips(
     if block_chips < 1:
         raise DataError(f"block_chips must be at least 1, not {block_chips}")
     lab_path = Path(label_raster)
-    sc = ss.prepare_scene(scene, bands, band_names, normalize)
+    sc = ss.prepare_scene(scene, bands, band_names, normalize, model)
     rng = np.random.default_rng(seed)
     offset = (int(rng.integers(0, step)), int(rng.integers(0, step)))
     with _label_grid(lab_path, sc.info) as (ds, warped):
