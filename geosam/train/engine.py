@@ -31,6 +31,7 @@ from geosam.errors import DataError
 from geosam.models.bundle import BundleMeta, EncoderMeta, HeadMeta, save_bundle
 from geosam.models.classifier import ClassifierHead, LandCoverModel
 from geosam.models.sam_config import SamConfig
+from geosam.train.augment import SensorAugment
 from geosam.train.config import TrainConfig
 from geosam.train.data import ChipData, stratified_split
 from geosam.train.metrics import confusion_matrix, summarize
@@ -68,6 +69,57 @@ def _augment(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         sel = torch.from_numpy(np.flatnonzero(ks == k))
         out[sel] = dihedral(x[sel], int(k))
     return out
+
+
+def _ema(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
+    """An exponential moving average of ``model``'s weights (torch's ``AveragedModel``), or ``None``.
+
+    Averaging the weights of the last steps (Polyak and Juditsky 1992) evaluates a smoother model than
+    the last step's; buffers (the normalisation statistics) are carried along.
+    """
+    if decay <= 0:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+def _init_bundle(cfg: TrainConfig, data: ChipData) -> Any:
+    """Load ``cfg.init_from`` (a ``LoadedBundle``) after checking that it fits ``data``; ``None`` if unset.
+
+    Raises:
+        DataError: The bundle's classes or bands are not the data's, or its encoder is not the one
+            ``cfg.backbone`` builds.
+    """
+    if cfg.init_from is None:
+        return None
+    from geosam.bands import canonical_band_name
+    from geosam.models.bundle import load_bundle
+
+    init = load_bundle(cfg.init_from)
+    bands = [canonical_band_name(b) for b in data.bands]
+    if list(init.meta.class_scheme.names) != list(data.classes) or init.meta.bands != bands:
+        raise DataError(
+            f"init_from bundle has classes {list(init.meta.class_scheme.names)} and bands "
+            f"{init.meta.bands}, the data {list(data.classes)} and {bands}: start from a bundle trained "
+            "on the same classes and bands, or train without init_from",
+            cfg.init_from,
+        )
+    if init.meta.encoder.source != "bundle" or init.meta.encoder.config.get("name") != cfg.backbone:
+        raise DataError(
+            f"init_from bundle's encoder is not a {cfg.backbone!r} encoder stored in the bundle; "
+            "set backbone to its encoder or train without init_from",
+            cfg.init_from,
+        )
+    prev = init.meta.training.get("config", {})
+    if (prev.get("seed"), prev.get("val_fraction")) != (cfg.seed, cfg.val_fraction):
+        log.warning(
+            "init_from bundle was trained with seed %s, val_fraction %s: this run's validation chips may "
+            "be ones it was trained on",
+            prev.get("seed"),
+            prev.get("val_fraction"),
+        )
+    return init
 
 
 def _resolve_device(name: str) -> torch.device:
@@ -267,7 +319,19 @@ def train(
     mean, std = _input_stats(data, train_idx, cfg.seed)
     if cfg.backbone not in ("small", "tiny"):
         mean, std = _sam_normalisation(data.bands, mean, std)
+    init = _init_bundle(cfg, data)
+    if init is not None:
+        mean, std = np.asarray(init.meta.mean), np.asarray(init.meta.std)
     model, enc_meta = build_model(cfg, data, mean, std)
+    if init is not None:
+        try:
+            model.load_state_dict(init.model.state_dict())
+        except RuntimeError as err:
+            raise DataError(
+                f"init_from weights do not fit this model ({str(err)[:200]}); use the bundle's input size",
+                cfg.init_from,
+            ) from None
+        del init
     model.to(device)
     params = _trainable(model, cfg)
     features = None
@@ -276,6 +340,8 @@ def train(
             log.warning("probing a randomly initialised encoder: use mode 'full' unless this is a test")
         features = _probe_features(model, data, size, device, cfg.batch_size, cfg.cache_dir, progress)
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    sensor = SensorAugment(cfg.augment_scale, cfg.augment_radiometry, cfg.augment_blur)
+    ema = _ema(model, cfg.ema_decay)
     steps_per_epoch = max(1, len(train_idx) // cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, min(cfg.warmup_steps, total // 4)))
@@ -292,6 +358,8 @@ def train(
             best_score, stale = ck["best_score"], ck["stale"]
             best_state = ck["best_state"]
             rng.bit_generator.state = json.loads(ck["rng"])
+            if ema is not None:
+                ema.load_state_dict(ck["ema"])
         except Exception as err:  # corrupt, another configuration's, or pickled code (never run)
             from geosam.errors import CheckpointError
 
@@ -314,6 +382,8 @@ def train(
                 logits = model.head(features[b].to(device))
             else:
                 x = _batch(data, b, size, device)
+                if sensor.active:
+                    x = sensor(x, rng)
                 if cfg.augment:
                     x = _augment(x, rng)
                 logits = model(x)
@@ -323,10 +393,13 @@ def train(
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             sched.step()
+            if ema is not None:
+                ema.update_parameters(model)
             loss_sum += loss.item() * len(b)
             correct += int((logits.argmax(1) == y).sum())
             seen += len(b)
-        pred, val_loss = _evaluate(model, data, val_idx, size, device, 256, features)
+        evaluated: LandCoverModel = ema.module if ema is not None else model  # type: ignore[assignment]
+        pred, val_loss = _evaluate(evaluated, data, val_idx, size, device, 256, features)
         m = summarize(confusion_matrix(data.labels[val_idx], pred, len(data.classes)), data.classes)
         rec = {
             "epoch": epoch + 1,
@@ -344,9 +417,10 @@ def train(
         score = m["macro_f1"] + 1e-3 * m["overall_accuracy"]
         if score > best_score:
             best_score, stale = score, 0
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         else:
             stale += 1
+        if stale == 0 or cfg.keep == "last":
+            best_state = {k: v.detach().cpu().clone() for k, v in evaluated.state_dict().items()}
         log.info(
             "epoch %d: %s", epoch + 1, {k: round(v, 4) if isinstance(v, float) else v for k, v in rec.items()}
         )
@@ -365,6 +439,7 @@ def train(
                 "stale": stale,
                 "best_state": best_state,
                 "rng": json.dumps(rng.bit_generator.state),
+                "ema": ema.state_dict() if ema is not None else {},
             },
             tmp,
         )
@@ -376,7 +451,11 @@ def train(
     model.load_state_dict(best_state)
     pred, _ = _evaluate(model, data, val_idx, size, device, 256, features)
     metrics = summarize(confusion_matrix(data.labels[val_idx], pred, len(data.classes)), data.classes)
-    best_epoch = max(history, key=lambda h: h["val_macro_f1"] + 1e-3 * h["val_accuracy"])["epoch"]
+    best_epoch = (
+        history[-1]["epoch"]
+        if cfg.keep == "last"
+        else max(history, key=lambda h: h["val_macro_f1"] + 1e-3 * h["val_accuracy"])["epoch"]
+    )
     elapsed = time.time() - t_start
     tile = cfg.tile_size or max(size, (256 // size) * size if size <= 256 else size)
     chip = data.chip_size
