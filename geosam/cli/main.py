@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "ingest": "geosam.cli.ingest:ingest",
     "info": "geosam.cli.info:info",
     "evaluate": "geosam.cli.evaluate:evaluate",
+    "calibrate": "geosam.cli.calibrate:calibrate",
 }
 
 #: glibc allocator settings that keep large freed buffers (attention maps) instead of returning them
@@ -54,6 +55,7 @@ Examples:
   geosam ingest --config pipelines/configs/ingest.yaml
   geosam info scene.tif                      bands, CRS, tiling plan
   geosam evaluate out/scene_classes.tif reference.gpkg   accuracy against reference polygons
+  geosam calibrate my_model --data chips/    calibrated confidence and a domain check for a bundle
 
 Run `geosam COMMAND --help` for each command's options and examples.
 """

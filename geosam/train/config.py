@@ -39,6 +39,9 @@ class TrainConfig(BaseModel):
             the validation split, so its metrics are an unbiased hold-out estimate).
         val_fraction: Share of each class held out for validation (stratified; grouped by polygon).
         seed: Seed for the split, initialisation and augmentation.
+        calibrate: When training ends, fit the temperature that calibrates the probabilities and the
+            domain statistics behind the out-of-domain warning, on the validation split
+            (:mod:`geosam.train.calibrate`, docs/calibration.md).
         init_from: Start from this bundle's weights and normalisation (same encoder architecture, bands
             and classes), e.g. to continue training the packaged default model with another recipe.
             Its validation split should be this run's (same data, ``seed`` and ``val_fraction``), or the
@@ -79,6 +82,7 @@ class TrainConfig(BaseModel):
     val_fraction: float = Field(0.1, gt=0, lt=0.9)
     seed: int = 0
     init_from: Path | None = None
+    calibrate: bool = True
     patience: int = Field(5, ge=0)
     head_hidden: int = Field(0, ge=0)
     dropout: float = Field(0.1, ge=0, lt=1)

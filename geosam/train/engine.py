@@ -456,6 +456,11 @@ def train(
         if cfg.keep == "last"
         else max(history, key=lambda h: h["val_macro_f1"] + 1e-3 * h["val_accuracy"])["epoch"]
     )
+    post = None
+    if cfg.calibrate:
+        from geosam.train.calibrate import fit_posthoc
+
+        post = fit_posthoc(model, data, train_idx, val_idx, size=size, seed=cfg.seed, features=features)
     elapsed = time.time() - t_start
     tile = cfg.tile_size or max(size, (256 // size) * size if size <= 256 else size)
     chip = data.chip_size
@@ -500,6 +505,8 @@ def train(
             ],
         },
         data={**{k: v for k, v in data.provenance.items() if k != "scaling"}, "classes": data.class_counts()},
+        calibration=post.calibration if post is not None else None,
+        domain=post.domain_meta if post is not None else None,
     )
     meta = save_bundle(
         cfg.out,
@@ -509,11 +516,21 @@ def train(
         include_encoder=enc_meta.source == "bundle",
         # a frozen checkpoint encoder is not stored, but a band-adapted patch embedding is
         include_prefixes=("encoder.patch_embed.",) if enc_meta.band_adapter != "none" else (),
-        extra_files=report_files(metrics, history),
+        extra_files=_bundle_files(metrics, history, post),
     )
     return TrainResult(
         bundle=cfg.out, metrics=metrics, history=copy.deepcopy(history), seconds=elapsed, meta=meta
     )
+
+
+def _bundle_files(metrics: dict[str, Any], history: list[dict[str, Any]], post: Any) -> dict[str, bytes]:
+    """The training report, plus the calibration report and domain statistics when they were fitted."""
+    files = report_files(metrics, history)
+    if post is not None:
+        from geosam.train.calibrate import posthoc_files
+
+        files.update(posthoc_files(post))
+    return files
 
 
 #: Colours for well-known land-cover class names (EuroSAT and common legends); others get a palette.
