@@ -223,8 +223,8 @@ def cross_fitted_calibration(
 ) -> CrossFit:
     """Fit the temperature on all samples and measure calibration by ``folds``-fold cross-fitting.
 
-    Samples are assigned to folds at random, stratified by class. For each fold, a temperature is fitted
-    on the other folds and applied to this fold; the ECE and NLL "after" are computed on these
+    Samples are assigned to folds at random, stratified by class (sizes differ by at most one). For each
+    fold, a temperature is fitted on the other folds and applied to this fold; the ECE and NLL "after" are computed on these
     out-of-fold probabilities, so no sample is scored by a temperature it helped to fit.
 
     Args:
@@ -242,10 +242,11 @@ def cross_fitted_calibration(
     if folds < 2 or len(labels) < folds:
         raise ValueError(f"need at least 2 folds and as many samples ({folds} folds, {len(labels)} samples)")
     rng = np.random.default_rng(seed)
+    # stratified: each class's samples in random order, then dealt to the folds in turn (sizes differ
+    # by at most one, so no fold is empty)
+    order = np.concatenate([rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)])
     fold = np.empty(len(labels), np.int64)
-    for c in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        fold[idx] = (np.arange(len(idx)) + int(rng.integers(folds))) % folds
+    fold[order] = np.arange(len(order)) % folds
     probs_after = np.empty_like(logits)
     temps = []
     for f in range(folds):
