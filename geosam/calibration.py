@@ -224,8 +224,9 @@ def cross_fitted_calibration(
     """Fit the temperature on all samples and measure calibration by ``folds``-fold cross-fitting.
 
     Samples are assigned to folds at random, stratified by class (sizes differ by at most one). For each
-    fold, a temperature is fitted on the other folds and applied to this fold; the ECE and NLL "after" are computed on these
-    out-of-fold probabilities, so no sample is scored by a temperature it helped to fit.
+    fold, a temperature is fitted on the other folds and applied to this fold; the ECE and NLL "after"
+    are computed on these out-of-fold probabilities, so no sample is scored by a temperature it helped
+    to fit.
 
     Args:
         logits: ``(n, K)`` uncalibrated held-out logits.
