@@ -50,7 +50,9 @@ __all__ = [
     "fit_domain",
     "ledoit_wolf",
     "load_domain",
+    "record_entry",
     "scene_report",
+    "tile_scores",
 ]
 
 log = logging.getLogger(__name__)
@@ -285,6 +287,19 @@ def chip_features(features: Any, valid: np.ndarray, grid: int, min_valid: float 
     return pooled.astype(np.float64)
 
 
+def tile_scores(stats: DomainStats, features: Any, valid: np.ndarray, grid: int) -> np.ndarray:
+    """Domain scores ``(n,)`` of the encoder chips of a tile that are at least half valid.
+
+    Args:
+        stats: The bundle's domain statistics.
+        features: ``(C, F, F)`` tile features.
+        valid: ``(T, T)`` valid pixels of the tile.
+        grid: Feature cells per encoder chip edge.
+    """
+    f = chip_features(features, valid, grid)
+    return stats.score(f) if len(f) else np.zeros(0)
+
+
 @dataclass(frozen=True)
 class DomainReport:
     """How a scene (or tile) scores against the model's domain statistics.
@@ -351,6 +366,19 @@ class DomainReport:
             "of this imagery: `geosam train polygons SCENE LABELS --class-column CLASS --out my_model`, then "
             "`geosam run SCENE --model my_model` (docs/training.md)"
         )
+
+
+def record_entry(report: DomainReport | None, has_stats: bool, region_source: str) -> dict[str, Any]:
+    """The run record's ``domain`` entry: the report, or why the scene was not scored."""
+    if report is not None:
+        return {**report.to_dict(), "note": report.note()}
+    if not has_stats:
+        why = "the model bundle has no domain statistics (add them with `geosam calibrate`)"
+    elif region_source == "sam":
+        why = "SAM-region runs encode whole tiles, not chips like the model's training chips"
+    else:
+        why = "no encoder chip was at least half valid"
+    return {"out_of_domain": None, "note": f"not scored: {why}"}
 
 
 def scene_report(scores: np.ndarray, stats: DomainStats) -> DomainReport:

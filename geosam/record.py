@@ -167,6 +167,9 @@ class RunRecord(BaseModel):
         versions: Software versions.
         files: File name -> sha256 of every file of the scene's set except the record itself
             (``None`` in version 1 records, which cannot be verified).
+        domain: Whether the scene is like the model's training data (:mod:`geosam.domain`): the
+            chips' domain scores summarised (``out_of_domain``, ``share_out``, ``median_score``,
+            ``threshold``, ``note``), or ``out_of_domain: null`` and why it was not scored.
     """
 
     model_config = ConfigDict(extra="allow", frozen=True)
@@ -187,6 +190,7 @@ class RunRecord(BaseModel):
     timings_s: dict[str, float]
     versions: dict[str, str]
     files: dict[str, str] | None = None
+    domain: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         """The record as indented JSON text (the file's content)."""
@@ -275,6 +279,7 @@ def build_run_record(
     n_regions: int,
     seam_matches: int,
     model_path: str | os.PathLike[str] | None,
+    domain: dict[str, Any] | None = None,
 ) -> RunRecord:
     """The record of a finished scene, listing (and hashing) the outputs present in ``outputs.directory``.
 
@@ -291,6 +296,7 @@ def build_run_record(
         n_regions: Regions written.
         seam_matches: Regions merged across seams.
         model_path: Bundle path as given (``None``: the bundle's own folder).
+        domain: The domain check's entry (:func:`geosam.domain.record_entry`).
     """
     meta = models.bundle.meta
     bundle_dir = models.bundle.path
@@ -335,4 +341,5 @@ def build_run_record(
         timings_s={k: round(v, 3) for k, v in seconds.items()},
         versions=software_versions(),
         files=hash_outputs(outputs),
+        domain=domain,
     )
