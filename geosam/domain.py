@@ -284,7 +284,8 @@ def chip_features(features: Any, valid: np.ndarray, grid: int, min_valid: float 
     keep = share >= min_valid
     w = wcells[keep]
     pooled = (fcells[keep] * w[:, None, :]).sum(axis=2) / np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
-    return pooled.astype(np.float64)
+    out: np.ndarray = pooled.astype(np.float64)
+    return out
 
 
 def tile_scores(stats: DomainStats, features: Any, valid: np.ndarray, grid: int) -> np.ndarray:

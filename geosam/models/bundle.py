@@ -406,7 +406,7 @@ def load_bundle(
     if missing or unexpected:
         raise BundleError(f"weights missing {missing[:5]} / unexpected {unexpected[:5]}", folder)
     if meta.calibration is not None:
-        head.temperature.fill_(meta.calibration.temperature)
+        head.set_temperature(meta.calibration.temperature)
     domain = load_domain(folder, meta.domain) if meta.domain is not None else None
     model.eval().to(torch.device(device))
     return LoadedBundle(meta=meta, path=folder, model=model, domain=domain)

@@ -53,7 +53,15 @@ class ClassifierHead(nn.Module):
         2017), so ``softmax(head(x))`` is a calibrated probability; the arg-max does not change.
         """
         out: torch.Tensor = self.net(pooled)
-        return out / self.temperature
+        temperature: torch.Tensor = self.temperature  # type: ignore[assignment]  # a registered buffer
+        return out / temperature
+
+    def set_temperature(self, value: float) -> None:
+        """Set the temperature the logits are divided by (> 0; 1 = uncalibrated)."""
+        if not value > 0:
+            raise ValueError(f"temperature must be positive, got {value}")
+        temperature: torch.Tensor = self.temperature  # type: ignore[assignment]
+        temperature.fill_(float(value))
 
 
 class LandCoverModel(nn.Module):

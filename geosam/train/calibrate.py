@@ -126,21 +126,18 @@ def fit_posthoc(
     Raises:
         DataError: Fewer than 2 validation chips.
     """
-    import torch
-
     if len(val_idx) < 2:
         raise DataError("calibration needs at least 2 validation chips")
     head = model.head
-    saved = head.temperature.detach().clone()
-    head.temperature.fill_(1.0)
+    saved = float(head.temperature)
+    head.set_temperature(1.0)
     try:
         size = size or data.chip_size
         val_logits, val_feats = _outputs(model, data, val_idx, size, batch, features)
         fit_idx = _capped(data.labels, train_idx, fit_per_class, seed)
         _, fit_feats = _outputs(model, data, fit_idx, size, batch, features)
     finally:
-        with torch.no_grad():
-            head.temperature.copy_(saved)
+        head.set_temperature(saved)
     labels = data.labels[val_idx]
     cf = cross_fitted_calibration(val_logits, labels, folds=2, seed=seed)
     domain = fit_domain(fit_feats, data.labels[fit_idx], len(data.classes)).with_threshold(val_feats, 0.95)
