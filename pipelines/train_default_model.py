@@ -15,7 +15,7 @@ This is the exact recipe of the packaged model. Two stages on the same chips and
    Hutter 2017, "SGDR") from stage 1's bundle: 20 epochs, lr 5e-4, the dihedral augmentation plus
    sensor augmentations for transfer (per chip: a ground-sampling-distance change with probability
    0.3, radiometric gain/offset/gamma 0.3, Gaussian blur 0.2; see geosam/train/augment.py), an
-   exponential moving average of the weights (decay 0.999), and the **last** epoch kept: nothing is
+   exponential moving average of the weights (constant decay 0.999), and the **last** epoch kept: nothing is
    chosen on the validation split, so its figures are an unbiased hold-out estimate.
 
 Then ``geosam calibrate`` fits the temperature and the domain statistics on the same validation split
@@ -76,6 +76,7 @@ def stage_config(stage: int, out: Path, cache: Path, init: Path | None, threads:
         patience=0,
         keep="last",
         ema_decay=0.999,
+        ema_warmup=False,  # the packaged v2 ran with a constant-decay EMA (before ema_warmup existed)
         augment_scale=0.3,
         augment_radiometry=0.3,
         augment_blur=0.2,

@@ -150,3 +150,26 @@ def test_ema_state_survives_resume(tmp_path):
     meta = json.loads((tmp_path / "r" / "model.json").read_text())
     assert meta["training"]["config"]["ema_decay"] == 0.5
     assert math.isclose(meta["calibration"]["temperature"], res.meta.calibration.temperature)
+
+
+def test_ema_warmup_follows_the_weights_in_a_short_run():
+    from geosam.train.engine import _ema
+
+    model = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        model.weight.zero_()
+    plain, warm = _ema(model, 0.999, warmup=False), _ema(model, 0.999, warmup=True)
+    assert plain is not None and warm is not None
+    plain.update_parameters(model)
+    warm.update_parameters(model)  # first update copies the weights (0)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    for _ in range(20):
+        plain.update_parameters(model)
+        warm.update_parameters(model)
+    # constant decay: 1 - 0.999 ** 20 = 0.0198 of the way; warm-up: decays (1+n)/(10+n) for n = 1..20
+    assert float(plain.module.weight[0, 0]) == pytest.approx(1 - 0.999**20, rel=1e-4)
+    want = 1 - np.prod([(1 + n) / (10 + n) for n in range(1, 21)])
+    assert float(warm.module.weight[0, 0]) == pytest.approx(want, rel=1e-4)
+    assert want > 0.9
+

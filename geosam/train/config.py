@@ -34,6 +34,8 @@ class TrainConfig(BaseModel):
         augment_blur: Probability per chip of a Gaussian blur.
         ema_decay: Keep an exponential moving average of the weights with this decay per step and
             evaluate/save it instead of the raw weights (0 = off; e.g. 0.999).
+        ema_warmup: Ramp the moving average's decay up over the first updates (``min(decay, (1 + n) /
+            (10 + n))``), so short runs are not dominated by their initial weights.
         keep: Which epoch's weights the bundle gets: ``best`` (highest validation macro-F1; the
             validation metrics are then optimistic) or ``last`` (a fixed schedule; nothing is chosen on
             the validation split, so its metrics are an unbiased hold-out estimate).
@@ -78,6 +80,7 @@ class TrainConfig(BaseModel):
     augment_radiometry: float = Field(0.0, ge=0, le=1)
     augment_blur: float = Field(0.0, ge=0, le=1)
     ema_decay: float = Field(0.0, ge=0, lt=1)
+    ema_warmup: bool = True
     keep: Literal["best", "last"] = "best"
     val_fraction: float = Field(0.1, gt=0, lt=0.9)
     seed: int = 0

@@ -71,17 +71,37 @@ def _augment(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     return out
 
 
-def _ema(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
+def _ema(model: nn.Module, decay: float, warmup: bool = True) -> torch.optim.swa_utils.AveragedModel | None:
     """An exponential moving average of ``model``'s weights (torch's ``AveragedModel``), or ``None``.
 
     Averaging the weights of the last steps (Polyak and Juditsky 1992) evaluates a smoother model than
-    the last step's; buffers (the normalisation statistics) are carried along.
+    the last step's; buffers (the normalisation statistics) are carried along. With ``warmup`` the
+    decay of update ``n`` is ``min(decay, (1 + n) / (10 + n))`` (the ``num_updates`` rule of
+    TensorFlow's ``ExponentialMovingAverage``), so a short run is not dominated by its initial weights
+    (at decay 0.999 they would still weigh 0.999 ** steps); without it, torch's constant-decay EMA.
     """
     if decay <= 0:
         return None
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    if not warmup:
+        return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+    @torch.no_grad()
+    def update(
+        ema: tuple[torch.Tensor, ...] | list[torch.Tensor],
+        current: tuple[torch.Tensor, ...] | list[torch.Tensor],
+        n_averaged: torch.Tensor | int,
+    ) -> None:
+        n = int(n_averaged)
+        d = min(decay, (1 + n) / (10 + n))
+        for e, c in zip(ema, current, strict=True):
+            if e.is_floating_point():
+                e.lerp_(c, 1 - d)
+            else:
+                e.copy_(c)
+
+    return AveragedModel(model, multi_avg_fn=update, use_buffers=True)
 
 
 def _init_bundle(cfg: TrainConfig, data: ChipData) -> Any:
@@ -341,7 +361,7 @@ def train(
         features = _probe_features(model, data, size, device, cfg.batch_size, cfg.cache_dir, progress)
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
     sensor = SensorAugment(cfg.augment_scale, cfg.augment_radiometry, cfg.augment_blur)
-    ema = _ema(model, cfg.ema_decay)
+    ema = _ema(model, cfg.ema_decay, cfg.ema_warmup)
     steps_per_epoch = max(1, len(train_idx) // cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, min(cfg.warmup_steps, total // 4)))
