@@ -153,7 +153,7 @@ def test_ema_state_survives_resume(tmp_path):
 
 
 def test_ema_warmup_follows_the_weights_in_a_short_run():
-    from geosam.train.engine import _ema
+    from geosam.train.averaging import weight_average as _ema
 
     model = torch.nn.Linear(2, 1, bias=False)
     with torch.no_grad():
@@ -172,4 +172,3 @@ def test_ema_warmup_follows_the_weights_in_a_short_run():
     want = 1 - np.prod([(1 + n) / (10 + n) for n in range(1, 21)])
     assert float(warm.module.weight[0, 0]) == pytest.approx(want, rel=1e-4)
     assert want > 0.9
-

@@ -3,9 +3,13 @@
 Modes: ``probe`` trains a linear head on embeddings of a frozen encoder, computed once and cached on
 disk; ``last_n`` trains the last N encoder blocks, the neck and the head; ``full`` trains everything.
 AdamW with linear warm-up and cosine decay, label smoothing, random dihedral augmentation (flips and
-90-degree rotations, the symmetries of overhead imagery), a stratified grouped split, early stopping on
+90-degree rotations, the symmetries of overhead imagery), optional sensor augmentations
+(:mod:`geosam.train.augment`) and weight averaging (:mod:`geosam.train.averaging`), an optional warm
+start from a bundle (:mod:`geosam.train.init`), a stratified grouped split, early stopping on
 validation macro-F1, and a resumable checkpoint after every epoch (``<out>.work/last.pt``, loaded with
-``weights_only=True``). The best epoch's weights are saved as a model bundle with a report.
+``weights_only=True``). The best (or, with ``keep: last``, the last) epoch's weights are saved as a
+model bundle with a report, the temperature that calibrates its probabilities and its domain
+statistics (:mod:`geosam.train.calibrate`).
 """
 
 from __future__ import annotations
@@ -32,8 +36,10 @@ from geosam.models.bundle import BundleMeta, EncoderMeta, HeadMeta, save_bundle
 from geosam.models.classifier import ClassifierHead, LandCoverModel
 from geosam.models.sam_config import SamConfig
 from geosam.train.augment import SensorAugment
+from geosam.train.averaging import weight_average
 from geosam.train.config import TrainConfig
 from geosam.train.data import ChipData, stratified_split
+from geosam.train.init import init_bundle
 from geosam.train.metrics import confusion_matrix, summarize
 from geosam.train.report import report_files
 
@@ -69,77 +75,6 @@ def _augment(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         sel = torch.from_numpy(np.flatnonzero(ks == k))
         out[sel] = dihedral(x[sel], int(k))
     return out
-
-
-def _ema(model: nn.Module, decay: float, warmup: bool = True) -> torch.optim.swa_utils.AveragedModel | None:
-    """An exponential moving average of ``model``'s weights (torch's ``AveragedModel``), or ``None``.
-
-    Averaging the weights of the last steps (Polyak and Juditsky 1992) evaluates a smoother model than
-    the last step's; buffers (the normalisation statistics) are carried along. With ``warmup`` the
-    decay of update ``n`` is ``min(decay, (1 + n) / (10 + n))`` (the ``num_updates`` rule of
-    TensorFlow's ``ExponentialMovingAverage``), so a short run is not dominated by its initial weights
-    (at decay 0.999 they would still weigh 0.999 ** steps); without it, torch's constant-decay EMA.
-    """
-    if decay <= 0:
-        return None
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-    if not warmup:
-        return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
-
-    @torch.no_grad()
-    def update(
-        ema: tuple[torch.Tensor, ...] | list[torch.Tensor],
-        current: tuple[torch.Tensor, ...] | list[torch.Tensor],
-        n_averaged: torch.Tensor | int,
-    ) -> None:
-        n = int(n_averaged)
-        d = min(decay, (1 + n) / (10 + n))
-        for e, c in zip(ema, current, strict=True):
-            if e.is_floating_point():
-                e.lerp_(c, 1 - d)
-            else:
-                e.copy_(c)
-
-    return AveragedModel(model, multi_avg_fn=update, use_buffers=True)
-
-
-def _init_bundle(cfg: TrainConfig, data: ChipData) -> Any:
-    """Load ``cfg.init_from`` (a ``LoadedBundle``) after checking that it fits ``data``; ``None`` if unset.
-
-    Raises:
-        DataError: The bundle's classes or bands are not the data's, or its encoder is not the one
-            ``cfg.backbone`` builds.
-    """
-    if cfg.init_from is None:
-        return None
-    from geosam.bands import canonical_band_name
-    from geosam.models.bundle import load_bundle
-
-    init = load_bundle(cfg.init_from)
-    bands = [canonical_band_name(b) for b in data.bands]
-    if list(init.meta.class_scheme.names) != list(data.classes) or init.meta.bands != bands:
-        raise DataError(
-            f"init_from bundle has classes {list(init.meta.class_scheme.names)} and bands "
-            f"{init.meta.bands}, the data {list(data.classes)} and {bands}: start from a bundle trained "
-            "on the same classes and bands, or train without init_from",
-            cfg.init_from,
-        )
-    if init.meta.encoder.source != "bundle" or init.meta.encoder.config.get("name") != cfg.backbone:
-        raise DataError(
-            f"init_from bundle's encoder is not a {cfg.backbone!r} encoder stored in the bundle; "
-            "set backbone to its encoder or train without init_from",
-            cfg.init_from,
-        )
-    prev = init.meta.training.get("config", {})
-    if (prev.get("seed"), prev.get("val_fraction")) != (cfg.seed, cfg.val_fraction):
-        log.warning(
-            "init_from bundle was trained with seed %s, val_fraction %s: this run's validation chips may "
-            "be ones it was trained on",
-            prev.get("seed"),
-            prev.get("val_fraction"),
-        )
-    return init
 
 
 def _resolve_device(name: str) -> torch.device:
@@ -339,7 +274,7 @@ def train(
     mean, std = _input_stats(data, train_idx, cfg.seed)
     if cfg.backbone not in ("small", "tiny"):
         mean, std = _sam_normalisation(data.bands, mean, std)
-    init = _init_bundle(cfg, data)
+    init = init_bundle(cfg, data)
     if init is not None:
         mean, std = np.asarray(init.meta.mean), np.asarray(init.meta.std)
     model, enc_meta = build_model(cfg, data, mean, std)
@@ -361,7 +296,7 @@ def train(
         features = _probe_features(model, data, size, device, cfg.batch_size, cfg.cache_dir, progress)
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
     sensor = SensorAugment(cfg.augment_scale, cfg.augment_radiometry, cfg.augment_blur)
-    ema = _ema(model, cfg.ema_decay, cfg.ema_warmup)
+    ema = weight_average(model, cfg.ema_decay, cfg.ema_warmup)
     steps_per_epoch = max(1, len(train_idx) // cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, min(cfg.warmup_steps, total // 4)))
