@@ -208,7 +208,7 @@ def build_item(record: RunRecord, outputs: SceneOutputs, *, item_id: str | None 
         "geosam:n_tiles": record.tiling.tiles,
         "geosam:datetime_source": source,
     }
-    domain = record.get("domain")
+    domain = record.domain
     if domain is not None:  # is the scene like the model's training data? (geosam.domain)
         props["geosam:out_of_domain"] = domain.get("out_of_domain")
         props["geosam:domain"] = domain
