@@ -149,7 +149,8 @@ def run(
 
     from geosam.calibration import cross_fitted_calibration, reliability_bins, softmax
     from geosam.config import RunConfig
-    from geosam.domain import fit_domain, scene_report
+    from geosam.domain import fit_domain
+    from geosam.domain_check import scene_report
     from geosam.runtime import load_models
     from geosam.train.data import load_folder_chips, stratified_split
 

@@ -23,7 +23,8 @@ in-domain inputs look like and scores every encoder chip of a run against it:
 
 Statistics are stored in the bundle as ``domain.safetensors`` (``means`` ``(K, D)``, ``whitening``
 ``(D, D)`` with ``whitening @ whitening.T = Sigma^-1``), described and checksummed by ``model.json``
-``domain`` (:class:`DomainMeta`). Scoring is numpy only (no torch). The measured separation of EuroSAT
+``domain`` (:class:`DomainMeta`). Scoring is numpy only (no torch). The scene verdict, the run's
+WARNING and the record entry are in :mod:`geosam.domain_check`. The measured separation of EuroSAT
 from other imagery (AUROC) is in docs/calibration.md and benchmarks/bench_calibration.py.
 """
 
@@ -44,14 +45,11 @@ from geosam.errors import BundleError
 __all__ = [
     "DOMAIN_FILE",
     "DomainMeta",
-    "DomainReport",
     "DomainStats",
     "chip_features",
     "fit_domain",
     "ledoit_wolf",
     "load_domain",
-    "record_entry",
-    "scene_report",
     "tile_scores",
 ]
 
@@ -299,98 +297,3 @@ def tile_scores(stats: DomainStats, features: Any, valid: np.ndarray, grid: int)
     """
     f = chip_features(features, valid, grid)
     return stats.score(f) if len(f) else np.zeros(0)
-
-
-@dataclass(frozen=True)
-class DomainReport:
-    """How a scene (or tile) scores against the model's domain statistics.
-
-    Attributes:
-        n_chips: Scored chips.
-        median_score: Median chip score.
-        threshold: The model's chip threshold.
-        share_out: Share of chips scoring above the threshold.
-        scene_share: The share above which the scene is out of domain.
-    """
-
-    n_chips: int
-    median_score: float
-    threshold: float
-    share_out: float
-    scene_share: float
-
-    @property
-    def out_of_domain(self) -> bool:
-        """Whether more than ``scene_share`` of the chips are unlike the training data."""
-        return self.n_chips > 0 and self.share_out > self.scene_share
-
-    @property
-    def ratio(self) -> float:
-        """Median chip score over the threshold (> 1: the typical chip is unlike the training data)."""
-        return self.median_score / self.threshold if self.threshold > 0 else float("nan")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary (run record, STAC item)."""
-        return {
-            "method": "mahalanobis_tied",
-            "out_of_domain": self.out_of_domain,
-            "chips": self.n_chips,
-            "median_score": round(self.median_score, 4),
-            "threshold": round(self.threshold, 4),
-            "ratio": round(self.ratio, 3) if np.isfinite(self.ratio) else None,
-            "share_out": round(self.share_out, 4),
-            "scene_share": self.scene_share,
-        }
-
-    def note(self) -> str:
-        """One sentence for people (QGIS project abstract, layer notes)."""
-        pct = 100 * self.share_out
-        if self.out_of_domain:
-            return (
-                f"WARNING: this scene is unlike the model's training data ({pct:.0f} % of its chips score "
-                f"above the in-domain threshold; median domain score {self.median_score:.2f} = "
-                f"{self.ratio:.1f}x the threshold {self.threshold:.2f}): classes and confidences may be "
-                "wrong."
-            )
-        return (
-            f"The scene resembles the model's training data ({pct:.0f} % of its chips above the in-domain "
-            f"threshold; median domain score {self.median_score:.2f}, threshold {self.threshold:.2f})."
-        )
-
-    def warning(self, scene: str, model: str) -> str:
-        """The run's one WARNING line: the numbers and what to do."""
-        return (
-            f"{scene}: unlike the training data of model {model!r}: {100 * self.share_out:.0f} % of "
-            f"{self.n_chips} chips score above the in-domain threshold (median domain score "
-            f"{self.median_score:.2f}, {self.ratio:.1f}x the threshold {self.threshold:.2f}); classes and "
-            "confidences may be wrong. Check the bands, resolution and preprocessing, or fine-tune on labels "
-            "of this imagery: `geosam train polygons SCENE LABELS --class-column CLASS --out my_model`, then "
-            "`geosam run SCENE --model my_model` (docs/training.md)"
-        )
-
-
-def record_entry(report: DomainReport | None, has_stats: bool, region_source: str) -> dict[str, Any]:
-    """The run record's ``domain`` entry: the report, or why the scene was not scored."""
-    if report is not None:
-        return {**report.to_dict(), "note": report.note()}
-    if not has_stats:
-        why = "the model bundle has no domain statistics (add them with `geosam calibrate`)"
-    elif region_source == "sam":
-        why = "SAM-region runs encode whole tiles, not chips like the model's training chips"
-    else:
-        why = "no encoder chip was at least half valid"
-    return {"out_of_domain": None, "note": f"not scored: {why}"}
-
-
-def scene_report(scores: np.ndarray, stats: DomainStats) -> DomainReport:
-    """Summarise the chip scores of a scene (or a tile) against ``stats``."""
-    s = np.asarray(scores, dtype=np.float64).ravel()
-    if len(s) == 0:
-        return DomainReport(0, float("nan"), stats.threshold, 0.0, stats.scene_share)
-    return DomainReport(
-        n_chips=len(s),
-        median_score=float(np.median(s)),
-        threshold=stats.threshold,
-        share_out=float(np.mean(s > stats.threshold)),
-        scene_share=stats.scene_share,
-    )

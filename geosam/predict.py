@@ -9,8 +9,7 @@
 3. **infer** tile by tile (streamed, never the whole scene in memory): read -> stretch -> encode once ->
    regions -> classify tile and regions (:mod:`geosam.inference`), then stitch: provisional region ids
    go into a scratch raster over each tile's core, seams matched in the overlap (:mod:`geosam.stitch`);
-   the encoder chips' domain scores say whether the scene is like the model's training data
-   (:mod:`geosam.domain`: one WARNING when it is not);
+   the chips' domain scores tell whether the scene is like the training data (:mod:`geosam.domain_check`);
 4. **finish**: regions merged across seams; one pass over the scratch raster writes the class map and
    confidence COGs and collects the region polygons (:mod:`geosam.io.scene_writer`); the region
    attribute table (:mod:`geosam.region_table`) is written as GeoPackage and GeoJSON;
@@ -28,7 +27,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,7 +44,7 @@ from geosam.types import ClassScheme
 if TYPE_CHECKING:
     from rasterio.io import DatasetWriter
 
-    from geosam.domain import DomainReport
+    from geosam.domain_check import DomainReport
     from geosam.encode import EncoderPlan
     from geosam.runtime import Models
     from geosam.stitch import SceneStitcher
@@ -182,26 +181,18 @@ def predict_scene(
         staged = txn.staged
         # 3. Infer: per tile read, stretch, encode once, regions, classify; stitch into a scratch raster.
         stitched = _infer_tiles(plan, models, cfg, txn.work, timer, progress=progress, on_tile=on_tile)
-        domain = _domain_check(plan, models, stitched)
         # 4. Finish: merge regions across seams; class map, confidence and region layers in one pass.
         with timer.stage("finish"):
             n_regions = _finish(plan, models, cfg, stitched, txn.work, staged)
         # 5. Describe: the tiles layer and the QGIS project.
+        probs, valid_px, ratio = stitched.tile_probs, stitched.tile_valid_px, stitched.domain_ratio
         scene_writer.write_tiles_layer(
-            plan.tiles,
-            stitched.tile_probs,
-            stitched.tile_valid_px,
-            staged,
-            _scheme(models),
-            cfg.output,
-            domain_ratio=_domain_ratios(models, stitched),
+            plan.tiles, probs, valid_px, staged, _scheme(models), cfg.output, ratio
         )
-        scene_writer.write_project(staged, plan.info.crs, cfg.output, domain=domain)
+        scene_writer.write_project(staged, plan.info.crs, cfg.output, domain=stitched.domain)
         # 6. Record: run record (and STAC item) staged; the commit swaps the set in, record last.
         timer.add("total", timer.elapsed())
-        record = _record(
-            plan, models, cfg, staged, timer, n_regions, stitched, model_path, stac_item_id, domain
-        )
+        record = _record(plan, models, cfg, staged, timer, n_regions, stitched, model_path, stac_item_id)
         txn.commit(record)
     written = {kind: p for kind, p in outputs.paths.items() if p.exists()}
     if stac_item_id is not None:
@@ -228,7 +219,8 @@ class _Stitched:
     stitcher: SceneStitcher
     tile_probs: dict[int, np.ndarray]
     tile_valid_px: dict[int, int]
-    tile_domain: dict[int, np.ndarray] = field(default_factory=dict)
+    domain: DomainReport | None = None  # is the scene like the training data? (geosam.domain_check)
+    domain_ratio: dict[int, float | None] | None = None  # per tile: median chip score / threshold
 
 
 _PROVISIONAL = "regions_provisional.tif"
@@ -283,34 +275,11 @@ def _infer_tiles(
                 tile_domain[spec.index] = res.domain_scores
             if on_tile:
                 on_tile(done, len(tiles.tiles))
-    return _Stitched(stitcher, tile_probs, tile_valid_px, tile_domain)
+    from geosam.domain_check import check_scene, tile_ratios
 
-
-def _domain_check(plan: ScenePlan, models: Models, stitched: _Stitched) -> DomainReport | None:
-    """The scene's domain report from its chips' scores; logs one WARNING when it is out of domain.
-
-    ``None`` when nothing was scored (no statistics in the bundle, or SAM-region tiles).
-    """
-    from geosam.domain import scene_report
-
-    stats = models.bundle.domain
-    scores = [s for s in stitched.tile_domain.values() if len(s)]
-    if stats is None or not scores:
-        return None
-    report = scene_report(np.concatenate(scores), stats)
-    if report.out_of_domain:
-        log.warning("%s", report.warning(Path(plan.path).name, models.bundle.meta.name))
-    return report
-
-
-def _domain_ratios(models: Models, stitched: _Stitched) -> dict[int, float | None] | None:
-    """Per tile: median chip domain score over the model's threshold (> 1: unlike the training data)."""
-    stats = models.bundle.domain
-    if stats is None or not any(len(s) for s in stitched.tile_domain.values()):
-        return None
-    return {
-        i: float(np.median(s)) / stats.threshold if len(s) else None for i, s in stitched.tile_domain.items()
-    }
+    stats, name = models.bundle.domain, Path(plan.path).name
+    domain = check_scene(tile_domain, stats, name, models.bundle.meta.name)  # one WARNING if out of domain
+    return _Stitched(stitcher, tile_probs, tile_valid_px, domain, tile_ratios(tile_domain, stats))
 
 
 def _stitch_tile(stitcher: SceneStitcher, provisional: DatasetWriter, spec: TileSpec, res: TileResult) -> int:
@@ -369,10 +338,9 @@ def _record(
     stitched: _Stitched,
     model_path: str | os.PathLike[str] | None,
     stac_item_id: str | None,
-    domain: DomainReport | None = None,
 ) -> RunRecord:
     """Phase 6: the run record of the staged set (and its STAC item, written into the set)."""
-    from geosam.domain import record_entry
+    from geosam.domain_check import record_entry
 
     record = build_run_record(
         scene=plan.path,
@@ -387,7 +355,7 @@ def _record(
         n_regions=n_regions,
         seam_matches=stitched.stitcher.matches,
         model_path=model_path,
-        domain=record_entry(domain, models.bundle.domain is not None, models.region_source),
+        domain=record_entry(stitched.domain, models.bundle.domain is not None, models.region_source),
     )
     if stac_item_id is None:
         return record

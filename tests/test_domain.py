@@ -9,14 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from geosam.domain import (
-    DomainStats,
-    chip_features,
-    fit_domain,
-    ledoit_wolf,
-    load_domain,
-    scene_report,
-)
+from geosam.domain import DomainStats, chip_features, fit_domain, ledoit_wolf, load_domain
+from geosam.domain_check import scene_report
 from geosam.errors import BundleError
 
 

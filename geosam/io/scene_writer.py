@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from rasterio.io import DatasetWriter
     from shapely.geometry.base import BaseGeometry
 
-    from geosam.domain import DomainReport
+    from geosam.domain_check import DomainReport
     from geosam.stitch import RegionTable
     from geosam.tiling import TilePlan
 
@@ -192,7 +192,6 @@ def write_tiles_layer(
     outputs: SceneOutputs,
     scheme: ClassScheme,
     cfg: OutputConfig,
-    *,
     domain_ratio: Mapping[int, float | None] | None = None,
 ) -> None:
     """The tiles layer (GeoPackage): each processed tile's core with its class and probabilities.
