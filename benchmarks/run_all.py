@@ -35,6 +35,7 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     "allocator": ("bench_allocator.py", []),
     "memory": ("bench_memory.py", []),
     "scaling": ("bench_scaling.py", []),
+    "calibration": ("bench_calibration.py", []),
 }
 
 
@@ -66,6 +67,12 @@ def headline(name: str, data: dict[str, Any]) -> list[str]:
             out.append(
                 f"{r['setup']} {r['area']}: peak {r['peak_mb']:.0f} MB (growth {r['growth_mb']:.0f} MB)"
             )
+    elif name == "calibration":
+        c, d = data["calibration"], data["domain"]
+        ece = f"ECE {c['ece_before']:.4f} -> {c['ece_after_crossfitted']:.4f}"
+        out.append(f"{ece} (cross-fitted; T {c['temperature_all']:.3f})")
+        if d["auroc_target_pooled"] is not None:
+            out.append(f"out-of-domain AUROC (NAIP + Raleigh) {d['auroc_target_pooled']:.3f}")
     elif name.startswith("scaling"):
         for r in data["runs"]:
             out.append(f"workers={r['workers']}: {r['scenes_per_min']:.2f} scenes/min")

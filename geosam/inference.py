@@ -10,7 +10,7 @@ whole run configuration.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -20,6 +20,7 @@ from geosam.config import SegmentConfig
 if TYPE_CHECKING:
     import torch
 
+    from geosam.domain import DomainStats
     from geosam.encode import EncoderPlan
     from geosam.models.classifier import LandCoverModel
     from geosam.runtime import Models
@@ -42,6 +43,8 @@ class TileResult:
         stability_score: ``(R,)`` SAM stability score (NaN for other sources).
         tile_probs: ``(K,)`` float32 class probabilities of the whole tile (its valid pixels).
         seconds: Seconds spent per stage on this tile (``encode``, ``segment``, ``classify``).
+        domain_scores: ``(n,)`` domain scores of the tile's encoder chips (:mod:`geosam.domain`); empty
+            when the model has no domain statistics or the run does not encode training-like chips.
     """
 
     spec: TileSpec
@@ -52,6 +55,7 @@ class TileResult:
     stability_score: np.ndarray
     tile_probs: np.ndarray
     seconds: dict[str, float]
+    domain_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,7 @@ class TileInference:
         chip_batch: Encoder inputs per forward call.
         fill: Per-band 0..1 value of invalid pixels (the bundle preprocessing's nodata fill); ``None``:
             the model mean.
+        domain: The bundle's domain statistics, to score each encoder chip (``None``: no scores).
     """
 
     model: LandCoverModel
@@ -76,6 +81,7 @@ class TileInference:
     precision: str
     chip_batch: int
     fill: np.ndarray | None = None
+    domain: DomainStats | None = None
 
     def __call__(self, tile_data: np.ndarray, valid: np.ndarray, spec: TileSpec) -> TileResult:
         """Encode once, make regions, classify tile and regions.
@@ -104,6 +110,11 @@ class TileInference:
         )
         t1 = time.perf_counter()
         secs["encode"] = t1 - t0
+        domain_scores = np.zeros(0)
+        if self.domain is not None and valid.any():
+            from geosam.domain import tile_scores
+
+            domain_scores = tile_scores(self.domain, feats[0], valid, self.encoder.grid)
         regions = self.regions(tile_data, feats, valid) if valid.any() else Regions.empty(valid.shape)
         t2 = time.perf_counter()
         secs["segment"] = t2 - t1
@@ -118,6 +129,7 @@ class TileInference:
             regions.stability_score,
             classes.tile,
             secs,
+            domain_scores,
         )
 
 
@@ -145,4 +157,7 @@ def tile_inference(
         precision=models.precision,
         chip_batch=max(1, batch_size) * 16,
         fill=fill,
+        # SAM-region runs encode whole tiles at SAM's input size: their features are not comparable to
+        # the training chips' statistics, so they are not scored
+        domain=models.bundle.domain if models.region_source != "sam" else None,
     )

@@ -10,6 +10,7 @@
 3. **infer** tile by tile (streamed, never the whole scene in memory): read -> preprocess -> encode once ->
    regions -> classify tile and regions (:mod:`geosam.inference`), then stitch: provisional region ids
    go into a scratch raster over each tile's core, seams matched in the overlap (:mod:`geosam.stitch`);
+   the chips' domain scores tell whether the scene is like the training data (:mod:`geosam.domain_check`);
 4. **finish**: regions merged across seams; one pass over the scratch raster writes the class map and
    confidence COGs and collects the region polygons (:mod:`geosam.io.scene_writer`); the region
    attribute table (:mod:`geosam.region_table`) is written as GeoPackage and GeoJSON;
@@ -44,6 +45,7 @@ from geosam.types import ClassScheme
 if TYPE_CHECKING:
     from rasterio.io import DatasetWriter
 
+    from geosam.domain_check import DomainReport
     from geosam.encode import EncoderPlan
     from geosam.runtime import Models
     from geosam.scene_preprocessing import ScenePreprocessing
@@ -198,10 +200,11 @@ def predict_scene(
             n_regions = _finish(plan, models, cfg, stitched, txn.work, staged, progress=progress)
             legend.restyle_scene(staged, _scheme(models), cfg.output)
         # 5. Describe: the tiles layer and the QGIS project.
+        probs, valid_px, ratio = stitched.tile_probs, stitched.tile_valid_px, stitched.domain_ratio
         scene_writer.write_tiles_layer(
-            plan.tiles, stitched.tile_probs, stitched.tile_valid_px, staged, _scheme(models), cfg.output
+            plan.tiles, probs, valid_px, staged, _scheme(models), cfg.output, ratio
         )
-        scene_writer.write_project(staged, plan.info.crs, cfg.output)
+        scene_writer.write_project(staged, plan.info.crs, cfg.output, domain=stitched.domain)
         # 6. Record: run record (and STAC item) staged; the commit swaps the set in, record last.
         timer.add("total", timer.elapsed())
         record = _record(plan, models, cfg, staged, timer, n_regions, stitched, model_path, stac_item_id)
@@ -231,6 +234,8 @@ class _Stitched:
     stitcher: SceneStitcher
     tile_probs: dict[int, np.ndarray]
     tile_valid_px: dict[int, int]
+    domain: DomainReport | None = None  # is the scene like the training data? (geosam.domain_check)
+    domain_ratio: dict[int, float | None] | None = None  # per tile: median chip score / threshold
 
 
 _PROVISIONAL = "regions_provisional.tif"
@@ -265,6 +270,7 @@ def _infer_tiles(
     )
     tile_probs: dict[int, np.ndarray] = {}
     tile_valid_px: dict[int, int] = {}
+    tile_domain: dict[int, np.ndarray] = {}
     # no_grad scoped to the tile loop: a global set_grad_enabled(False) would leak into the caller
     # (a training run later in the same process would have no gradients)
     with torch.no_grad(), provisional_raster(scratch / _PROVISIONAL, plan.info) as provisional:
@@ -280,9 +286,14 @@ def _infer_tiles(
             with timer.stage("stitch"):
                 tile_valid_px[spec.index] = _stitch_tile(stitcher, provisional, spec, res)
                 tile_probs[spec.index] = res.tile_probs
+                tile_domain[spec.index] = res.domain_scores
             if on_tile:
                 on_tile(done, len(tiles.tiles))
-    return _Stitched(stitcher, tile_probs, tile_valid_px)
+    from geosam.domain_check import check_scene, tile_ratios
+
+    stats, name = models.bundle.domain, Path(plan.path).name
+    domain = check_scene(tile_domain, stats, name, models.bundle.meta.name)  # one WARNING if out of domain
+    return _Stitched(stitcher, tile_probs, tile_valid_px, domain, tile_ratios(tile_domain, stats))
 
 
 def _stitch_tile(stitcher: SceneStitcher, provisional: DatasetWriter, spec: TileSpec, res: TileResult) -> int:
@@ -353,6 +364,8 @@ def _record(
     stac_item_id: str | None,
 ) -> RunRecord:
     """Phase 6: the run record of the staged set (and its STAC item, written into the set)."""
+    from geosam.domain_check import record_entry
+
     record = build_run_record(
         scene=plan.path,
         info=plan.info,
@@ -367,6 +380,7 @@ def _record(
         n_regions=n_regions,
         seam_matches=stitched.stitcher.matches,
         model_path=model_path,
+        domain=record_entry(stitched.domain, models.bundle.domain is not None, models.region_source),
     )
     if stac_item_id is None:
         return record

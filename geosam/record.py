@@ -171,6 +171,9 @@ class RunRecord(BaseModel):
         preprocessing: How the scene's pixels reached the model: the bundle's preprocessing, how it was
             applied to this scene, the radiometry, stretch and nodata fill, and any user overrides
             (:meth:`geosam.scene_preprocessing.ScenePreprocessing.to_record`); ``None`` in older records.
+        domain: Whether the scene is like the model's training data (:mod:`geosam.domain`): the
+            chips' domain scores summarised (``out_of_domain``, ``share_out``, ``median_score``,
+            ``threshold``, ``note``), or ``out_of_domain: null`` and why it was not scored.
     """
 
     model_config = ConfigDict(extra="allow", frozen=True)
@@ -192,6 +195,7 @@ class RunRecord(BaseModel):
     versions: dict[str, str]
     files: dict[str, str] | None = None
     preprocessing: dict[str, Any] | None = None
+    domain: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         """The record as indented JSON text (the file's content)."""
@@ -281,6 +285,7 @@ def build_run_record(
     n_regions: int,
     seam_matches: int,
     model_path: str | os.PathLike[str] | None,
+    domain: dict[str, Any] | None = None,
 ) -> RunRecord:
     """The record of a finished scene, listing (and hashing) the outputs present in ``outputs.directory``.
 
@@ -298,6 +303,7 @@ def build_run_record(
         n_regions: Regions written.
         seam_matches: Regions merged across seams.
         model_path: Bundle path as given (``None``: the bundle's own folder).
+        domain: The domain check's entry (:func:`geosam.domain.record_entry`).
     """
     meta = models.bundle.meta
     bundle_dir = models.bundle.path
@@ -344,4 +350,5 @@ def build_run_record(
         versions=software_versions(),
         files=hash_outputs(outputs),
         preprocessing=preprocessing,
+        domain=domain,
     )

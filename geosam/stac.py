@@ -192,6 +192,10 @@ def build_item(record: RunRecord, outputs: SceneOutputs, *, item_id: str | None 
         "geosam:n_tiles": record.tiling.tiles,
         "geosam:datetime_source": source,
     }
+    domain = record.domain
+    if domain is not None:  # is the scene like the model's training data? (geosam.domain)
+        props["geosam:out_of_domain"] = domain.get("out_of_domain")
+        props["geosam:domain"] = domain
     if start is not None and end is not None:
         props["start_datetime"] = start.strftime("%Y-%m-%dT%H:%M:%SZ")
         props["end_datetime"] = end.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "info": "geosam.cli.info:info",
     "evaluate": "geosam.cli.evaluate:evaluate",
     "classify": "geosam.cli.classify:classify",
+    "calibrate": "geosam.cli.calibrate:calibrate",
 }
 
 #: glibc allocator settings that keep large freed buffers (attention maps) instead of returning them
@@ -57,6 +58,7 @@ Examples:
   geosam info scene.tif                      bands, CRS, tiling plan
   geosam evaluate out/scene_classes.tif reference.gpkg   accuracy against reference polygons
   geosam classify chips/ --out predictions.csv   classify a folder of chips (accuracy per sub-folder)
+  geosam calibrate my_model --data chips/    calibrated confidence and a domain check for a bundle
 
 Run `geosam COMMAND --help` for each command's options and examples. The options below may also
 follow the command (`geosam run scene.tif -q`). Without a terminal (cron, CI, `!geosam` in Jupyter),

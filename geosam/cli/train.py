@@ -367,6 +367,12 @@ def _run(ctx: click.Context, cfg: TrainConfig, data: ChipData) -> None:
         f"{result.seconds:.0f} s): overall accuracy {m['overall_accuracy']:.3f}, "
         f"macro-F1 {m['macro_f1']:.3f}, kappa {m['kappa']:.3f}"
     )
+    cal = result.meta.calibration
+    if cal is not None and cal.ece_before is not None and cal.ece_after is not None:
+        click.echo(
+            f"calibration: temperature {cal.temperature:.3f}, expected calibration error "
+            f"{cal.ece_before:.3f} -> {cal.ece_after:.3f} (validation, cross-fitted; docs/calibration.md)"
+        )
     click.echo(f"bundle: {result.bundle}  (model.json, weights.safetensors)")
     click.echo(
         f"report: {result.bundle / 'report'}  (metrics.json, confusion_matrix.png, learning_curve.png)"

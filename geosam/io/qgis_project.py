@@ -239,6 +239,7 @@ def write_qgis_project(
     crs: Any,
     extent: Extent | None = None,
     title: str | None = None,
+    abstract: str | None = None,
     overwrite: bool = True,
 ) -> Path:
     """Write a ``.qgs`` project showing ``layers`` with their styles; returns ``path``.
@@ -250,6 +251,7 @@ def write_qgis_project(
         extent: Initial map extent ``(xmin, ymin, xmax, ymax)`` in the project CRS; ``None`` uses the
             union of the layers' extents read from their files.
         title: Project title; defaults to the file stem.
+        abstract: Project abstract (QGIS: Project > Properties > Metadata), e.g. the run's domain note.
         overwrite: Replace an existing project file.
 
     Raises:
@@ -262,6 +264,10 @@ def write_qgis_project(
     root = ET.Element("qgis", projectname=title, version=QGIS_PROJECT_VERSION)
     ET.SubElement(root, "homePath", path="")
     ET.SubElement(root, "title").text = title
+    if abstract is not None:
+        metadata = ET.SubElement(root, "projectMetadata")
+        ET.SubElement(metadata, "title").text = title
+        ET.SubElement(metadata, "abstract").text = abstract
     _spatialrefsys(ET.SubElement(root, "projectCrs"), crs)
     tree = ET.SubElement(root, "layer-tree-group")
     projectlayers = ET.Element("projectlayers")

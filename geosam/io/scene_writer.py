@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from rasterio.io import DatasetWriter
     from shapely.geometry.base import BaseGeometry
 
+    from geosam.domain_check import DomainReport
     from geosam.stitch import RegionTable
     from geosam.tiling import TilePlan
 
@@ -195,12 +196,14 @@ def write_tiles_layer(
     outputs: SceneOutputs,
     scheme: ClassScheme,
     cfg: OutputConfig,
+    domain_ratio: Mapping[int, float | None] | None = None,
 ) -> None:
     """The tiles layer (GeoPackage): each processed tile's core with its class and probabilities.
 
     Columns: ``tile_id``, ``tile_index``, ``row``, ``col``, ``class_id``, ``class_name``,
-    ``probability``, ``valid_px``, ``padded`` and ``p_<class>`` per class. Nothing when ``cfg.tiles``
-    is off.
+    ``probability``, ``valid_px``, ``padded``, ``p_<class>`` per class and, when ``domain_ratio`` is
+    given, ``domain_ratio``: the tile's median chip domain score over the model's threshold (> 1:
+    unlike the training data, :mod:`geosam.domain`). Nothing when ``cfg.tiles`` is off.
     """
     if not cfg.tiles:
         return
@@ -237,6 +240,9 @@ def write_tiles_layer(
         }
         for i, name in enumerate(scheme.names):
             row[f"p_{_field(name)}"] = round(float(p[i]), 4)
+        if domain_ratio is not None:
+            ratio = domain_ratio.get(spec.index)
+            row["domain_ratio"] = None if ratio is None else round(ratio, 3)
         rows.append(row)
     gdf = gpd.GeoDataFrame(rows, geometry=geoms, crs=tiles.scene.crs)
     write_gpkg(
@@ -249,10 +255,14 @@ def write_tiles_layer(
     )
 
 
-def write_project(outputs: SceneOutputs, crs: str, cfg: OutputConfig) -> None:
+def write_project(
+    outputs: SceneOutputs, crs: str, cfg: OutputConfig, *, domain: DomainReport | None = None
+) -> None:
     """The QGIS project opening every written layer styled (tiles and confidence hidden at first).
 
-    Nothing when ``cfg.qgis_project`` is off.
+    With a ``domain`` report, the project's abstract says whether the scene is like the model's training
+    data, and an out-of-domain scene's project title carries a warning. Nothing when
+    ``cfg.qgis_project`` is off.
     """
     if not cfg.qgis_project:
         return
@@ -293,4 +303,8 @@ def write_project(outputs: SceneOutputs, crs: str, cfg: OutputConfig) -> None:
     )
     layers.append(QgisLayer(outputs.classes.name, "classes", "raster", style=qml_path(outputs.classes).name))
     project = outputs.path("qgis_project")
-    write_qgis_project(project, layers, crs=crs, title=project.stem, overwrite=cfg.overwrite)
+    title = project.stem
+    if domain is not None and domain.out_of_domain:
+        title += " - WARNING: unlike the model's training data"
+    abstract = domain.note() if domain is not None else None
+    write_qgis_project(project, layers, crs=crs, title=title, abstract=abstract, overwrite=cfg.overwrite)

@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from geosam.calibration import CalibrationMeta
+from geosam.domain import DomainMeta, DomainStats, load_domain
 from geosam.errors import BundleError, WeightsNotFoundError
 from geosam.preprocess import PercentileScaling, Preprocessing, upgrade_v1
 from geosam.types import ClassScheme
@@ -112,6 +114,9 @@ class BundleMeta(_Strict):
         data: Data provenance (source paths, licence, counts, split).
         weights_sha256: sha256 of ``weights.safetensors``.
         weights_dtype: Storage dtype of the weights (``float32`` or ``float16``); loaded as float32.
+        calibration: Temperature scaling of the logits (:mod:`geosam.calibration`); ``None``: uncalibrated.
+        domain: Domain statistics for the out-of-domain warning (:mod:`geosam.domain`), stored in
+            ``domain.safetensors``; ``None``: runs cannot tell whether a scene is like the training data.
     """
 
     format: Literal["geosam-model-bundle"] = BUNDLE_FORMAT
@@ -139,6 +144,8 @@ class BundleMeta(_Strict):
     data: dict[str, Any] = Field(default_factory=dict)
     weights_sha256: str = ""
     weights_dtype: Literal["float32", "float16"] = "float32"
+    calibration: CalibrationMeta | None = None
+    domain: DomainMeta | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -173,11 +180,15 @@ class BundleMeta(_Strict):
 
 @dataclass(frozen=True)
 class LoadedBundle:
-    """A bundle's metadata, its folder, and the model built from it (a ``LandCoverModel``)."""
+    """A bundle's metadata, folder, model (a ``LandCoverModel``) and domain statistics.
+
+    The model's head applies the bundle's temperature; ``domain`` is ``None`` when the bundle has none.
+    """
 
     meta: BundleMeta
     path: Path
     model: LandCoverModel
+    domain: DomainStats | None = None
 
     @property
     def classes(self) -> ClassScheme:
@@ -460,8 +471,11 @@ def load_bundle(
     missing = [k for k in missing if not k.startswith("encoder.")]
     if missing or unexpected:
         raise BundleError(f"weights missing {missing[:5]} / unexpected {unexpected[:5]}", folder)
+    if meta.calibration is not None:
+        head.set_temperature(meta.calibration.temperature)
+    domain = load_domain(folder, meta.domain) if meta.domain is not None else None
     model.eval().to(torch.device(device))
-    return LoadedBundle(meta=meta, path=folder, model=model)
+    return LoadedBundle(meta=meta, path=folder, model=model, domain=domain)
 
 
 def _check_head(meta: BundleMeta, state: dict[str, Any], folder: Path) -> None:

@@ -42,10 +42,26 @@ class ClassifierHead(nn.Module):
         else:
             layers += [nn.Linear(in_dim, num_classes)]
         self.net = nn.Sequential(*layers)
+        # temperature scaling (geosam.calibration): not a weight (not in the state dict); load_bundle sets
+        # it from model.json, so every probability computed from these logits is calibrated
+        self.register_buffer("temperature", torch.ones(()), persistent=False)
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        """Map ``(K, in_dim)`` pooled features to ``(K, num_classes)`` logits."""
-        return self.net(pooled)  # type: ignore[no-any-return]
+        """Map ``(K, in_dim)`` pooled features to ``(K, num_classes)`` logits, divided by the temperature.
+
+        The temperature is 1 while training and the bundle's calibrated value once loaded (Guo et al.
+        2017), so ``softmax(head(x))`` is a calibrated probability; the arg-max does not change.
+        """
+        out: torch.Tensor = self.net(pooled)
+        temperature: torch.Tensor = self.temperature  # type: ignore[assignment]  # a registered buffer
+        return out / temperature
+
+    def set_temperature(self, value: float) -> None:
+        """Set the temperature the logits are divided by (> 0; 1 = uncalibrated)."""
+        if not value > 0:
+            raise ValueError(f"temperature must be positive, got {value}")
+        temperature: torch.Tensor = self.temperature  # type: ignore[assignment]
+        temperature.fill_(float(value))
 
 
 class LandCoverModel(nn.Module):

@@ -28,8 +28,26 @@ class TrainConfig(BaseModel):
         warmup_steps: Linear warm-up steps.
         label_smoothing: Cross-entropy label smoothing.
         augment: Random flips and 90-degree rotations (all 8 symmetries of the square).
+        augment_scale: Probability per chip of a ground-sampling-distance change (zoom-in crop or
+            resolution loss; see :mod:`geosam.train.augment`), for transfer to other sensors.
+        augment_radiometry: Probability per chip of a per-band gain/offset and gamma change.
+        augment_blur: Probability per chip of a Gaussian blur.
+        ema_decay: Keep an exponential moving average of the weights with this decay per step and
+            evaluate/save it instead of the raw weights (0 = off; e.g. 0.999).
+        ema_warmup: Ramp the moving average's decay up over the first updates (``min(decay, (1 + n) /
+            (10 + n))``), so short runs are not dominated by their initial weights.
+        keep: Which epoch's weights the bundle gets: ``best`` (highest validation macro-F1; the
+            validation metrics are then optimistic) or ``last`` (a fixed schedule; nothing is chosen on
+            the validation split, so its metrics are an unbiased hold-out estimate).
         val_fraction: Share of each class held out for validation (stratified; grouped by polygon).
         seed: Seed for the split, initialisation and augmentation.
+        calibrate: When training ends, fit the temperature that calibrates the probabilities and the
+            domain statistics behind the out-of-domain warning, on the validation split
+            (:mod:`geosam.train.calibrate`, docs/calibration.md).
+        init_from: Start from this bundle's weights and normalisation (same encoder architecture, bands
+            and classes), e.g. to continue training the packaged default model with another recipe.
+            Its validation split should be this run's (same data, ``seed`` and ``val_fraction``), or the
+            validation chips may be ones the bundle was trained on.
         patience: Stop when validation macro-F1 has not improved for this many epochs (0 = never).
         head_hidden: Hidden width of the head (0 = linear).
         dropout: Head dropout.
@@ -62,8 +80,16 @@ class TrainConfig(BaseModel):
     warmup_steps: int = Field(300, ge=0)
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     augment: bool = True
+    augment_scale: float = Field(0.0, ge=0, le=1)
+    augment_radiometry: float = Field(0.0, ge=0, le=1)
+    augment_blur: float = Field(0.0, ge=0, le=1)
+    ema_decay: float = Field(0.0, ge=0, lt=1)
+    ema_warmup: bool = True
+    keep: Literal["best", "last"] = "best"
     val_fraction: float = Field(0.1, gt=0, lt=0.9)
     seed: int = 0
+    init_from: Path | None = None
+    calibrate: bool = True
     patience: int = Field(5, ge=0)
     head_hidden: int = Field(0, ge=0)
     dropout: float = Field(0.1, ge=0, lt=1)

@@ -3,9 +3,13 @@
 Modes: ``probe`` trains a linear head on embeddings of a frozen encoder, computed once and cached on
 disk; ``last_n`` trains the last N encoder blocks, the neck and the head; ``full`` trains everything.
 AdamW with linear warm-up and cosine decay, label smoothing, random dihedral augmentation (flips and
-90-degree rotations, the symmetries of overhead imagery), a stratified grouped split, early stopping on
+90-degree rotations, the symmetries of overhead imagery), optional sensor augmentations
+(:mod:`geosam.train.augment`) and weight averaging (:mod:`geosam.train.averaging`), an optional warm
+start from a bundle (:mod:`geosam.train.init`), a stratified grouped split, early stopping on
 validation macro-F1, and a resumable checkpoint after every epoch (``<out>.work/last.pt``, loaded with
-``weights_only=True``). The best epoch's weights are saved as a model bundle with a report.
+``weights_only=True``). The best (or, with ``keep: last``, the last) epoch's weights are saved as a
+model bundle with a report, the temperature that calibrates its probabilities and its domain
+statistics (:mod:`geosam.train.calibrate`).
 """
 
 from __future__ import annotations
@@ -31,8 +35,11 @@ from geosam.errors import DataError
 from geosam.models.bundle import BundleMeta, EncoderMeta, HeadMeta, save_bundle
 from geosam.models.classifier import ClassifierHead, LandCoverModel
 from geosam.models.sam_config import SamConfig
+from geosam.train.augment import SensorAugment
+from geosam.train.averaging import weight_average
 from geosam.train.config import TrainConfig
 from geosam.train.data import ChipData, stratified_split
+from geosam.train.init import init_bundle
 from geosam.train.metrics import confusion_matrix, summarize
 from geosam.train.report import report_files
 
@@ -283,10 +290,23 @@ def train(
     mean, std = _input_stats(data, train_idx, cfg.seed)
     if cfg.backbone not in ("small", "tiny"):
         mean, std = _sam_normalisation(data.bands, mean, std)
+    init = init_bundle(cfg, data)
+    if init is not None:
+        mean, std = np.asarray(init.meta.mean), np.asarray(init.meta.std)
     model, enc_meta = build_model(cfg, data, mean, std)
     from geosam.preprocess import fill_values
 
     fill = fill_values(data.record, mean)  # invalid pixels: as geosam run fills them
+
+    if init is not None:
+        try:
+            model.load_state_dict(init.model.state_dict())
+        except RuntimeError as err:
+            raise DataError(
+                f"init_from weights do not fit this model ({str(err)[:200]}); use the bundle's input size",
+                cfg.init_from,
+            ) from None
+        del init
     model.to(device)
     params = _trainable(model, cfg)
     features = None
@@ -295,6 +315,8 @@ def train(
             log.warning("probing a randomly initialised encoder: use mode 'full' unless this is a test")
         features = _probe_features(model, data, size, device, cfg.batch_size, cfg.cache_dir, progress, fill)
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    sensor = SensorAugment(cfg.augment_scale, cfg.augment_radiometry, cfg.augment_blur)
+    ema = weight_average(model, cfg.ema_decay, cfg.ema_warmup)
     steps_per_epoch = max(1, len(train_idx) // cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, min(cfg.warmup_steps, total // 4)))
@@ -311,6 +333,8 @@ def train(
             best_score, stale = ck["best_score"], ck["stale"]
             best_state = ck["best_state"]
             rng.bit_generator.state = json.loads(ck["rng"])
+            if ema is not None:
+                ema.load_state_dict(ck["ema"])
         except Exception as err:  # corrupt, another configuration's, or pickled code (never run)
             from geosam.errors import CheckpointError
 
@@ -333,6 +357,8 @@ def train(
                 logits = model.head(features[b].to(device))
             else:
                 x = _batch(data, b, size, device, fill)
+                if sensor.active:
+                    x = sensor(x, rng)
                 if cfg.augment:
                     x = _augment(x, rng)
                 logits = model(x)
@@ -342,10 +368,13 @@ def train(
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             sched.step()
+            if ema is not None:
+                ema.update_parameters(model)
             loss_sum += loss.item() * len(b)
             correct += int((logits.argmax(1) == y).sum())
             seen += len(b)
-        pred, val_loss = _evaluate(model, data, val_idx, size, device, 256, features, fill)
+        evaluated: LandCoverModel = ema.module if ema is not None else model  # type: ignore[assignment]
+        pred, val_loss = _evaluate(evaluated, data, val_idx, size, device, 256, features, fill)
         m = summarize(confusion_matrix(data.labels[val_idx], pred, len(data.classes)), data.classes)
         rec = {
             "epoch": epoch + 1,
@@ -363,9 +392,10 @@ def train(
         score = m["macro_f1"] + 1e-3 * m["overall_accuracy"]
         if score > best_score:
             best_score, stale = score, 0
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         else:
             stale += 1
+        if stale == 0 or cfg.keep == "last":
+            best_state = {k: v.detach().cpu().clone() for k, v in evaluated.state_dict().items()}
         log.info(
             "epoch %d: %s", epoch + 1, {k: round(v, 4) if isinstance(v, float) else v for k, v in rec.items()}
         )
@@ -384,6 +414,7 @@ def train(
                 "stale": stale,
                 "best_state": best_state,
                 "rng": json.dumps(rng.bit_generator.state),
+                "ema": ema.state_dict() if ema is not None else {},
             },
             tmp,
         )
@@ -395,7 +426,16 @@ def train(
     model.load_state_dict(best_state)
     pred, _ = _evaluate(model, data, val_idx, size, device, 256, features, fill)
     metrics = summarize(confusion_matrix(data.labels[val_idx], pred, len(data.classes)), data.classes)
-    best_epoch = max(history, key=lambda h: h["val_macro_f1"] + 1e-3 * h["val_accuracy"])["epoch"]
+    best_epoch = (
+        history[-1]["epoch"]
+        if cfg.keep == "last"
+        else max(history, key=lambda h: h["val_macro_f1"] + 1e-3 * h["val_accuracy"])["epoch"]
+    )
+    post = None
+    if cfg.calibrate:
+        from geosam.train.calibrate import fit_posthoc
+
+        post = fit_posthoc(model, data, train_idx, val_idx, size=size, seed=cfg.seed, features=features)
     elapsed = time.time() - t_start
     chip = data.chip_size
     meta = BundleMeta(
@@ -439,6 +479,8 @@ def train(
             ],
         },
         data={**{k: v for k, v in data.provenance.items() if k != "scaling"}, "classes": data.class_counts()},
+        calibration=post.calibration if post is not None else None,
+        domain=post.domain_meta if post is not None else None,
     )
     meta = save_bundle(
         cfg.out,
@@ -448,11 +490,21 @@ def train(
         include_encoder=enc_meta.source == "bundle",
         # a frozen checkpoint encoder is not stored, but a band-adapted patch embedding is
         include_prefixes=("encoder.patch_embed.",) if enc_meta.band_adapter != "none" else (),
-        extra_files=report_files(metrics, history),
+        extra_files=_bundle_files(metrics, history, post),
     )
     return TrainResult(
         bundle=cfg.out, metrics=metrics, history=copy.deepcopy(history), seconds=elapsed, meta=meta
     )
+
+
+def _bundle_files(metrics: dict[str, Any], history: list[dict[str, Any]], post: Any) -> dict[str, bytes]:
+    """The training report, plus the calibration report and domain statistics when they were fitted."""
+    files = report_files(metrics, history)
+    if post is not None:
+        from geosam.train.calibrate import posthoc_files
+
+        files.update(posthoc_files(post))
+    return files
 
 
 #: Colours for well-known land-cover class names (EuroSAT and common legends); others get a palette.

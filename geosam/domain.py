@@ -1,0 +1,299 @@
+"""Is a scene like the model's training data? A Mahalanobis domain score per chip, tile and scene.
+
+A classifier answers with a class even for imagery it has never seen the like of (another sensor,
+another resolution, another stretch), often confidently. geosam stores in the model bundle what its
+in-domain inputs look like and scores every encoder chip of a run against it:
+
+* **Feature**: the chip's encoder feature map mean-pooled over its valid cells, the vector the
+  classifier head sees (``(D,)``, ``D`` = the encoder's ``out_chans``).
+* **Statistics**: class-conditional Gaussians with one shared ("tied") covariance, fitted on the
+  training chips' features: class means ``mu_k`` and the covariance ``Sigma`` (Lee, Lee, Lee and Shin
+  2018, "A Simple Unified Framework for Detecting Out-of-Distribution Samples and Adversarial
+  Attacks", NeurIPS, eq. 1-2).
+* **Score** of a chip: the Mahalanobis distance to the closest class, per feature dimension,
+  ``min_k (f - mu_k)^T Sigma^-1 (f - mu_k) / D`` (Lee et al. eq. 2, divided by ``D`` so that in-domain
+  chips score about 1 whatever the width). Larger is less like the training data.
+* **Threshold**: the ``quantile`` (default 0.95) of the scores of held-out in-domain chips (the
+  validation split, not used to fit the Gaussians): by construction about 5 % of in-domain chips
+  score above it.
+* **Scene**: its chips' scores; the scene is **out of domain** when more than ``scene_share``
+  (default half) of its chips score above the threshold, i.e. when its median chip does. A scene
+  made of in-domain chips then almost never is (each chip exceeds the threshold with probability
+  0.05), while a scene from another sensor or resolution, whose chips nearly all score high, is.
+
+Statistics are stored in the bundle as ``domain.safetensors`` (``means`` ``(K, D)``, ``whitening``
+``(D, D)`` with ``whitening @ whitening.T = Sigma^-1``), described and checksummed by ``model.json``
+``domain`` (:class:`DomainMeta`). Scoring is numpy only (no torch). The scene verdict, the run's
+WARNING and the record entry are in :mod:`geosam.domain_check`. The measured separation of EuroSAT
+from other imagery (AUROC) is in docs/calibration.md and benchmarks/bench_calibration.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from geosam.errors import BundleError
+
+__all__ = [
+    "DOMAIN_FILE",
+    "DomainMeta",
+    "DomainStats",
+    "chip_features",
+    "fit_domain",
+    "ledoit_wolf",
+    "load_domain",
+    "tile_scores",
+]
+
+log = logging.getLogger(__name__)
+
+DOMAIN_FILE = "domain.safetensors"
+#: Relative ridge added to the shrunk covariance's diagonal (times its mean variance): numerical safety.
+RIDGE = 1e-6
+
+
+class DomainMeta(BaseModel):
+    """``domain`` in a bundle's ``model.json``.
+
+    Attributes:
+        method: ``mahalanobis_tied`` (Lee et al. 2018, class means and a shared covariance).
+        feature: What is scored (``chip_mean_pooled_encoder``).
+        file: The statistics file in the bundle folder.
+        sha256: sha256 of that file (verified on load).
+        dim: Feature dimension ``D``.
+        n_fit: Chips the Gaussians were fitted on.
+        threshold: Chip score above which a chip is unlike the training data.
+        quantile: Share of held-out in-domain chips at or below ``threshold``.
+        n_threshold: Held-out chips the threshold was taken from.
+        scene_share: A scene is out of domain when more than this share of its chips exceed the
+            threshold.
+        fitted_on: Where the chips came from (free text).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["mahalanobis_tied"] = "mahalanobis_tied"
+    feature: Literal["chip_mean_pooled_encoder"] = "chip_mean_pooled_encoder"
+    file: str = DOMAIN_FILE
+    sha256: str
+    dim: int = Field(ge=1)
+    n_fit: int = Field(ge=1)
+    threshold: float = Field(gt=0)
+    quantile: float = Field(0.95, gt=0, lt=1)
+    n_threshold: int = Field(0, ge=0)
+    scene_share: float = Field(0.5, gt=0, lt=1)
+    fitted_on: str = ""
+
+
+@dataclass(frozen=True)
+class DomainStats:
+    """Class-conditional Gaussian statistics of in-domain features and the decision threshold.
+
+    Attributes:
+        means: ``(K, D)`` float class means.
+        whitening: ``(D, D)`` float matrix ``W`` with ``W @ W.T`` the inverse tied covariance.
+        threshold: Chip score above which a chip is out of domain (``inf`` before it is set).
+        quantile: The held-out in-domain quantile ``threshold`` was taken at.
+        scene_share: Share of a scene's chips above the threshold that makes it out of domain.
+    """
+
+    means: np.ndarray
+    whitening: np.ndarray
+    threshold: float = float("inf")
+    quantile: float = 0.95
+    scene_share: float = 0.5
+
+    @property
+    def dim(self) -> int:
+        """Feature dimension ``D``."""
+        return int(self.means.shape[1])
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        """Domain score of each row of ``(n, D)`` features: ``(n,)`` float64 (see the module docstring).
+
+        Raises:
+            ValueError: The features do not have ``D`` columns.
+        """
+        f = np.asarray(features, dtype=np.float64)
+        if f.ndim != 2 or f.shape[1] != self.dim:
+            raise ValueError(f"features must be (n, {self.dim}), got {f.shape}")
+        w = self.whitening.astype(np.float64)
+        z = f @ w  # (n, D) whitened
+        zm = self.means.astype(np.float64) @ w  # (K, D)
+        d2 = (z * z).sum(1)[:, None] - 2.0 * z @ zm.T + (zm * zm).sum(1)[None, :]
+        out: np.ndarray = np.maximum(d2.min(axis=1), 0.0) / self.dim
+        return out
+
+    def with_threshold(self, held_out: np.ndarray, quantile: float = 0.95) -> DomainStats:
+        """A copy with the threshold at the ``quantile`` of the scores of ``(n, D)`` held-out features."""
+        t = float(np.quantile(self.score(held_out), quantile))
+        return DomainStats(self.means, self.whitening, t, quantile, self.scene_share)
+
+    def to_tensors(self) -> dict[str, np.ndarray]:
+        """The arrays stored in ``domain.safetensors`` (float32)."""
+        return {
+            "means": np.ascontiguousarray(self.means, dtype=np.float32),
+            "whitening": np.ascontiguousarray(self.whitening, dtype=np.float32),
+        }
+
+    def to_bytes(self) -> bytes:
+        """``domain.safetensors`` content."""
+        from safetensors.numpy import save
+
+        return save(self.to_tensors(), metadata={"format": "geosam-domain"})
+
+    def meta(self, n_fit: int, n_threshold: int, fitted_on: str) -> DomainMeta:
+        """The ``model.json`` record describing :meth:`to_bytes`."""
+        return DomainMeta(
+            sha256=hashlib.sha256(self.to_bytes()).hexdigest(),
+            dim=self.dim,
+            n_fit=n_fit,
+            threshold=self.threshold,
+            quantile=self.quantile,
+            n_threshold=n_threshold,
+            scene_share=self.scene_share,
+            fitted_on=fitted_on,
+        )
+
+
+def fit_domain(features: np.ndarray, labels: np.ndarray, n_classes: int | None = None) -> DomainStats:
+    """Class means and the tied covariance of ``(n, D)`` in-domain features (Lee et al. 2018, eq. 1).
+
+    The empirical tied covariance ``S = 1/n sum_i (f_i - mu_{y_i})(f_i - mu_{y_i})^T`` is shrunk
+    towards a scaled identity by the Ledoit-Wolf estimate (:func:`ledoit_wolf`), which keeps it
+    invertible and well-conditioned when there are few chips per feature dimension (small user data
+    sets). Classes without samples get no mean (they cannot be closest).
+
+    Args:
+        features: ``(n, D)`` pooled features of in-domain chips.
+        labels: ``(n,)`` their class ids.
+        n_classes: Number of classes (default: ``labels.max() + 1``).
+
+    Returns:
+        Statistics with no threshold yet (see :meth:`DomainStats.with_threshold`).
+
+    Raises:
+        ValueError: Fewer than 2 samples, or mismatched inputs.
+    """
+    f = np.asarray(features, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.int64)
+    if f.ndim != 2 or len(f) < 2 or len(f) != len(y):
+        raise ValueError(f"need (n >= 2, D) features and (n,) labels, got {f.shape} and {y.shape}")
+    k = int(n_classes if n_classes is not None else y.max() + 1)
+    present = [c for c in range(k) if np.any(y == c)]
+    means = np.stack([f[y == c].mean(axis=0) for c in present])
+    centred = f - means[np.searchsorted(present, y)]
+    cov = ledoit_wolf(centred)
+    cov[np.diag_indices_from(cov)] += RIDGE * float(np.trace(cov)) / cov.shape[0] + 1e-12
+    # W with W W^T = cov^-1: the inverse transpose of cov's Cholesky factor L (cov = L L^T)
+    chol = np.linalg.cholesky(cov)
+    whitening = np.linalg.inv(chol).T
+    return DomainStats(means=means, whitening=whitening)
+
+
+def ledoit_wolf(x: np.ndarray) -> np.ndarray:
+    """Ledoit-Wolf shrunk covariance of centred samples ``(n, D)``; ``(D, D)`` float64.
+
+    ``(1 - a) S + a mu I`` with ``S = x^T x / n``, ``mu = trace(S) / D`` and the shrinkage ``a`` of
+    Ledoit and Wolf (2004, "A well-conditioned estimator for large-dimensional covariance matrices",
+    J. Multivariate Analysis 88(2)), in the form scikit-learn's ``ledoit_wolf(x, assume_centered=True)``
+    computes (geosam's tests check the two agree). Written here because scikit-learn is not a
+    run-time dependency of geosam, and the estimate is a few lines of numpy.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    n, d = x.shape
+    emp = x.T @ x / n
+    mu = float(np.trace(emp)) / d
+    x2 = x**2
+    var = x2.sum(axis=0) / n
+    delta_ = float(np.sum(emp**2))
+    beta_ = float(np.sum(x2.T @ x2))
+    beta = (beta_ / n - delta_) / (d * n)
+    delta = (delta_ - 2.0 * mu * float(var.sum()) + d * mu**2) / d
+    beta = min(beta, delta)
+    a = 0.0 if beta == 0 else beta / delta
+    out: np.ndarray = (1.0 - a) * emp
+    out[np.diag_indices_from(out)] += a * mu
+    return out
+
+
+def load_domain(folder: str | os.PathLike[str], meta: DomainMeta) -> DomainStats:
+    """Read a bundle's ``domain.safetensors``, verifying its sha256 and shapes.
+
+    Raises:
+        BundleError: The file is missing, modified (sha256) or does not match ``meta``.
+    """
+    from safetensors.numpy import load
+
+    path = Path(folder) / meta.file
+    if Path(meta.file).name != meta.file:
+        raise BundleError(f"domain file name {meta.file!r} must be a plain file name", folder)
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise BundleError(
+            f"bundle is missing its domain statistics {meta.file} ({err.strerror}); "
+            "add them with `geosam calibrate`",
+            folder,
+        ) from None
+    if hashlib.sha256(raw).hexdigest() != meta.sha256:
+        raise BundleError(f"{meta.file} does not match the sha256 recorded in model.json", folder)
+    t = load(raw)
+    means, w = t.get("means"), t.get("whitening")
+    if means is None or w is None or means.ndim != 2 or w.shape != (meta.dim, meta.dim):
+        raise BundleError(f"{meta.file} does not hold means (K, {meta.dim}) and whitening", folder)
+    if means.shape[1] != meta.dim:
+        raise BundleError(f"{meta.file} means are {means.shape[1]}-dimensional, not {meta.dim}", folder)
+    return DomainStats(means, w, meta.threshold, meta.quantile, meta.scene_share)
+
+
+def chip_features(features: Any, valid: np.ndarray, grid: int, min_valid: float = 0.5) -> np.ndarray:
+    """Mean-pooled features of each encoder chip of a tile whose valid share is at least ``min_valid``.
+
+    Args:
+        features: ``(C, F, F)`` tile features (numpy or torch), ``F`` a multiple of ``grid``.
+        valid: ``(T, T)`` valid pixels of the tile, ``T`` a multiple of ``F / grid``.
+        grid: Feature cells per chip edge.
+        min_valid: Chips with a smaller share of valid pixels are left out.
+
+    Returns:
+        ``(n, C)`` float64 features of the kept chips (pooled over their valid cells).
+    """
+    f = np.asarray(features.detach().cpu().float() if hasattr(features, "detach") else features)
+    c, fs, _ = f.shape
+    k = fs // grid
+    if k == 0 or fs % grid:
+        raise ValueError(f"feature map {fs} is not a multiple of the chip grid {grid}")
+    t = valid.shape[0]
+    cell = t // fs
+    # valid share per feature cell, then per chip
+    vc = valid[: cell * fs, : cell * fs].reshape(fs, cell, fs, cell).mean(axis=(1, 3))
+    fcells = f.reshape(c, k, grid, k, grid).transpose(1, 3, 0, 2, 4).reshape(k * k, c, grid * grid)
+    wcells = vc.reshape(k, grid, k, grid).transpose(0, 2, 1, 3).reshape(k * k, grid * grid)
+    share = wcells.mean(axis=1)
+    keep = share >= min_valid
+    w = wcells[keep]
+    pooled = (fcells[keep] * w[:, None, :]).sum(axis=2) / np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
+    out: np.ndarray = pooled.astype(np.float64)
+    return out
+
+
+def tile_scores(stats: DomainStats, features: Any, valid: np.ndarray, grid: int) -> np.ndarray:
+    """Domain scores ``(n,)`` of the encoder chips of a tile that are at least half valid.
+
+    Args:
+        stats: The bundle's domain statistics.
+        features: ``(C, F, F)`` tile features.
+        valid: ``(T, T)`` valid pixels of the tile.
+        grid: Feature cells per encoder chip edge.
+    """
+    f = chip_features(features, valid, grid)
+    return stats.score(f) if len(f) else np.zeros(0)

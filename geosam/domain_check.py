@@ -1,0 +1,150 @@
+"""A scene's verdict from its chips' domain scores: the report, the run's WARNING, the record entry.
+
+:mod:`geosam.domain` scores each encoder chip against the model's domain statistics; this module
+summarises a scene's (or a tile's) scores: the share of chips above the in-domain threshold, the
+median score, whether the scene is out of domain (more than ``scene_share`` of its chips above the
+threshold), the one WARNING line a run logs then, the note for the QGIS project and the run record's
+``domain`` entry.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from geosam.domain import DomainStats
+
+__all__ = ["DomainReport", "check_scene", "record_entry", "scene_report", "tile_ratios"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DomainReport:
+    """How a scene (or tile) scores against the model's domain statistics.
+
+    Attributes:
+        n_chips: Scored chips.
+        median_score: Median chip score.
+        threshold: The model's chip threshold.
+        share_out: Share of chips scoring above the threshold.
+        scene_share: The share above which the scene is out of domain.
+    """
+
+    n_chips: int
+    median_score: float
+    threshold: float
+    share_out: float
+    scene_share: float
+
+    @property
+    def out_of_domain(self) -> bool:
+        """Whether more than ``scene_share`` of the chips are unlike the training data."""
+        return self.n_chips > 0 and self.share_out > self.scene_share
+
+    @property
+    def ratio(self) -> float:
+        """Median chip score over the threshold (> 1: the typical chip is unlike the training data)."""
+        return self.median_score / self.threshold if self.threshold > 0 else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (run record, STAC item)."""
+        return {
+            "method": "mahalanobis_tied",
+            "out_of_domain": self.out_of_domain,
+            "chips": self.n_chips,
+            "median_score": round(self.median_score, 4),
+            "threshold": round(self.threshold, 4),
+            "ratio": round(self.ratio, 3) if np.isfinite(self.ratio) else None,
+            "share_out": round(self.share_out, 4),
+            "scene_share": self.scene_share,
+        }
+
+    def note(self) -> str:
+        """One sentence for people (QGIS project abstract, layer notes)."""
+        pct = 100 * self.share_out
+        if self.out_of_domain:
+            return (
+                f"WARNING: this scene is unlike the model's training data ({pct:.0f} % of its chips score "
+                f"above the in-domain threshold; median domain score {self.median_score:.2f} = "
+                f"{self.ratio:.1f}x the threshold {self.threshold:.2f}): classes and confidences may be "
+                "wrong."
+            )
+        return (
+            f"The scene resembles the model's training data ({pct:.0f} % of its chips above the in-domain "
+            f"threshold; median domain score {self.median_score:.2f}, threshold {self.threshold:.2f})."
+        )
+
+    def warning(self, scene: str, model: str) -> str:
+        """The run's one WARNING line: the numbers and what to do."""
+        return (
+            f"{scene}: unlike the training data of model {model!r}: {100 * self.share_out:.0f} % of "
+            f"{self.n_chips} chips score above the in-domain threshold (median domain score "
+            f"{self.median_score:.2f}, {self.ratio:.1f}x the threshold {self.threshold:.2f}); classes and "
+            "confidences may be wrong. Check the bands, resolution and preprocessing, or fine-tune on labels "
+            "of this imagery: `geosam train polygons SCENE LABELS --class-column CLASS --out my_model`, then "
+            "`geosam run SCENE --model my_model` (docs/training.md)"
+        )
+
+
+def record_entry(report: DomainReport | None, has_stats: bool, region_source: str) -> dict[str, Any]:
+    """The run record's ``domain`` entry: the report, or why the scene was not scored."""
+    if report is not None:
+        return {**report.to_dict(), "note": report.note()}
+    if not has_stats:
+        why = "the model bundle has no domain statistics (add them with `geosam calibrate`)"
+    elif region_source == "sam":
+        why = "SAM-region runs encode whole tiles, not chips like the model's training chips"
+    else:
+        why = "no encoder chip was at least half valid"
+    return {"out_of_domain": None, "note": f"not scored: {why}"}
+
+
+def scene_report(scores: np.ndarray, stats: DomainStats) -> DomainReport:
+    """Summarise the chip scores of a scene (or a tile) against ``stats``."""
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    if len(s) == 0:
+        return DomainReport(0, float("nan"), stats.threshold, 0.0, stats.scene_share)
+    return DomainReport(
+        n_chips=len(s),
+        median_score=float(np.median(s)),
+        threshold=stats.threshold,
+        share_out=float(np.mean(s > stats.threshold)),
+        scene_share=stats.scene_share,
+    )
+
+
+def check_scene(
+    tile_scores: Mapping[int, np.ndarray], stats: DomainStats | None, scene: str, model: str
+) -> DomainReport | None:
+    """The scene's report from its tiles' chip scores; logs one WARNING when it is out of domain.
+
+    Args:
+        tile_scores: Tile index -> ``(n,)`` chip scores (empty arrays for unscored tiles).
+        stats: The model's domain statistics (``None``: nothing to check).
+        scene: Scene name for the message.
+        model: Model name for the message.
+
+    Returns:
+        ``None`` when nothing was scored (no statistics, or no tile with a scored chip).
+    """
+    scores = [s for s in tile_scores.values() if len(s)]
+    if stats is None or not scores:
+        return None
+    report = scene_report(np.concatenate(scores), stats)
+    if report.out_of_domain:
+        log.warning("%s", report.warning(scene, model))
+    return report
+
+
+def tile_ratios(
+    tile_scores: Mapping[int, np.ndarray], stats: DomainStats | None
+) -> dict[int, float | None] | None:
+    """Per tile: median chip score over the threshold (> 1: unlike the training data); ``None``: unscored."""
+    if stats is None or not any(len(s) for s in tile_scores.values()):
+        return None
+    return {i: float(np.median(s)) / stats.threshold if len(s) else None for i, s in tile_scores.items()}

@@ -1,0 +1,52 @@
+"""Warm starts: begin training from another bundle's weights (``TrainConfig.init_from``)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from geosam.errors import DataError
+from geosam.train.config import TrainConfig
+from geosam.train.data import ChipData
+
+__all__ = ["init_bundle"]
+
+log = logging.getLogger(__name__)
+
+
+def init_bundle(cfg: TrainConfig, data: ChipData) -> Any:
+    """Load ``cfg.init_from`` (a ``LoadedBundle``) after checking that it fits ``data``; ``None`` if unset.
+
+    Raises:
+        DataError: The bundle's classes or bands are not the data's, or its encoder is not the one
+            ``cfg.backbone`` builds.
+    """
+    if cfg.init_from is None:
+        return None
+    from geosam.bands import canonical_band_name
+    from geosam.models.bundle import load_bundle
+
+    init = load_bundle(cfg.init_from)
+    bands = [canonical_band_name(b) for b in data.bands]
+    if list(init.meta.class_scheme.names) != list(data.classes) or init.meta.bands != bands:
+        raise DataError(
+            f"init_from bundle has classes {list(init.meta.class_scheme.names)} and bands "
+            f"{init.meta.bands}, the data {list(data.classes)} and {bands}: start from a bundle trained "
+            "on the same classes and bands, or train without init_from",
+            cfg.init_from,
+        )
+    if init.meta.encoder.source != "bundle" or init.meta.encoder.config.get("name") != cfg.backbone:
+        raise DataError(
+            f"init_from bundle's encoder is not a {cfg.backbone!r} encoder stored in the bundle; "
+            "set backbone to its encoder or train without init_from",
+            cfg.init_from,
+        )
+    prev = init.meta.training.get("config", {})
+    if (prev.get("seed"), prev.get("val_fraction")) != (cfg.seed, cfg.val_fraction):
+        log.warning(
+            "init_from bundle was trained with seed %s, val_fraction %s: this run's validation chips may "
+            "be ones it was trained on",
+            prev.get("seed"),
+            prev.get("val_fraction"),
+        )
+    return init
