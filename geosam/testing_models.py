@@ -15,7 +15,7 @@ from pathlib import Path
 
 from geosam.models.sam_config import SamConfig
 
-__all__ = ["make_tiny_bundle", "make_tiny_sam_checkpoint"]
+__all__ = ["make_tiny_bundle", "make_tiny_sam2_checkpoint", "make_tiny_sam_checkpoint"]
 
 
 def make_tiny_sam_checkpoint(path: str | os.PathLike[str], *, seed: int = 0, img_size: int = 128) -> Path:
@@ -98,3 +98,20 @@ def make_tiny_bundle(
     )
     save_bundle(path, model, meta, include_encoder=enc_meta.source == "bundle")
     return Path(path)
+
+
+def make_tiny_sam2_checkpoint(
+    path: str | os.PathLike[str], *, variant: str = "sam2.1_hiera_tiny", seed: int = 0
+) -> Path:
+    """Write a randomly initialised SAM 2.x model in Meta's checkpoint format (``{"model": state_dict}``).
+
+    Built by ``sam2``'s own builder from its packaged config (Hiera-T by default; 156 MB on disk). The
+    input size is not stored in the weights, so the checkpoint loads at any tile size.
+    """
+    import torch
+
+    from geosam.models.sam2 import build_sam2_model, save_sam2_checkpoint
+    from geosam.models.sam_family import resolve_sam2_variant
+
+    torch.manual_seed(seed)
+    return save_sam2_checkpoint(build_sam2_model(resolve_sam2_variant(variant), 256), path)
