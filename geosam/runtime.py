@@ -74,14 +74,17 @@ class Models:
 
     Attributes:
         bundle: The classifier (encoder + head) and its metadata.
-        sam: A ``segment_anything`` ``Sam`` sharing ``bundle.model.encoder`` (or ``None``).
-        region_source: ``sam``, ``felzenszwalb`` or ``tiles``.
+        sam: A ``segment_anything`` ``Sam`` sharing ``bundle.model.encoder``, a
+            :class:`geosam.segment_sam2.Sam2MaskDecoder` for SAM 2.x checkpoints, or ``None``.
+        region_source: ``sam``, ``sam2.1``, ``sam2``, ``felzenszwalb`` or ``tiles``.
         tile_size: Tile edge in scene pixels.
         chip_size: Encoder chip edge in scene pixels.
         input_size: Encoder input edge in pixels.
         device: Torch device.
         precision: ``fp32``, ``bf16`` or ``fp16``.
         sam_checkpoint: Path of the SAM checkpoint used for masks (or ``None``).
+        sam_info: What the run record says about the SAM model (family, configuration, checkpoint sha256,
+            package version, how the tile is encoded), or ``None``.
     """
 
     bundle: LoadedBundle
@@ -93,6 +96,7 @@ class Models:
     device: torch.device
     precision: str
     sam_checkpoint: str | None
+    sam_info: dict[str, Any] | None = None
 
 
 def load_models(
@@ -129,6 +133,14 @@ def load_models(
     chip = meta.chip_size or meta.input_size
     sam = None
     if source == "sam":
+        from geosam.models.sam_family import identify_sam_checkpoint
+
+        found = identify_sam_checkpoint(sam_checkpoint, named=cfg.segment.sam_model)  # type: ignore[arg-type]
+        log.info("SAM checkpoint %s: %s", Path(sam_checkpoint).name, found.label)  # type: ignore[arg-type]
+        if found.family != "sam" or meta.encoder.family != "sam":
+            from geosam.infer_sam2 import load_sam2_models
+
+            return load_sam2_models(model, sam_checkpoint, found, meta, cfg, device, precision)  # type: ignore[arg-type]
         tile = cfg.tiling.tile_size or 1024
         enc_cfg = SamConfig.from_dict(dict(meta.encoder.config))
         if tile % enc_cfg.patch_size:
@@ -209,6 +221,7 @@ def cached_models(
         None if model is None else os.path.abspath(model),
         None if sam_checkpoint is None else os.path.abspath(sam_checkpoint),
         cfg.segment.source,
+        cfg.segment.sam_model,
         cfg.tiling.tile_size,
         cfg.device,
         cfg.precision,

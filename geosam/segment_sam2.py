@@ -34,18 +34,29 @@ __all__ = ["Sam2MaskDecoder", "generate_single_crop_sam2", "sam2_regions"]
 class Sam2MaskDecoder:
     """SAM 2's prompt encoder and mask decoder for a run, with the predictor they are driven through.
 
+    Two ways to get a tile's features: ``shared`` (the classifier's encoder *is* ``model.image_encoder``,
+    a bundle trained on this checkpoint: the classifier's single pass feeds the decoder), or the
+    decoder's own pass (:meth:`own_features`, when the classifier has an encoder of its own, such as the
+    packaged default model): then each encoder still runs once per tile.
+
     Attributes:
-        model: The ``SAM2Base`` (its ``image_encoder`` is the classifier's, so a tile is encoded once).
-        predictor: A ``SAM2ImagePredictor`` sized for ``model.image_size``.
+        model: The ``SAM2Base``.
+        predictor: A ``SAM2ImagePredictor`` sized for ``model.image_size`` (built once per run).
         model_id: What the checkpoint is (``region_source`` of the outputs is ``model_id.family``).
+        shared: Whether the classifier's encoder is ``model.image_encoder``.
+        rgb: Indices of the red, green and blue bands in the tile (own pass only).
     """
 
     model: Any
     predictor: Any
     model_id: SamModelId
+    shared: bool = True
+    rgb: tuple[int, int, int] = (0, 1, 2)
 
     @classmethod
-    def for_model(cls, model: Any, model_id: SamModelId) -> Sam2MaskDecoder:
+    def for_model(
+        cls, model: Any, model_id: SamModelId, *, shared: bool = True, rgb: tuple[int, int, int] = (0, 1, 2)
+    ) -> Sam2MaskDecoder:
         """Wrap a loaded ``SAM2Base`` (builds its predictor once)."""
         from geosam.models.sam2 import image_predictor
 
@@ -54,7 +65,29 @@ class Sam2MaskDecoder:
             # never calls them (tiles arrive normalised at the model's size)
             warnings.simplefilter("ignore", FutureWarning)
             pred = image_predictor(model)
-        return cls(model, pred, model_id)
+        return cls(model, pred, model_id, shared, rgb)
+
+    def own_features(self, tile: Any) -> Any:
+        """The decoder's own encoder pass over a ``(1, N, T, T)`` 0..1 float tile.
+
+        The red, green and blue bands are normalised with SAM 2's statistics and, when ``T`` is not the
+        model's ``image_size``, resized to it (bilinear), as ``SAM2Transforms`` does; masks come back at
+        ``T`` (the predictor upsamples them to the tile). Returns :class:`~geosam.models.sam2.Sam2Features`.
+        """
+        import torch
+        import torch.nn.functional as F
+
+        from geosam.models.sam2 import SAM2_PIXEL_MEAN, SAM2_PIXEL_STD, Sam2Encoder
+
+        x = tile[:, list(self.rgb)].float()
+        size = self.image_size
+        if x.shape[-1] != size or x.shape[-2] != size:
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+        mean = torch.tensor(SAM2_PIXEL_MEAN, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(SAM2_PIXEL_STD, device=x.device).view(1, 3, 1, 1)
+        enc = Sam2Encoder(self.model.image_encoder, self.model_id.variant)  # type: ignore[arg-type]
+        with torch.inference_mode():
+            return enc.forward_features((x - mean) / std)
 
     @property
     def region_source(self) -> str:

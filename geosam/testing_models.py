@@ -15,7 +15,12 @@ from pathlib import Path
 
 from geosam.models.sam_config import SamConfig
 
-__all__ = ["make_tiny_bundle", "make_tiny_sam2_checkpoint", "make_tiny_sam_checkpoint"]
+__all__ = [
+    "make_tiny_bundle",
+    "make_tiny_sam2_bundle",
+    "make_tiny_sam2_checkpoint",
+    "make_tiny_sam_checkpoint",
+]
 
 
 def make_tiny_sam_checkpoint(path: str | os.PathLike[str], *, seed: int = 0, img_size: int = 128) -> Path:
@@ -115,3 +120,50 @@ def make_tiny_sam2_checkpoint(
 
     torch.manual_seed(seed)
     return save_sam2_checkpoint(build_sam2_model(resolve_sam2_variant(variant), 256), path)
+
+
+def make_tiny_sam2_bundle(
+    path: str | os.PathLike[str],
+    sam2_checkpoint: str | os.PathLike[str],
+    *,
+    classes: Sequence[str] = ("water", "forest", "field"),
+    bands: Sequence[str] = ("red", "green", "blue"),
+    input_size: int = 64,
+    level: str | None = None,
+    seed: int = 0,
+) -> Path:
+    """Write a random head on a SAM 2 checkpoint's frozen Hiera (what ``train --mode probe`` produces)."""
+    import torch
+
+    from geosam.models.band_adapter import RGB
+    from geosam.models.bundle import BundleMeta, HeadMeta, save_bundle
+    from geosam.models.classifier import ClassifierHead, LandCoverModel
+    from geosam.models.sam2 import SAM2_PIXEL_MEAN, SAM2_PIXEL_STD
+    from geosam.models.sam2_bundle import training_encoder
+    from geosam.models.sam_family import identify_sam_checkpoint
+
+    torch.manual_seed(seed)
+    found = identify_sam_checkpoint(sam2_checkpoint)
+    encoder, enc_meta = training_encoder(
+        sam2_checkpoint, found, list(bands), input_size, mode="probe", level=level
+    )
+    mean_of = dict(zip(RGB, SAM2_PIXEL_MEAN, strict=True))
+    std_of = dict(zip(RGB, SAM2_PIXEL_STD, strict=True))
+    mean = [mean_of.get(b, 0.45) for b in bands]
+    std = [std_of.get(b, 0.23) for b in bands]
+    model = LandCoverModel(encoder, ClassifierHead(encoder.out_chans, len(classes)), mean, std)
+    meta = BundleMeta(
+        name="tiny-sam2-test-model",
+        classes={"names": list(classes)},
+        bands=list(bands),
+        mean=mean,
+        std=std,
+        input_size=input_size,
+        recommended_tile_size=4 * input_size,
+        encoder=enc_meta,
+        head=HeadMeta(in_dim=encoder.out_chans, num_classes=len(classes)),
+        data={"note": "random weights, for tests"},
+    )
+    prefix = ("encoder.image_encoder.trunk.patch_embed.",) if tuple(bands) != RGB else ()
+    save_bundle(path, model, meta, include_encoder=False, include_prefixes=prefix)
+    return Path(path)

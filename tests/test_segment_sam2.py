@@ -89,7 +89,10 @@ def test_sam1_and_sam3_and_other_checkpoints(tmp_path):
     torch.save({"conv.weight": torch.zeros(2)}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not a SAM 1 or SAM 2"):
         identify_sam_checkpoint(tmp_path / "other.pt")
-    odd = {"image_encoder.trunk.patch_embed.proj.weight": (80, 3, 7, 7), "image_encoder.trunk.blocks.0.x": (1,)}
+    odd = {
+        "image_encoder.trunk.patch_embed.proj.weight": (80, 3, 7, 7),
+        "image_encoder.trunk.blocks.0.x": (1,),
+    }
     with pytest.raises(CheckpointError, match="no configuration"):
         identify_sam_state(odd)
 
@@ -99,7 +102,7 @@ def test_named_configuration_must_agree(sam2_tiny_checkpoint):
     assert found.name == "sam2.1_hiera_tiny" and found.label == "SAM 2.1 Hiera-T"
     # SAM 2.0 and 2.1 share Hiera: a named 2.0 config is honoured
     assert identify_sam_checkpoint(sam2_tiny_checkpoint, named="sam2_hiera_tiny").family == "sam2"
-    with pytest.raises(CheckpointError, match="not the named SAM 2.1 Hiera-S"):
+    with pytest.raises(CheckpointError, match=r"not the named SAM 2\.1 Hiera-S"):
         identify_sam_checkpoint(sam2_tiny_checkpoint, named="sam2.1_hiera_small")
     with pytest.raises(ConfigError, match="unknown SAM 2 model"):
         resolve_sam2_variant("sam2.1_hiera_huge")
@@ -107,7 +110,7 @@ def test_named_configuration_must_agree(sam2_tiny_checkpoint):
 
 
 def test_strict_load_refuses_another_size(tmp_path, sam2_tiny_checkpoint):
-    with pytest.raises(CheckpointError, match="do not fit sam2.1_hiera_small"):
+    with pytest.raises(CheckpointError, match=r"do not fit sam2\.1_hiera_small"):
         gs2.load_sam2(sam2_tiny_checkpoint, SAM2_VARIANTS["sam2.1_hiera_small"], 256)
     with pytest.raises(ConfigError, match="multiple of 32"):
         gs2.load_sam2(sam2_tiny_checkpoint, TINY, 300)

@@ -45,6 +45,7 @@ __all__ = [
     "SAM2_PIXEL_STD",
     "Sam2Encoder",
     "Sam2Features",
+    "build_image_encoder",
     "build_sam2_model",
     "decoder_inputs",
     "fix_feature_sizes",
@@ -52,9 +53,9 @@ __all__ = [
     "level_channels",
     "load_sam2",
     "multiscale_features",
-    "save_sam2_checkpoint",
     "sam2_amg",
     "sam2_version",
+    "save_sam2_checkpoint",
 ]
 
 log = logging.getLogger(__name__)
@@ -88,11 +89,11 @@ def _sam2() -> Any:
             backup = get_gh_backup()
             try:
                 import sam2
-                import sam2.build_sam  # noqa: F401  (the builders)
+                import sam2.build_sam
             except ImportError as err:  # pragma: no cover - sam2 is a declared dependency
                 raise CheckpointError(
                     f"SAM 2 checkpoints need the sam2 package ({err}); install it with "
-                    "`pip install \"geosam[sam2]\"` (SAM2_BUILD_CUDA=0 for a pure-Python wheel)"
+                    '`pip install "geosam[sam2]"` (SAM2_BUILD_CUDA=0 for a pure-Python wheel)'
                 ) from None
             finally:
                 restore_gh_from_backup(backup)
@@ -144,7 +145,9 @@ def _check_size(image_size: int) -> None:
         )
 
 
-def build_sam2_model(variant: Sam2Variant, image_size: int = 1024, *, device: str | torch.device = "cpu") -> Any:
+def build_sam2_model(
+    variant: Sam2Variant, image_size: int = 1024, *, device: str | torch.device = "cpu"
+) -> Any:
     """A randomly initialised ``SAM2Base`` of ``variant`` for ``image_size`` px inputs, in eval mode.
 
     Built by ``sam2.build_sam.build_sam2(config, ckpt_path=None, device=...)`` with
@@ -165,6 +168,25 @@ def build_sam2_model(variant: Sam2Variant, image_size: int = 1024, *, device: st
             hydra_overrides_extra=[f"++model.image_size={int(image_size)}"],
         )
     return model
+
+
+def build_image_encoder(variant: Sam2Variant) -> nn.Module:
+    """A randomly initialised SAM 2 image encoder (Hiera trunk + FPN neck) of ``variant`` only.
+
+    Instantiated from the ``model.image_encoder`` node of the packaged config (no prompt encoder, mask
+    decoder or memory modules): what a bundle with its own (fine-tuned) Hiera encoder loads into.
+    Hiera interpolates its position embedding to the input at run time, so one encoder serves any size.
+    """
+    _sam2()
+    from hydra import compose
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    with _scoped_hydra():
+        cfg = compose(config_name=variant.config)
+        OmegaConf.resolve(cfg)
+        encoder: nn.Module = instantiate(cfg.model.image_encoder, _recursive_=True)
+    return encoder.eval()
 
 
 def load_sam2(
@@ -348,9 +370,11 @@ def decoder_inputs(model: Any, feats: Sam2Features, index: int = 0) -> dict[str,
 
     ``image_embed`` is the stride-16 FPN map plus ``no_mem_embed`` (SAM 2 adds it for single images);
     ``high_res_feats`` are the stride-4 and stride-8 FPN maps through the mask decoder's ``conv_s0`` and
-    ``conv_s1`` (what ``SAM2Base.forward_image`` does), for tile ``index`` of the batch.
+    ``conv_s1`` (what ``SAM2Base.forward_image`` does), for tile ``index`` of the batch, in the
+    decoder's dtype.
     """
-    fpn = [f[index : index + 1] for f in feats.fpn]
+    dtype = model.no_mem_embed.dtype  # the decoder's (float32); bf16/fp16 autocast features are cast
+    fpn = [f[index : index + 1].to(dtype) for f in feats.fpn]
     embed = fpn[-1]
     if model.directly_add_no_mem_embed:
         embed = embed + model.no_mem_embed.reshape(1, -1, 1, 1).to(embed.dtype)

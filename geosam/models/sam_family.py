@@ -33,10 +33,10 @@ from geosam.errors import CheckpointError, ConfigError
 
 __all__ = [
     "SAM2_VARIANTS",
-    "SamModelId",
     "Sam2Variant",
-    "identify_sam_state",
+    "SamModelId",
     "identify_sam_checkpoint",
+    "identify_sam_state",
     "resolve_sam2_variant",
 ]
 
@@ -101,7 +101,14 @@ SAM2_VARIANTS: dict[str, Sam2Variant] = {
     for size, (suffix, dim, stages) in _SIZES.items()
 }
 
-_ALIASES = {"t": "tiny", "s": "small", "b+": "base_plus", "bplus": "base_plus", "b_plus": "base_plus", "l": "large"}
+_ALIASES = {
+    "t": "tiny",
+    "s": "small",
+    "b+": "base_plus",
+    "bplus": "base_plus",
+    "b_plus": "base_plus",
+    "l": "large",
+}
 
 
 def resolve_sam2_variant(name: str) -> Sam2Variant:
@@ -144,7 +151,9 @@ class SamModelId:
         """Human-readable name for log lines, e.g. ``SAM 1 ViT-B`` or ``SAM 2.1 Hiera-T``."""
         if self.variant is not None:
             return self.variant.label
-        return "SAM 1 " + {"vit_b": "ViT-B", "vit_l": "ViT-L", "vit_h": "ViT-H"}.get(self.name, "ViT (custom)")
+        return "SAM 1 " + {"vit_b": "ViT-B", "vit_l": "ViT-L", "vit_h": "ViT-H"}.get(
+            self.name, "ViT (custom)"
+        )
 
     @property
     def region_source(self) -> str:
@@ -182,8 +191,9 @@ def identify_sam_state(
                 has_dec = any(k.startswith("sam_mask_decoder.") for k in shapes)
                 return SamModelId(v.family, v.name, v, has_dec)
         raise CheckpointError(
-            f"a SAM 2 Hiera checkpoint of a size the sam2 package has no configuration for (patch embedding "
-            f"width {width}, {depth} blocks); use one of Meta's sam2.1_hiera_{{tiny,small,base_plus,large}}.pt",
+            "a SAM 2 Hiera checkpoint of a size the sam2 package has no configuration for (patch embedding "
+            f"width {width}, {depth} blocks); use one of Meta's "
+            "sam2.1_hiera_{tiny,small,base_plus,large}.pt",
             src,
         )
     if "image_encoder.patch_embed.proj.weight" in shapes and "image_encoder.pos_embed" in shapes:
@@ -204,9 +214,7 @@ def identify_sam_state(
     )
 
 
-def identify_sam_checkpoint(
-    path: str | os.PathLike[str], *, named: str | None = None
-) -> SamModelId:
+def identify_sam_checkpoint(path: str | os.PathLike[str], *, named: str | None = None) -> SamModelId:
     """Identify the SAM checkpoint at ``path`` (only names and shapes are read).
 
     Args:
