@@ -116,7 +116,7 @@ def test_own_pass_outputs(own_pass_run, sam2_tiny_checkpoint):
 
 
 def test_own_pass_encodes_each_tile_once_per_encoder(own_pass_run):
-    _, res, models, hiera, clf = own_pass_run
+    _, res, _models, hiera, clf = own_pass_run
     assert sum(hiera) == res.n_tiles  # Hiera: one pass per tile (regions)
     assert sum(clf) == res.n_tiles * (128 // 32) ** 2  # classifier: its chips, once each
 
@@ -145,8 +145,8 @@ def test_shared_pass_outputs_and_hook_count(shared_run, sam2_tiny_checkpoint):
 
 
 def test_sam2_bundle_refuses_other_checkpoints(tmp_path, sam2_tiny_checkpoint):
-    from geosam.models.sam2_bundle import check_checkpoint_for_bundle
     from geosam.models.bundle import read_bundle_meta
+    from geosam.models.sam2_bundle import check_checkpoint_for_bundle
     from geosam.models.sam_family import SAM2_VARIANTS, SamModelId
     from geosam.testing_models import make_tiny_sam2_checkpoint
 
@@ -157,7 +157,7 @@ def test_sam2_bundle_refuses_other_checkpoints(tmp_path, sam2_tiny_checkpoint):
         load_models(bundle, sam1, cfg)
     meta = read_bundle_meta(bundle)
     small = SAM2_VARIANTS["sam2.1_hiera_small"]
-    with pytest.raises(InputMismatchError, match="sam2.1_hiera_tiny.pt"):
+    with pytest.raises(InputMismatchError, match=r"sam2\.1_hiera_tiny\.pt"):
         check_checkpoint_for_bundle(meta, SamModelId("sam2.1", small.name, small), bundle)
     other = make_tiny_sam2_checkpoint(tmp_path / "other.pt", seed=1)  # same architecture, other weights
     with pytest.raises(BundleError, match="sha256 differs"):
