@@ -140,7 +140,8 @@ def load_models(
         if found.family != "sam" or meta.encoder.family != "sam":
             from geosam.infer_sam2 import load_sam2_models
 
-            return load_sam2_models(model, sam_checkpoint, found, meta, cfg, device, precision)  # type: ignore[arg-type]
+            loaded: Models = load_sam2_models(model, sam_checkpoint, found, meta, cfg, device, precision)  # type: ignore[arg-type]
+            return loaded
         tile = cfg.tiling.tile_size or 1024
         enc_cfg = SamConfig.from_dict(dict(meta.encoder.config))
         if tile % enc_cfg.patch_size:

@@ -97,8 +97,8 @@ def test_train_on_sam2_then_run(chip_folder, sample_data, sam2_tiny_checkpoint, 
 
     bundle = tmp_path / "m_sam2"
     rc = main(["train", "folder", str(chip_folder), "--backbone", str(sam2_tiny_checkpoint),
-               "--mode", "probe", "--epochs", "1", "--batch-size", "4", "--val-fraction", "0.25", "--device", "cpu",
-               "--out", str(bundle)])  # fmt: skip
+               "--mode", "probe", "--epochs", "1", "--batch-size", "4", "--val-fraction", "0.25",
+               "--device", "cpu", "--out", str(bundle)])  # fmt: skip
     assert rc == 0
     meta = read_bundle_meta(bundle)
     assert meta.encoder.family == "sam2" and meta.encoder.source == "sam_checkpoint"

@@ -334,7 +334,7 @@ class Sam2Encoder(nn.Module):
         parts = [feats.level(p) for p in self.level.split("+")]
         if len(parts) == 1:
             return parts[0]
-        size = parts[0].shape[-2:]
+        size = (int(parts[0].shape[-2]), int(parts[0].shape[-1]))
         out = [parts[0]]
         for p in parts[1:]:
             if p.shape[-1] < size[-1]:  # coarser: repeat each cell (area weights stay exact)

@@ -142,7 +142,7 @@ def _patch_embed_prefix(model: LandCoverModel) -> str:
     proj = model.encoder.patch_embed.proj  # type: ignore[union-attr]
     for name, module in model.named_modules():
         if module is proj:
-            return name[: -len("proj")]
+            return str(name[: -len("proj")])
     return "encoder.patch_embed."  # pragma: no cover
 
 
