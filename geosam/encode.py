@@ -71,7 +71,14 @@ class EncoderPlan:
 
 
 def patch_size(encoder: nn.Module) -> int:
-    """Edge in pixels of the encoder's patches (its patch-embedding convolution's kernel)."""
+    """Edge in pixels of the encoder's patches (its patch-embedding convolution's kernel).
+
+    SAM 2 encoders (:class:`geosam.models.sam2.Sam2Encoder`) give the stride of the feature map they
+    return (``feature_stride``), since Hiera's 7 x 7 patch embedding overlaps and its stages downsample.
+    """
+    stride = getattr(encoder, "feature_stride", None)
+    if stride is not None:
+        return int(stride)
     proj = encoder.get_submodule("patch_embed.proj")
     if not isinstance(proj, nn.Conv2d):
         raise TypeError(f"the encoder's patch embedding is a {type(proj).__name__}, not a Conv2d")
@@ -95,6 +102,10 @@ def plan_encoder(
         match_resolution: Resample chips to the model's ground resolution.
         tile_size: The user's tile size (``TilingConfig.tile_size``), or ``None``.
     """
+    if models.region_source in ("sam2.1", "sam2"):
+        from geosam.infer_sam2 import plan_encoder_sam2
+
+        return plan_encoder_sam2(models, info, match_resolution=match_resolution, tile_size=tile_size)
     chip, tile = models.chip_size, models.tile_size
     grid = models.input_size // patch_size(models.bundle.model.encoder)
     gsd = models.bundle.meta.gsd_m

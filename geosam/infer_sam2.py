@@ -11,7 +11,9 @@ Two set-ups, both with every encoder running once per tile:
   (chips, resolution matching).
 
 :func:`load_sam2_models` is what :func:`geosam.runtime.load_models` calls for a SAM 2.x checkpoint;
-:func:`process_tile_sam2` and :func:`scene_encoding_sam2` are what :mod:`geosam.predict` calls for it.
+:func:`plan_encoder_sam2` and :func:`sam2_tile_inference` are what :func:`geosam.encode.plan_encoder` and
+:func:`geosam.inference.tile_inference` call for it. A bundle with a Hiera encoder and no SAM regions
+(superpixels, tile labels) needs nothing from here: its encoder works in geosam's chip path.
 """
 
 from __future__ import annotations
@@ -19,27 +21,39 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from geosam.config import RunConfig
+from geosam.config import RunConfig, SegmentConfig
 from geosam.errors import CheckpointError, InputMismatchError
 from geosam.models.sam_family import SamModelId
-from geosam.types import SceneInfo, TileSpec
+from geosam.segment_sam2 import Sam2MaskDecoder
 
-__all__ = ["SAM2_SOURCES", "load_sam2_models", "process_tile_sam2", "scene_encoding_sam2", "uses_sam2"]
+if TYPE_CHECKING:
+    import torch
+
+    from geosam.encode import EncoderPlan
+    from geosam.inference import TileInference, TileResult
+    from geosam.models.bundle import BundleMeta
+    from geosam.models.classifier import LandCoverModel
+    from geosam.runtime import Models
+    from geosam.types import SceneInfo, TileSpec
+
+__all__ = [
+    "SAM2_SOURCES",
+    "Sam2SharedInference",
+    "load_sam2_models",
+    "plan_encoder_sam2",
+    "sam2_tile_inference",
+]
 
 log = logging.getLogger(__name__)
 
 #: ``region_source`` values of SAM 2.x regions.
 SAM2_SOURCES = ("sam2.1", "sam2")
-
-
-def uses_sam2(models: Any) -> bool:
-    """Whether a run's tiles go through this module (SAM 2 regions, or a bundle with a Hiera encoder)."""
-    return bool(models.region_source in SAM2_SOURCES or models.bundle.meta.encoder.family == "sam2")
 
 
 def _rgb_indices(bands: list[str], where: str | os.PathLike[str] | None) -> tuple[int, int, int]:
@@ -60,11 +74,11 @@ def load_sam2_models(
     model: str | os.PathLike[str] | None,
     sam_checkpoint: str | os.PathLike[str],
     found: SamModelId,
-    meta: Any,
+    meta: BundleMeta,
     cfg: RunConfig,
-    device: Any,
+    device: torch.device,
     precision: str,
-) -> Any:
+) -> Models:
     """Load the classifier bundle and SAM 2's mask decoder for a run (once per process).
 
     Args:
@@ -91,7 +105,6 @@ def load_sam2_models(
     from geosam.models.sam2 import _check_size, load_sam2, sam2_version
     from geosam.models.sam2_bundle import check_checkpoint_for_bundle
     from geosam.runtime import Models
-    from geosam.segment_sam2 import Sam2MaskDecoder
 
     bundle_path = model if model is not None else None
     shared = meta.encoder.family == "sam2"
@@ -119,7 +132,7 @@ def load_sam2_models(
                 "the bundle's Hiera encoder was fine-tuned: SAM 2's mask decoder runs on its features "
                 "(one encoder pass); masks may differ from stock SAM 2"
             )
-        sam2_model.image_encoder = bundle.model.encoder.image_encoder  # one encoder for masks and classes
+        sam2_model.image_encoder = bundle.model.encoder.image_encoder  # one encoder: masks and classes
         chip = input_size = tile
         rgb = (0, 1, 2)
     else:
@@ -168,21 +181,33 @@ def load_sam2_models(
     )
 
 
-def scene_encoding_sam2(models: Any, info: SceneInfo, cfg: RunConfig) -> tuple[int, int]:
-    """Chip and tile size in scene pixels for a run with SAM 2 regions.
+def plan_encoder_sam2(
+    models: Models, info: SceneInfo, *, match_resolution: bool, tile_size: int | None
+) -> EncoderPlan:
+    """How a scene's tiles are encoded when SAM 2 makes the regions (:func:`geosam.encode.plan_encoder`).
 
     Shared mode encodes whole tiles at SAM 2's input size (no resampling). In own-pass mode the tile
-    keeps SAM 2's size and the classifier's chips are matched to its training resolution as
-    :func:`geosam.predict.scene_encoding` does: ``chip = round(model_chip * model_gsd / scene_gsd)``, and the
-    tile becomes the nearest multiple of the chip (SAM 2 resizes that tile to its input size).
+    keeps SAM 2's size (``models.tile_size``) and the classifier's chips are matched to its training
+    resolution as :func:`geosam.encode.plan_encoder` does, ``chip = round(model_chip * model_gsd /
+    scene_gsd)``; the tile becomes the nearest multiple of that chip, and SAM 2 resizes it to its input
+    size (a few pixels at most).
+
+    Args:
+        models: From :func:`load_sam2_models`.
+        info: The scene (its ``gsd_m``).
+        match_resolution: Resample classifier chips to the model's ground resolution.
+        tile_size: The user's tile size (already in ``models.tile_size``).
     """
+    from geosam.encode import EncoderPlan, patch_size
+
     dec = models.sam
-    if dec is None or dec.shared:
-        return int(models.chip_size), int(models.tile_size)
+    grid = models.input_size // patch_size(models.bundle.model.encoder)
     chip, tile = int(models.chip_size), int(models.tile_size)
+    if not isinstance(dec, Sam2MaskDecoder) or dec.shared:
+        return EncoderPlan(tile, chip, models.input_size, grid)
     gsd = models.bundle.meta.gsd_m
     scene_gsd = info.gsd_m
-    if cfg.match_resolution and gsd and scene_gsd and abs(scene_gsd - gsd) / gsd >= 0.05:
+    if match_resolution and gsd and scene_gsd and abs(scene_gsd - gsd) / gsd >= 0.05:
         new_chip = max(4, round(chip * gsd / scene_gsd))
         log.info(
             "%s: %.3g m pixels, model trained at %.3g m: classifier chips of %d px resampled to %d px",
@@ -193,90 +218,112 @@ def scene_encoding_sam2(models: Any, info: SceneInfo, cfg: RunConfig) -> tuple[i
             models.input_size,
         )
         chip = new_chip
-    return chip, chip * max(1, round(tile / chip))
+    return EncoderPlan(chip * max(1, round(tile / chip)), chip, models.input_size, grid)
 
 
-def _feature_stride(encoder: Any) -> int:
-    """Input pixels per feature cell of a classifier encoder (SAM 1 ViT patch, or the Hiera level)."""
-    level = getattr(encoder, "level", None)
-    if level is not None:
-        first = level.split("+")[0]
-        return int(first[len("trunk") :] if first.startswith("trunk") else first[len("fpn") :])
-    return int(encoder.patch_embed.proj.kernel_size[0])
+@dataclass(frozen=True)
+class Sam2SharedInference:
+    """Per-tile compute when the classifier's encoder is SAM 2's: one Hiera pass, three consumers.
+
+    The pass's :class:`~geosam.models.sam2.Sam2Features` feed SAM 2's mask decoder
+    (:func:`~geosam.segment_sam2.sam2_regions`) and the classifier (its pooled level); a dense head
+    takes :func:`~geosam.models.sam2.multiscale_features` of the same pass.
+
+    Attributes:
+        model: The classifier (a :class:`~geosam.models.sam2.Sam2Encoder` and a head), on ``device``.
+        encoder: The tile plan (whole tiles: chip = tile = SAM 2's input size).
+        decoder: SAM 2's mask decoder, sharing the classifier's image encoder.
+        segment: Generator settings.
+        device: Torch device.
+        precision: ``fp32``, ``bf16`` or ``fp16`` (autocast of the encoder pass).
+    """
+
+    model: LandCoverModel
+    encoder: EncoderPlan
+    decoder: Sam2MaskDecoder
+    segment: SegmentConfig
+    device: torch.device
+    precision: str
+
+    def __call__(self, tile_data: np.ndarray, valid: np.ndarray, spec: TileSpec) -> TileResult:
+        """Encode once, make SAM 2 regions, classify tile and regions.
+
+        Args:
+            tile_data: ``(N, T, T)`` float32 stretched 0..1 pixels of the model bands.
+            valid: ``(T, T)`` valid pixels.
+            spec: The tile (``T`` = SAM 2's input size).
+        """
+        import torch
+
+        from geosam.classify import classify_tile
+        from geosam.encode import autocast_context, fill_invalid
+        from geosam.inference import TileResult
+        from geosam.segment import Regions
+        from geosam.segment_sam2 import sam2_regions
+
+        secs: dict[str, float] = {}
+        t0 = time.perf_counter()
+        model_mean: torch.Tensor = self.model.mean  # type: ignore[assignment]  # registered buffers
+        model_std: torch.Tensor = self.model.std  # type: ignore[assignment]
+        fill = model_mean.detach().cpu().numpy().reshape(-1)
+        x = torch.from_numpy(fill_invalid(tile_data, valid, fill))[None].to(self.device)
+        encoder: Any = self.model.encoder
+        with torch.inference_mode(), autocast_context(self.device, self.precision):
+            feats = encoder.forward_features((x - model_mean) / model_std)
+            cls_map = encoder.classifier_map(feats).float()
+        t1 = time.perf_counter()
+        secs["encode"] = t1 - t0
+        if valid.any():
+            regions = sam2_regions(self.decoder, feats, valid, self.segment)
+        else:
+            regions = Regions.empty(valid.shape)
+        t2 = time.perf_counter()
+        secs["segment"] = t2 - t1
+        classes = classify_tile(self.model, cls_map[0], valid, regions.labels, regions.count)
+        secs["classify"] = time.perf_counter() - t2
+        return TileResult(
+            spec,
+            regions.labels,
+            valid,
+            classes.regions,
+            regions.predicted_iou,
+            regions.stability_score,
+            classes.tile,
+            secs,
+        )
 
 
-def process_tile_sam2(
-    models: Any,
-    tile_data: np.ndarray,
-    valid: np.ndarray,
-    spec: TileSpec,
-    cfg: RunConfig,
-    *,
-    chip_size: int | None = None,
-) -> Any:
-    """Encode once (per encoder), make SAM 2 regions, classify the tile and its regions.
+def sam2_tile_inference(
+    models: Models, encoder: EncoderPlan, segment: SegmentConfig, *, batch_size: int = 1
+) -> TileInference | Sam2SharedInference:
+    """The per-tile compute of a scene with SAM 2 regions, built once (the predictor included).
+
+    Shared mode gives a :class:`Sam2SharedInference`; own-pass mode the standard
+    :class:`~geosam.inference.TileInference` (the classifier's chips) with a
+    :class:`~geosam.segment_sam2.Sam2Regions` region maker (SAM 2's own pass).
 
     Args:
-        models: From :func:`load_sam2_models` (or a run whose bundle has a Hiera encoder).
-        tile_data: ``(N, T, T)`` stretched 0..1 pixels of the model bands.
-        valid: ``(T, T)`` valid pixels.
-        spec: The tile.
-        cfg: Run configuration (segment settings).
-        chip_size: Classifier chip edge in scene pixels (own-pass and chip modes).
-
-    Returns:
-        :class:`geosam.predict.TileResult`.
+        models: From :func:`load_sam2_models`.
+        encoder: The scene's encoder plan (:func:`plan_encoder_sam2`).
+        segment: Generator settings.
+        batch_size: ``RunConfig.batch_size`` (classifier chips per call: ``16 x batch_size``).
     """
-    import torch
+    from geosam.inference import TileInference
+    from geosam.segment_sam2 import Sam2Regions
 
-    from geosam.classify import classify_tile
-    from geosam.encode import EncoderPlan, autocast_context, encode_tiles, fill_invalid
-    from geosam.predict import TileResult
-    from geosam.segment import Regions, felzenszwalb_regions
-    from geosam.segment_sam2 import sam2_regions
-
-    secs: dict[str, float] = {}
+    dec = models.sam
+    if not isinstance(dec, Sam2MaskDecoder):
+        raise TypeError("SAM 2 regions need a Sam2MaskDecoder (load the models with load_models)")
     model = models.bundle.model
-    dec = models.sam if models.region_source in SAM2_SOURCES else None
-    t0 = time.perf_counter()
-    mean = model.mean.detach().cpu().numpy().reshape(-1)
-    x = torch.from_numpy(fill_invalid(tile_data, valid, mean))[None].to(models.device)
-    feats = None
-    if dec is not None and dec.shared:
-        with torch.inference_mode(), autocast_context(x.device, models.precision):
-            feats = model.encoder.forward_features((x - model.mean) / model.std)
-            cls_map = model.encoder.classifier_map(feats).float()
-    else:
-        chip = chip_size or models.chip_size
-        grid = models.input_size // _feature_stride(model.encoder)
-        plan = EncoderPlan(tile_data.shape[-1], chip, models.input_size, grid)
-        cls_map = encode_tiles(
-            model, x, plan, precision=models.precision, chip_batch=max(1, cfg.batch_size) * 16
-        )
-        if dec is not None and valid.any():
-            with autocast_context(x.device, models.precision):
-                feats = dec.own_features(x)
-    t1 = time.perf_counter()
-    secs["encode"] = t1 - t0
-    if not valid.any():
-        regions = Regions.empty(valid.shape)
-    elif dec is not None:
-        regions = sam2_regions(dec, feats, valid, cfg.segment)
-    elif models.region_source == "felzenszwalb":
-        regions = felzenszwalb_regions(tile_data, valid, cfg.segment)
-    else:
-        regions = Regions.empty(valid.shape, "tiles")
-    t2 = time.perf_counter()
-    secs["segment"] = t2 - t1
-    classes = classify_tile(model, cls_map[0], valid, regions.labels, regions.count)
-    secs["classify"] = time.perf_counter() - t2
-    return TileResult(
-        spec,
-        regions.labels,
-        valid,
-        classes.regions,
-        regions.predicted_iou,
-        regions.stability_score,
-        classes.tile,
-        secs,
+    if dec.shared:
+        return Sam2SharedInference(model, encoder, dec, segment, models.device, models.precision)
+    model_mean: torch.Tensor = model.mean  # type: ignore[assignment]
+    fill = model_mean.detach().cpu().numpy().reshape(-1)
+    return TileInference(
+        model=model,
+        encoder=encoder,
+        regions=Sam2Regions(dec, segment, fill, models.precision),
+        device=models.device,
+        precision=models.precision,
+        chip_batch=max(1, batch_size) * 16,
     )

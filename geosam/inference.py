@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import torch
 
     from geosam.encode import EncoderPlan
+    from geosam.infer_sam2 import Sam2SharedInference
     from geosam.models.classifier import LandCoverModel
     from geosam.runtime import Models
     from geosam.segment import RegionMaker
@@ -118,17 +119,22 @@ class TileInference:
 
 def tile_inference(
     models: Models, encoder: EncoderPlan, segment: SegmentConfig, *, batch_size: int = 1
-) -> TileInference:
+) -> TileInference | Sam2SharedInference:
     """The tile inference of one scene, built once (the SAM mask generator included).
 
     Args:
-        models: From :func:`geosam.runtime.load_models` (its ``region_source`` picks the regions).
+        models: From :func:`geosam.runtime.load_models` (its ``region_source`` picks the regions;
+            SAM 2.x regions go through :func:`geosam.infer_sam2.sam2_tile_inference`).
         encoder: The scene's encoder plan (:func:`geosam.encode.plan_encoder`).
         segment: Segmentation settings.
         batch_size: ``RunConfig.batch_size``: chip models encode ``16 x batch_size`` chips per call.
     """
     from geosam.segment import region_maker
 
+    if models.region_source in ("sam2.1", "sam2"):
+        from geosam.infer_sam2 import sam2_tile_inference
+
+        return sam2_tile_inference(models, encoder, segment, batch_size=batch_size)
     return TileInference(
         model=models.bundle.model,
         encoder=encoder,

@@ -56,6 +56,8 @@ RECORD_VERSION: Literal[2] = 2
 
 REGION_SOURCE_NOTES: dict[str, str] = {
     "sam": "regions are SAM automatic masks (segment-anything mask decoder on the tile embedding)",
+    "sam2.1": "regions are SAM 2.1 automatic masks (sam2 mask decoder on the tile's Hiera features)",
+    "sam2": "regions are SAM 2.0 automatic masks (sam2 mask decoder on the tile's Hiera features)",
     "felzenszwalb": "no SAM mask decoder was used: regions are Felzenszwalb graph-based superpixels "
     "(scikit-image) of the stretched tile; SAM scores are empty",
     "tiles": "no regions: classes are tile labels",
@@ -154,7 +156,10 @@ class RunRecord(BaseModel):
         scene: The input.
         model: The classifier.
         sam_checkpoint: SAM checkpoint used for masks (``None`` without SAM).
-        region_source: ``sam``, ``felzenszwalb`` or ``tiles``.
+        sam: The SAM model used for masks, when it is SAM 2.x: ``family``, ``model`` (configuration),
+            ``checkpoint`` and ``checkpoint_sha256``, ``package``, ``input_size`` and ``encoder_pass``
+            (shared with the classifier, or its own pass); ``None`` otherwise.
+        region_source: ``sam``, ``sam2.1``, ``sam2``, ``felzenszwalb`` or ``tiles``.
         region_source_note: What ``region_source`` means.
         device: Torch device the run used.
         precision: ``fp32``, ``bf16`` or ``fp16``.
@@ -176,6 +181,7 @@ class RunRecord(BaseModel):
     scene: SceneInput
     model: ModelInfo
     sam_checkpoint: str | None
+    sam: dict[str, Any] | None = None
     region_source: str
     region_source_note: str
     device: str
@@ -316,6 +322,7 @@ def build_run_record(
             bands=meta.bands,
         ),
         sam_checkpoint=models.sam_checkpoint,
+        sam=models.sam_info,
         region_source=models.region_source,
         region_source_note=REGION_SOURCE_NOTES[models.region_source],
         device=str(models.device),

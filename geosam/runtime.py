@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     import torch
     from segment_anything.modeling import Sam
 
+    from geosam.segment_sam2 import Sam2MaskDecoder
+
 __all__ = [
     "Models",
     "cached_models",
@@ -88,7 +90,7 @@ class Models:
     """
 
     bundle: LoadedBundle
-    sam: Sam | None
+    sam: Sam | Sam2MaskDecoder | None
     region_source: str
     tile_size: int
     chip_size: int

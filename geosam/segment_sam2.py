@@ -27,7 +27,7 @@ from geosam.config import SegmentConfig
 from geosam.models.sam_family import SamModelId
 from geosam.segment import Regions, paint_masks
 
-__all__ = ["Sam2MaskDecoder", "generate_single_crop_sam2", "sam2_regions"]
+__all__ = ["Sam2MaskDecoder", "Sam2Regions", "generate_single_crop_sam2", "sam2_regions"]
 
 
 @dataclass(frozen=True)
@@ -195,3 +195,39 @@ def sam2_regions(decoder: Sam2MaskDecoder, features: Any, valid: np.ndarray, cfg
         finally:
             pred.reset_predictor()
     return paint_masks(masks, scores, valid, cfg.min_region_area, decoder.region_source)
+
+
+class Sam2Regions:
+    """A :class:`~geosam.segment.RegionMaker` for SAM 2 regions from the decoder's own encoder pass.
+
+    Used when the classifier has an encoder of its own (the packaged default model): each call encodes
+    the tile's red, green and blue bands once with SAM 2's Hiera (:meth:`Sam2MaskDecoder.own_features`)
+    and makes its masks; the classifier's embedding is not used.
+
+    Args:
+        decoder: The run's decoder (``shared`` False).
+        cfg: Generator settings and ``min_region_area``.
+        fill: Per-band value put into invalid pixels before encoding (the classifier's mean).
+        precision: Autocast precision of the Hiera pass (``fp32``, ``bf16``, ``fp16``).
+    """
+
+    def __init__(
+        self, decoder: Sam2MaskDecoder, cfg: SegmentConfig, fill: np.ndarray, precision: str
+    ) -> None:
+        self.decoder = decoder
+        self.cfg = cfg
+        self.fill = np.asarray(fill, np.float32)
+        self.precision = precision
+        self.source = decoder.region_source
+
+    def __call__(self, tile: np.ndarray, embedding: Any, valid: np.ndarray) -> Regions:
+        """Regions of a ``(N, H, W)`` stretched 0..1 tile (``embedding`` unused)."""
+        import torch
+
+        from geosam.encode import autocast_context, fill_invalid
+
+        device = self.decoder.predictor.device
+        x = torch.from_numpy(fill_invalid(tile, valid, self.fill))[None].to(device)
+        with autocast_context(device, self.precision):
+            feats = self.decoder.own_features(x)
+        return sam2_regions(self.decoder, feats, valid, self.cfg)

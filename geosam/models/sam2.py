@@ -320,6 +320,11 @@ class Sam2Encoder(nn.Module):
         """Channels of the classifier level."""
         return level_channels(self.level, self.variant)
 
+    @property
+    def feature_stride(self) -> int:
+        """Input pixels per cell of the classifier map (the stride of the first level, e.g. 16)."""
+        return _parse_level(self.level.split("+")[0])[1]
+
     def forward_features(self, x: torch.Tensor) -> Sam2Features:
         """Run Hiera and the neck once on normalised ``(B, N, H, W)`` inputs (``H, W`` multiples of 32)."""
         enc: Any = self.image_encoder
