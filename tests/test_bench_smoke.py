@@ -130,9 +130,35 @@ def test_single_vs_two_pass_smoke(work, tmp_path):
     assert (tmp_path / "single_vs_two_pass_smoke.json").is_file()
 
 
+def test_sam_backbones_smoke(work, tmp_path):
+    """SAM 1 and SAM 2.1 set-ups run through geosam's tile inference side by side; ratios are computed."""
+    import bench_sam_backbones as b
+
+    data = b.run("smoke", results=str(tmp_path), work=str(work), in_process=True)
+    by = {s["setup"]: s for s in data["summary"]}
+    assert set(by) == {"sam1_tiny", "sam2.1_hiera_tiny"}
+    assert by["sam1_tiny"]["x_faster_than_vit_b"] == 1.0
+    assert by["sam2.1_hiera_tiny"]["sam_model"] == "sam2.1_hiera_tiny"
+    runs = {r["setup"]: r for r in data["runs"]}
+    assert (
+        runs["sam2.1_hiera_tiny"]["region_source"] == "sam2.1" and runs["sam1_tiny"]["region_source"] == "sam"
+    )
+    for s in by.values():
+        assert s["s_per_tile"] > 0 and s["encode_s"] > 0 and s["segment_s"] > 0 and s["n_tiles"] == 1
+    assert (tmp_path / "sam_backbones_smoke.json").is_file()
+
+
 @pytest.mark.bench
 @pytest.mark.parametrize(
-    "name", ["bench_precision", "bench_flops", "bench_memory", "bench_scaling", "bench_allocator"]
+    "name",
+    [
+        "bench_precision",
+        "bench_flops",
+        "bench_memory",
+        "bench_scaling",
+        "bench_allocator",
+        "bench_sam_backbones",
+    ],
 )
 def test_script_smoke(name, work, tmp_path, monkeypatch):
     monkeypatch.setenv("GEOSAM_NO_REEXEC", "1")  # main() would otherwise re-execute pytest itself
