@@ -95,13 +95,15 @@ class SegmentConfig(_Strict):
     ``source``: ``sam`` runs SAM's mask decoder on the tile embedding (needs a SAM checkpoint);
     ``felzenszwalb`` uses graph-based superpixels of the tile pixels (scikit-image), an honest,
     documented fallback when no SAM decoder is available; ``tiles`` makes no regions (tile labels
-    only); ``auto`` picks ``sam`` when a SAM checkpoint is given and ``felzenszwalb`` otherwise.
+    only); ``auto`` picks ``sam`` when a SAM checkpoint is given and ``felzenszwalb`` otherwise;
+    ``sam3`` makes SAM 3's concept masks (``concepts``) the regions a model bundle classifies (with a
+    SAM 3 checkpoint and no ``sam3`` source, the concepts themselves are the classes: zero-shot).
     The SAM thresholds are segment-anything's ``SamAutomaticMaskGenerator`` arguments and defaults;
     SAM 2.x checkpoints (told apart from SAM 1 by their weights, or named by ``sam_model``) use the same
     values with ``sam2``'s ``SAM2AutomaticMaskGenerator`` logic.
     """
 
-    source: Literal["auto", "sam", "felzenszwalb", "tiles"] = "auto"
+    source: Literal["auto", "sam", "felzenszwalb", "tiles", "sam3"] = "auto"
     sam_model: str = Field(
         "auto",
         description="configuration of the SAM checkpoint: auto (recognised from its weights: SAM 1 ViT or "
@@ -120,6 +122,14 @@ class SegmentConfig(_Strict):
     felzenszwalb_min_size: int = Field(64, ge=1)
     seam_match_iou: float = Field(
         0.5, gt=0, le=1, description="overlap needed to merge regions across a seam"
+    )
+    concepts: str | None = Field(
+        None,
+        description="SAM 3 concept prompts per class: 'forest,water=water|lake|river,building' "
+        "(with --sam3-checkpoint)",
+    )
+    concept_threshold: float = Field(
+        0.5, gt=0, lt=1, description="SAM 3 score at which a concept mask is accepted"
     )
 
     @model_validator(mode="after")

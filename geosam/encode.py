@@ -106,6 +106,10 @@ def plan_encoder(
         from geosam.infer_sam2 import plan_encoder_sam2
 
         return plan_encoder_sam2(models, info, match_resolution=match_resolution, tile_size=tile_size)
+    if models.region_source == "sam3":
+        from geosam.infer_sam3 import plan_encoder_sam3
+
+        return plan_encoder_sam3(models, info, match_resolution=match_resolution)
     chip, tile = models.chip_size, models.tile_size
     grid = models.input_size // patch_size(models.bundle.model.encoder)
     gsd = models.bundle.meta.gsd_m

@@ -47,6 +47,8 @@ __all__ = [
     "Sam2SharedInference",
     "load_sam2_models",
     "plan_encoder_sam2",
+    "plan_own_pass",
+    "rgb_indices",
     "sam2_tile_inference",
 ]
 
@@ -56,7 +58,12 @@ log = logging.getLogger(__name__)
 SAM2_SOURCES = ("sam2.1", "sam2")
 
 
-def _rgb_indices(bands: list[str], where: str | os.PathLike[str] | None) -> tuple[int, int, int]:
+def rgb_indices(bands: list[str], where: str | os.PathLike[str] | None) -> tuple[int, int, int]:
+    """Positions of the red, green and blue bands among a model's bands (for a SAM region pass).
+
+    Raises:
+        InputMismatchError: One of them is missing.
+    """
     from geosam.bands import canonical_band_name
 
     names = [canonical_band_name(b) for b in bands]
@@ -64,7 +71,7 @@ def _rgb_indices(bands: list[str], where: str | os.PathLike[str] | None) -> tupl
         return (names.index("red"), names.index("green"), names.index("blue"))
     except ValueError:
         raise InputMismatchError(
-            f"SAM 2 masks need red, green and blue bands, but the model's bands are {', '.join(names)}; "
+            f"SAM masks need red, green and blue bands, but the model's bands are {', '.join(names)}; "
             "use a bundle trained with --backbone <sam2 checkpoint>, or --regions felzenszwalb",
             where,
         ) from None
@@ -144,7 +151,7 @@ def load_sam2_models(
                 bundle_path,
             )
         bundle = load_bundle(model, device="cpu")
-        rgb = _rgb_indices(list(bundle.meta.bands), bundle_path)
+        rgb = rgb_indices(list(bundle.meta.bands), bundle_path)
         chip = meta.chip_size or meta.input_size
         input_size = meta.input_size
         log.info(
@@ -201,10 +208,23 @@ def plan_encoder_sam2(
     from geosam.encode import EncoderPlan, patch_size
 
     dec = models.sam
+    if not isinstance(dec, Sam2MaskDecoder) or dec.shared:
+        grid = models.input_size // patch_size(models.bundle.model.encoder)
+        return EncoderPlan(int(models.tile_size), int(models.chip_size), models.input_size, grid)
+    return plan_own_pass(models, info, match_resolution=match_resolution)
+
+
+def plan_own_pass(models: Models, info: SceneInfo, *, match_resolution: bool) -> EncoderPlan:
+    """Encoder plan of a classifier that encodes tiles with its own encoder next to a SAM region pass.
+
+    The tile keeps the region model's size (``models.tile_size``); the classifier's chips are matched to
+    its training resolution (``chip = round(model_chip * model_gsd / scene_gsd)``, the rule of
+    :func:`geosam.encode.plan_encoder`) and the tile becomes the nearest multiple of that chip.
+    """
+    from geosam.encode import EncoderPlan, patch_size
+
     grid = models.input_size // patch_size(models.bundle.model.encoder)
     chip, tile = int(models.chip_size), int(models.tile_size)
-    if not isinstance(dec, Sam2MaskDecoder) or dec.shared:
-        return EncoderPlan(tile, chip, models.input_size, grid)
     gsd = models.bundle.meta.gsd_m
     scene_gsd = info.gsd_m
     if match_resolution and gsd and scene_gsd and abs(scene_gsd - gsd) / gsd >= 0.05:

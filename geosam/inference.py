@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from geosam.encode import EncoderPlan
     from geosam.infer_sam2 import Sam2SharedInference
+    from geosam.infer_sam3 import Sam3ZeroShotInference
     from geosam.models.classifier import LandCoverModel
     from geosam.runtime import Models
     from geosam.segment import RegionMaker
@@ -119,12 +120,13 @@ class TileInference:
 
 def tile_inference(
     models: Models, encoder: EncoderPlan, segment: SegmentConfig, *, batch_size: int = 1
-) -> TileInference | Sam2SharedInference:
+) -> TileInference | Sam2SharedInference | Sam3ZeroShotInference:
     """The tile inference of one scene, built once (the SAM mask generator included).
 
     Args:
         models: From :func:`geosam.runtime.load_models` (its ``region_source`` picks the regions;
-            SAM 2.x regions go through :func:`geosam.infer_sam2.sam2_tile_inference`).
+            SAM 2.x regions go through :func:`geosam.infer_sam2.sam2_tile_inference`, SAM 3 concepts
+            through :func:`geosam.infer_sam3.sam3_tile_inference`).
         encoder: The scene's encoder plan (:func:`geosam.encode.plan_encoder`).
         segment: Segmentation settings.
         batch_size: ``RunConfig.batch_size``: chip models encode ``16 x batch_size`` chips per call.
@@ -135,6 +137,10 @@ def tile_inference(
         from geosam.infer_sam2 import sam2_tile_inference
 
         return sam2_tile_inference(models, encoder, segment, batch_size=batch_size)
+    if models.region_source == "sam3":
+        from geosam.infer_sam3 import sam3_tile_inference
+
+        return sam3_tile_inference(models, encoder, segment, batch_size=batch_size)
     return TileInference(
         model=models.bundle.model,
         encoder=encoder,

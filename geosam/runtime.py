@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import torch
     from segment_anything.modeling import Sam
 
+    from geosam.models.sam3 import ConceptSegmenter
     from geosam.segment_sam2 import Sam2MaskDecoder
 
 __all__ = [
@@ -77,8 +78,9 @@ class Models:
     Attributes:
         bundle: The classifier (encoder + head) and its metadata.
         sam: A ``segment_anything`` ``Sam`` sharing ``bundle.model.encoder``, a
-            :class:`geosam.segment_sam2.Sam2MaskDecoder` for SAM 2.x checkpoints, or ``None``.
-        region_source: ``sam``, ``sam2.1``, ``sam2``, ``felzenszwalb`` or ``tiles``.
+            :class:`geosam.segment_sam2.Sam2MaskDecoder` for SAM 2.x checkpoints, a
+            :class:`geosam.models.sam3.ConceptSegmenter` for SAM 3 concepts, or ``None``.
+        region_source: ``sam``, ``sam2.1``, ``sam2``, ``sam3``, ``felzenszwalb`` or ``tiles``.
         tile_size: Tile edge in scene pixels.
         chip_size: Encoder chip edge in scene pixels.
         input_size: Encoder input edge in pixels.
@@ -90,7 +92,7 @@ class Models:
     """
 
     bundle: LoadedBundle
-    sam: Sam | Sam2MaskDecoder | None
+    sam: Sam | Sam2MaskDecoder | ConceptSegmenter | None
     region_source: str
     tile_size: int
     chip_size: int
@@ -105,15 +107,22 @@ def load_models(
     model: str | os.PathLike[str] | None,
     sam_checkpoint: str | os.PathLike[str] | None,
     cfg: RunConfig,
+    *,
+    sam3_checkpoint: str | os.PathLike[str] | None = None,
 ) -> Models:
     """Load the classifier bundle (default: the packaged model) and, if needed, SAM's mask decoder.
 
     Region source (``cfg.segment.source``): ``auto`` means ``sam`` when a SAM checkpoint is given and
-    ``felzenszwalb`` otherwise. SAM masks need the checkpoint's image encoder to be the classifier's
-    encoder (a bundle trained with ``--backbone <checkpoint>``), because the tile is encoded once.
+    ``felzenszwalb`` otherwise. SAM 1 masks need the checkpoint's image encoder to be the classifier's
+    encoder (a bundle trained with ``--backbone <checkpoint>``), because the tile is encoded once; SAM 2.x
+    checkpoints (recognised from their weights) also run with a bundle that has its own encoder
+    (:func:`geosam.infer_sam2.load_sam2_models`). With ``sam3_checkpoint`` the regions are SAM 3 concept
+    masks: zero-shot classes, or a bundle's classes with ``source`` ``sam3``
+    (:func:`geosam.infer_sam3.load_sam3_models`).
 
     Raises:
-        ConfigError: ``source=sam`` without a checkpoint, or a tile size that does not fit the model.
+        ConfigError: ``source=sam`` without a checkpoint, ``sam3`` without a SAM 3 checkpoint, or a tile
+            size that does not fit the model.
         InputMismatchError: The bundle's encoder is not the SAM checkpoint's architecture.
         WeightsNotFoundError, CheckpointError, BundleError: From loading.
     """
@@ -124,6 +133,14 @@ def load_models(
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     source = cfg.segment.source
+    if sam3_checkpoint is not None:
+        if sam_checkpoint is not None:
+            raise ConfigError("pass either --sam-checkpoint (SAM 1/2 masks) or --sam3-checkpoint, not both")
+        from geosam.infer_sam3 import load_sam3_models
+
+        return load_sam3_models(model, sam3_checkpoint, cfg, device, precision)
+    if source == "sam3":
+        raise ConfigError("--regions sam3 needs SAM 3: pass --sam3-checkpoint sam3.pt and --concepts")
     if source == "auto":
         source = "sam" if sam_checkpoint is not None else "felzenszwalb"
     if source == "sam" and sam_checkpoint is None:

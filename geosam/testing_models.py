@@ -167,3 +167,24 @@ def make_tiny_sam2_bundle(
     prefix = ("encoder.image_encoder.trunk.patch_embed.",) if tuple(bands) != RGB else ()
     save_bundle(path, model, meta, include_encoder=False, include_prefixes=prefix)
     return Path(path)
+
+
+def make_random_sam3_checkpoint(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
+    """Write a randomly initialised SAM 3 image model in Meta's format (``{"model": {"detector.*": ...}}``).
+
+    Needs the optional ``sam3`` package; the file is about 3.4 GB (840 M float32 parameters). The two
+    text-encoder tensors ``build_sam3_image_model`` leaves uninitialised (NaN) get small random values.
+    """
+    import torch
+
+    from geosam.models.sam3 import build_sam3
+
+    torch.manual_seed(seed)
+    model = build_sam3("cpu")
+    enc = model.backbone.language_backbone.encoder
+    with torch.no_grad():
+        torch.nn.init.normal_(enc.positional_embedding, std=0.01)
+        torch.nn.init.normal_(enc.text_projection, std=0.02)
+    state = {f"detector.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    torch.save({"model": state}, path)
+    return Path(path)

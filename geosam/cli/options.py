@@ -20,6 +20,8 @@ OVERRIDES = {
     "halo": "tiling.halo",
     "regions": "segment.source",
     "sam_model": "segment.sam_model",
+    "concepts": "segment.concepts",
+    "concept_threshold": "segment.concept_threshold",
     "points_per_side": "segment.points_per_side",
     "pred_iou_thresh": "segment.pred_iou_thresh",
     "stability_score_thresh": "segment.stability_score_thresh",
@@ -88,10 +90,10 @@ def run_options(f: F) -> F:
         click.option("--halo", type=int, default=None, help="Overlap context per tile side in pixels."),
         click.option(
             "--regions",
-            type=click.Choice(["auto", "sam", "felzenszwalb", "tiles"]),
+            type=click.Choice(["auto", "sam", "felzenszwalb", "tiles", "sam3"]),
             default=None,
             help="Region source: SAM masks, superpixels, or tile labels only (auto: SAM when a "
-            "checkpoint is given).",
+            "checkpoint is given); sam3: SAM 3 concept masks classified by the model (run only).",
         ),
         click.option("--points-per-side", type=int, default=None, help="SAM point grid density."),
         click.option("--pred-iou-thresh", type=float, default=None, help="SAM predicted-IoU filter."),

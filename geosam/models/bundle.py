@@ -64,10 +64,11 @@ class EncoderMeta(_Strict):
     ``family`` is the backbone family: ``sam`` (SAM 1 ViT; ``config`` is a :class:`SamConfig` dict) or
     ``sam2`` (SAM 2.x Hiera; ``config`` is a :class:`geosam.models.sam2_bundle.Sam2EncoderConfig` dict
     naming the SAM 2 configuration, e.g. ``sam2.1_hiera_tiny``). A run refuses a SAM checkpoint of
-    another family or size than the bundle's encoder.
+    another family or size than the bundle's encoder. ``sam3`` marks the descriptor of a zero-shot
+    SAM 3 concept run (:func:`geosam.infer_sam3.zero_shot_bundle`), never a saved bundle.
     """
 
-    family: Literal["sam", "sam2"] = "sam"
+    family: Literal["sam", "sam2", "sam3"] = "sam"
     source: Literal["bundle", "sam_checkpoint"] = "bundle"
     config: dict[str, Any]
     checkpoint_sha256: str | None = None
