@@ -18,6 +18,8 @@ from geosam.cli.main import main
 from geosam.hashing import sha256_file
 from geosam.predict import output_paths
 
+pytest.importorskip("sam2", reason="SAM 2 tests need the sam2 package (pip install 'geosam[sam2]')")
+
 # lowered thresholds (random weights) and no halo (4 tiles of the sample scene; seams: test_predict_sam2)
 LOWERED = ["--points-per-side", "4", "--pred-iou-thresh", "0", "--stability-score-thresh", "0", "--halo", "0"]
 

@@ -21,6 +21,8 @@ from geosam.runtime import load_models
 from geosam.testing import make_raster
 from geosam.testing_models import make_tiny_bundle, make_tiny_sam2_bundle, make_tiny_sam_checkpoint
 
+pytest.importorskip("sam2", reason="SAM 2 tests need the sam2 package (pip install 'geosam[sam2]')")
+
 CLASSES = ("water", "forest", "field")
 OUTPUTS = ("classes", "confidence", "regions_geojson", "regions_gpkg", "tiles_gpkg", "qgis_project", "record")
 

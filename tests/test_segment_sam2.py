@@ -20,6 +20,8 @@ from geosam.models.sam_family import (
 )
 from geosam.segment_sam2 import Sam2MaskDecoder, generate_single_crop_sam2, sam2_regions
 
+pytest.importorskip("sam2", reason="SAM 2 tests need the sam2 package (pip install 'geosam[sam2]')")
+
 TINY = SAM2_VARIANTS["sam2.1_hiera_tiny"]
 
 
