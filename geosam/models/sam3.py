@@ -141,9 +141,7 @@ def load_sam3(checkpoint: str | os.PathLike[str], *, device: Any = "cpu") -> Any
         CheckpointError: Unsafe or unreadable file, not a SAM 3 checkpoint, tensors missing or of other
             shapes, or ``sam3`` not installed.
     """
-    from geosam.models.sam import load_state_dict
-
-    state = load_state_dict(checkpoint)  # weights_only; unwraps {"model": ...}
+    state = _weights(checkpoint)
     image_state = {k[len("detector.") :]: v for k, v in state.items() if k.startswith("detector.")}
     if not image_state:
         raise CheckpointError(
@@ -164,6 +162,35 @@ def load_sam3(checkpoint: str | os.PathLike[str], *, device: Any = "cpu") -> Any
             checkpoint,
         )
     return model.to(device).eval()
+
+
+def _weights(checkpoint: str | os.PathLike[str]) -> dict[str, Any]:
+    """The checkpoint's tensors, memory-mapped (weights-only): a 3.4 GB file is not held twice in RAM.
+
+    Falls back to :func:`geosam.models.sam.load_state_dict` (a full read) for files that cannot be
+    memory-mapped, which also gives the one-line errors for unsafe or unreadable files.
+    """
+    import pickle
+    import warnings
+    import zipfile
+    from collections.abc import Mapping
+
+    import torch
+
+    from geosam.models.sam import load_state_dict
+
+    if Path(checkpoint).suffix != ".safetensors" and Path(checkpoint).is_file():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                obj = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+        except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError, ValueError):
+            obj = None
+        if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
+            obj = obj["model"]
+        if isinstance(obj, Mapping) and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return {str(k): v for k, v in obj.items()}
+    return load_state_dict(checkpoint)  # weights_only; unwraps {"model": ...}; one-line errors
 
 
 @dataclass
