@@ -42,18 +42,13 @@ STRIDES = (4, 8, 16, 32)
 
 def architecture() -> list[dict[str, Any]]:
     """Per SAM 2.1 size and level: channels, Hiera blocks and global-attention blocks before it, top-down."""
-    from hydra import compose
-    from omegaconf import OmegaConf
-
-    from geosam.models import sam2 as gs2
+    from geosam.models.sam2 import packaged_config
     from geosam.models.sam_family import SAM2_VARIANTS
 
-    gs2._sam2()
     rows = []
     for name in ("sam2.1_hiera_tiny", "sam2.1_hiera_small", "sam2.1_hiera_base_plus", "sam2.1_hiera_large"):
         v = SAM2_VARIANTS[name]
-        with gs2._scoped_hydra():
-            cfg = OmegaConf.to_container(compose(config_name=v.config), resolve=True)
+        cfg = packaged_config(v)
         trunk = cfg["model"]["image_encoder"]["trunk"]  # type: ignore[index,call-overload]
         neck = cfg["model"]["image_encoder"]["neck"]  # type: ignore[index,call-overload]
         stages = list(trunk.get("stages", (2, 3, 16, 3)))

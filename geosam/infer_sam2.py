@@ -109,7 +109,7 @@ def load_sam2_models(
     """
     from geosam.hashing import sha256_file
     from geosam.models.bundle import load_bundle
-    from geosam.models.sam2 import _check_size, load_sam2, sam2_version
+    from geosam.models.sam2 import check_input_size, load_sam2, sam2_version
     from geosam.models.sam2_bundle import check_checkpoint_for_bundle
     from geosam.runtime import Models
 
@@ -126,7 +126,7 @@ def load_sam2_models(
         )
     tile = cfg.tiling.tile_size or 1024
     if shared:
-        _check_size(tile)
+        check_input_size(tile)
         image_size = tile
     else:
         image_size = max(64, round(tile / 32) * 32)

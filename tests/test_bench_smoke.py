@@ -169,3 +169,18 @@ def test_script_smoke(name, work, tmp_path, monkeypatch):
     assert len(out) == 1
     data = json.loads(out[0].read_text())
     assert data["size"] == "smoke" and "load_at_start" in data
+
+
+def test_hiera_level_dilution_measure():
+    """The own-pixel share of pooled region features: 1 for cell-aligned regions, area/cell for one cell."""
+    from measure_hiera_levels import own_share
+
+    labels = np.zeros((16, 16), np.int32)
+    labels[:8, :8] = 1  # four whole 4 x 4 cells
+    labels[8, 8] = 2  # one pixel of a 4 x 4 cell
+    labels[12:16, 0:6] = 3  # one whole cell and half of another
+    share, area = own_share(labels, 4)
+    assert area.tolist() == [64, 1, 24]  # regions 1..3 (0 is no region)
+    assert share[0] == pytest.approx(1.0)
+    assert share[1] == pytest.approx(1 / 16)
+    assert share[2] == pytest.approx((1 + 0.5**2) / 1.5)

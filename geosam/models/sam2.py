@@ -47,12 +47,14 @@ __all__ = [
     "Sam2Features",
     "build_image_encoder",
     "build_sam2_model",
+    "check_input_size",
     "decoder_inputs",
     "fix_feature_sizes",
     "image_predictor",
     "level_channels",
     "load_sam2",
     "multiscale_features",
+    "packaged_config",
     "sam2_amg",
     "sam2_version",
     "save_sam2_checkpoint",
@@ -136,7 +138,12 @@ def _scoped_hydra() -> Iterator[None]:
             restore_gh_from_backup(backup)
 
 
-def _check_size(image_size: int) -> None:
+def check_input_size(image_size: int) -> None:
+    """Refuse SAM 2 input sizes Hiera cannot run at.
+
+    Raises:
+        ConfigError: Not a multiple of 32, or below 64 (one stride-32 cell needs 8 x 8 stride-4 windows).
+    """
     if image_size < 64 or image_size % 32:
         raise ConfigError(
             f"SAM 2 tiles must be a multiple of 32 pixels and at least 64 (Hiera's stride-32 stage and "
@@ -156,7 +163,7 @@ def build_sam2_model(
     Raises:
         ConfigError: ``image_size`` is not a multiple of 32 (or below 64).
     """
-    _check_size(image_size)
+    check_input_size(image_size)
     _sam2()
     from sam2.build_sam import build_sam2
 
@@ -168,6 +175,17 @@ def build_sam2_model(
             hydra_overrides_extra=[f"++model.image_size={int(image_size)}"],
         )
     return model
+
+
+def packaged_config(variant: Sam2Variant) -> dict[str, Any]:
+    """``variant``'s packaged Hydra config (``configs/sam2.1/...yaml``), resolved, as a plain dict."""
+    _sam2()
+    from hydra import compose
+    from omegaconf import OmegaConf
+
+    with _scoped_hydra():
+        cfg = OmegaConf.to_container(compose(config_name=variant.config), resolve=True)
+    return dict(cfg)  # type: ignore[arg-type]
 
 
 def build_image_encoder(variant: Sam2Variant) -> nn.Module:

@@ -98,9 +98,9 @@ def training_encoder(
     from geosam.hashing import sha256_file
     from geosam.models.band_adapter import RGB, adapt_patch_embed
     from geosam.models.bundle import EncoderMeta
-    from geosam.models.sam2 import DEFAULT_LEVEL, Sam2Encoder, _check_size, load_sam2
+    from geosam.models.sam2 import DEFAULT_LEVEL, Sam2Encoder, check_input_size, load_sam2
 
-    _check_size(input_size)
+    check_input_size(input_size)
     variant = model_id.variant
     if variant is None:  # pragma: no cover - callers pass SAM 2 ids only
         raise InputMismatchError(f"{model_id.label} is not a SAM 2 checkpoint", checkpoint)
