@@ -161,7 +161,7 @@ def load_sam2_models(
         )
     bundle.model.to(device).eval()
     sam2_model.to(device).eval()
-    decoder = Sam2MaskDecoder.for_model(sam2_model, found, shared=shared, rgb=rgb)
+    decoder = Sam2MaskDecoder(sam2_model, found, shared, rgb)
     info = {
         "family": found.family,
         "model": found.name,
@@ -253,6 +253,7 @@ class Sam2SharedInference:
         model: The classifier (a :class:`~geosam.models.sam2.Sam2Encoder` and a head), on ``device``.
         encoder: The tile plan (whole tiles: chip = tile = SAM 2's input size).
         decoder: SAM 2's mask decoder, sharing the classifier's image encoder.
+        predictor: The scene's ``SAM2ImagePredictor`` (:meth:`Sam2MaskDecoder.new_predictor`).
         segment: Generator settings.
         device: Torch device.
         precision: ``fp32``, ``bf16`` or ``fp16`` (autocast of the encoder pass).
@@ -261,6 +262,7 @@ class Sam2SharedInference:
     model: LandCoverModel
     encoder: EncoderPlan
     decoder: Sam2MaskDecoder
+    predictor: Any
     segment: SegmentConfig
     device: torch.device
     precision: str
@@ -294,7 +296,7 @@ class Sam2SharedInference:
         t1 = time.perf_counter()
         secs["encode"] = t1 - t0
         if valid.any():
-            regions = sam2_regions(self.decoder, feats, valid, self.segment)
+            regions = sam2_regions(self.decoder, self.predictor, feats, valid, self.segment)
         else:
             regions = Regions.empty(valid.shape)
         t2 = time.perf_counter()
@@ -336,7 +338,9 @@ def sam2_tile_inference(
         raise TypeError("SAM 2 regions need a Sam2MaskDecoder (load the models with load_models)")
     model = models.bundle.model
     if dec.shared:
-        return Sam2SharedInference(model, encoder, dec, segment, models.device, models.precision)
+        return Sam2SharedInference(
+            model, encoder, dec, dec.new_predictor(), segment, models.device, models.precision
+        )
     model_mean: torch.Tensor = model.mean  # type: ignore[assignment]
     fill = model_mean.detach().cpu().numpy().reshape(-1)
     return TileInference(

@@ -10,9 +10,11 @@ are unpacked. Masks, scores and order equal ``generate``'s (``tests/test_segment
 :func:`geosam.segment.generate_single_crop` (SAM 1) ported to SAM 2's predictor, which also feeds the
 mask decoder two high-resolution feature maps.
 
-:class:`Sam2MaskDecoder` holds the SAM 2 model and one predictor for a whole run (built once, not
-per tile); :func:`sam2_regions` installs a tile's features on it (what ``set_image`` would leave) and
-turns the masks into a :class:`geosam.segment.Regions` partition.
+:class:`Sam2MaskDecoder` holds the SAM 2 model of a run (loaded once per process). The predictor that
+drives its decoder keeps the image state in attributes, so each scene gets its own
+(:meth:`Sam2MaskDecoder.new_predictor`, built once per scene, not per tile: scenes processed by threads
+of one worker never share one); :func:`sam2_regions` installs a tile's features on it (what
+``set_image`` would leave) and turns the masks into a :class:`geosam.segment.Regions` partition.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ __all__ = ["Sam2MaskDecoder", "Sam2Regions", "generate_single_crop_sam2", "sam2_
 
 @dataclass(frozen=True)
 class Sam2MaskDecoder:
-    """SAM 2's prompt encoder and mask decoder for a run, with the predictor they are driven through.
+    """SAM 2's prompt encoder and mask decoder for a run.
 
     Two ways to get a tile's features: ``shared`` (the classifier's encoder *is* ``model.image_encoder``,
     a bundle trained on this checkpoint: the classifier's single pass feeds the decoder), or the
@@ -41,31 +43,25 @@ class Sam2MaskDecoder:
 
     Attributes:
         model: The ``SAM2Base``.
-        predictor: A ``SAM2ImagePredictor`` sized for ``model.image_size`` (built once per run).
         model_id: What the checkpoint is (``region_source`` of the outputs is ``model_id.family``).
         shared: Whether the classifier's encoder is ``model.image_encoder``.
         rgb: Indices of the red, green and blue bands in the tile (own pass only).
     """
 
     model: Any
-    predictor: Any
     model_id: SamModelId
     shared: bool = True
     rgb: tuple[int, int, int] = (0, 1, 2)
 
-    @classmethod
-    def for_model(
-        cls, model: Any, model_id: SamModelId, *, shared: bool = True, rgb: tuple[int, int, int] = (0, 1, 2)
-    ) -> Sam2MaskDecoder:
-        """Wrap a loaded ``SAM2Base`` (builds its predictor once)."""
+    def new_predictor(self) -> Any:
+        """A fresh ``SAM2ImagePredictor`` for this model, sized for its input (one per scene)."""
         from geosam.models.sam2 import image_predictor
 
         with warnings.catch_warnings():
             # SAM2Transforms scripts its resize/normalise with torch.jit (deprecated in torch 2.14); geosam
             # never calls them (tiles arrive normalised at the model's size)
             warnings.simplefilter("ignore", FutureWarning)
-            pred = image_predictor(model)
-        return cls(model, pred, model_id, shared, rgb)
+            return image_predictor(self.model)
 
     def own_features(self, tile: Any) -> Any:
         """The decoder's own encoder pass over a ``(1, N, T, T)`` 0..1 float tile.
@@ -163,11 +159,15 @@ def generate_single_crop_sam2(
     return out_masks, scores
 
 
-def sam2_regions(decoder: Sam2MaskDecoder, features: Any, valid: np.ndarray, cfg: SegmentConfig) -> Regions:
+def sam2_regions(
+    decoder: Sam2MaskDecoder, predictor: Any, features: Any, valid: np.ndarray, cfg: SegmentConfig
+) -> Regions:
     """SAM 2 automatic masks of one tile from the tile's single encoder pass.
 
     Args:
-        decoder: The run's :class:`Sam2MaskDecoder` (``image_size`` equals the tile size).
+        decoder: The run's :class:`Sam2MaskDecoder`.
+        predictor: The scene's predictor (:meth:`Sam2MaskDecoder.new_predictor`); it holds the tile's
+            features only during this call.
         features: The tile's :class:`geosam.models.sam2.Sam2Features` (batch of one).
         valid: ``(H, W)`` valid pixels of the tile.
         cfg: Generator settings.
@@ -180,7 +180,7 @@ def sam2_regions(decoder: Sam2MaskDecoder, features: Any, valid: np.ndarray, cfg
     from geosam.models.sam2 import decoder_inputs
 
     h, w = valid.shape
-    pred = decoder.predictor
+    pred = predictor
     pred.reset_predictor()
     with torch.inference_mode():
         feats = decoder_inputs(decoder.model, features)
@@ -215,6 +215,7 @@ class Sam2Regions:
         self, decoder: Sam2MaskDecoder, cfg: SegmentConfig, fill: np.ndarray, precision: str
     ) -> None:
         self.decoder = decoder
+        self.predictor = decoder.new_predictor()
         self.cfg = cfg
         self.fill = np.asarray(fill, np.float32)
         self.precision = precision
@@ -226,8 +227,8 @@ class Sam2Regions:
 
         from geosam.encode import autocast_context, fill_invalid
 
-        device = self.decoder.predictor.device
+        device = self.predictor.device
         x = torch.from_numpy(fill_invalid(tile, valid, self.fill))[None].to(device)
         with autocast_context(device, self.precision):
             feats = self.decoder.own_features(x)
-        return sam2_regions(self.decoder, feats, valid, self.cfg)
+        return sam2_regions(self.decoder, self.predictor, feats, valid, self.cfg)

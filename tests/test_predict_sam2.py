@@ -3,6 +3,7 @@ region_source sam2.1 everywhere, seams, one encoder pass per tile, and the refus
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import geopandas as gpd
@@ -21,7 +22,8 @@ from geosam.runtime import load_models
 from geosam.testing import make_raster
 from geosam.testing_models import make_tiny_bundle, make_tiny_sam2_bundle, make_tiny_sam_checkpoint
 
-pytest.importorskip("sam2", reason="SAM 2 tests need the sam2 package (pip install 'geosam[sam2]')")
+if importlib.util.find_spec("sam2") is None:  # find_spec: importing sam2 would initialise Hydra globally
+    pytest.skip("SAM 2 tests need the sam2 package (pip install 'geosam[sam2]')", allow_module_level=True)
 
 CLASSES = ("water", "forest", "field")
 OUTPUTS = ("classes", "confidence", "regions_geojson", "regions_gpkg", "tiles_gpkg", "qgis_project", "record")
@@ -175,3 +177,15 @@ def test_encoder_only_checkpoint_cannot_make_masks(tmp_path, sam2_tiny_checkpoin
     bundle = make_tiny_bundle(tmp_path / "b", classes=CLASSES, input_size=32, tile_size=128)
     with pytest.raises(CheckpointError, match="no mask decoder"):
         load_models(bundle, enc, _cfg())
+
+
+def test_each_scene_gets_its_own_predictor(shared_run):
+    """The predictor holds image state: scenes (threads of one worker) must not share one."""
+    from geosam.encode import EncoderPlan
+    from geosam.inference import tile_inference
+
+    _, _, models, _ = shared_run
+    plan = EncoderPlan(128, 128, 128, 8)
+    a = tile_inference(models, plan, _cfg().segment)
+    b = tile_inference(models, plan, _cfg().segment)
+    assert a.predictor is not b.predictor and a.decoder is b.decoder

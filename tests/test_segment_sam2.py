@@ -4,6 +4,7 @@ equal SAM2ImagePredictor's, and RLE-free masks equal to SAM2AutomaticMaskGenerat
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 
 import numpy as np
 import pytest
@@ -20,7 +21,8 @@ from geosam.models.sam_family import (
 )
 from geosam.segment_sam2 import Sam2MaskDecoder, generate_single_crop_sam2, sam2_regions
 
-pytest.importorskip("sam2", reason="SAM 2 tests need the sam2 package (pip install 'geosam[sam2]')")
+if importlib.util.find_spec("sam2") is None:  # find_spec: importing sam2 would initialise Hydra globally
+    pytest.skip("SAM 2 tests need the sam2 package (pip install 'geosam[sam2]')", allow_module_level=True)
 
 TINY = SAM2_VARIANTS["sam2.1_hiera_tiny"]
 
@@ -60,10 +62,21 @@ def tiny128(sam2_tiny_checkpoint):
     return gs2.load_sam2(sam2_tiny_checkpoint, TINY, 128)
 
 
-def test_hydra_state_is_left_as_found(tiny128):
+def test_hydra_state_is_left_as_found(sam2_tiny_checkpoint):
+    """geosam builds under a scoped Hydra initialisation: the process-wide state is what it was."""
     from hydra.core.global_hydra import GlobalHydra
 
-    assert tiny128.image_size == 128 and not GlobalHydra.instance().is_initialized()
+    was = GlobalHydra.instance().is_initialized()
+    GlobalHydra.instance().clear()
+    try:
+        gs2.load_sam2(sam2_tiny_checkpoint, TINY, 64)
+        gs2.build_image_encoder(TINY)
+        assert not GlobalHydra.instance().is_initialized()  # the singleton is replaced on restore
+    finally:
+        if was:  # put back what sam2's own import had set up (other tests may import sam2 directly)
+            from hydra import initialize_config_module
+
+            initialize_config_module("sam2", version_base="1.2")
 
 
 @pytest.mark.parametrize("name", list(SAM2_VARIANTS))
@@ -218,7 +231,8 @@ def test_generate_single_crop_equals_sam2_generator(tiny128, pred_iou, stability
 def test_sam2_regions_from_one_pass(tiny128):
     from geosam.models.sam_family import SamModelId
 
-    dec = Sam2MaskDecoder.for_model(tiny128, SamModelId("sam2.1", TINY.name, TINY))
+    dec = Sam2MaskDecoder(tiny128, SamModelId("sam2.1", TINY.name, TINY))
+    pred = dec.new_predictor()
     enc = gs2.Sam2Encoder(tiny128.image_encoder, TINY)
     img = _image(128)
     with torch.inference_mode():
@@ -227,8 +241,8 @@ def test_sam2_regions_from_one_pass(tiny128):
     valid[:, :20] = False
     cfg = SegmentConfig(points_per_side=4, pred_iou_thresh=0, stability_score_thresh=0, box_nms_thresh=1.0)
     cfg = cfg.model_copy(update={"min_region_area": 8})
-    regions = sam2_regions(dec, feats, valid, cfg)
+    regions = sam2_regions(dec, pred, feats, valid, cfg)
     assert regions.source == "sam2.1" and regions.count > 1
     assert (regions.labels[~valid] == 0).all() and regions.labels.max() == regions.count
     assert np.isfinite(regions.predicted_iou).all()
-    assert not dec.predictor._is_image_set  # the run's predictor holds no tile state between tiles
+    assert not pred._is_image_set  # the scene's predictor holds no tile state between tiles
