@@ -90,7 +90,9 @@ def plan_encoder(
 ) -> EncoderPlan:
     """How this scene's tiles are encoded: tile and chip size in scene pixels, matched to the model's GSD.
 
-    SAM tiles and models without a known ground sampling distance use the model's sizes. Otherwise,
+    A region model that brings its own plan (SAM 2.x, SAM 3: a ``plan_encoder`` method of
+    ``models.sam``) decides. SAM tiles and models without a known ground sampling distance use the
+    model's sizes. Otherwise,
     with ``match_resolution``, the chip covers the ground of a training chip:
     ``chip = round(model_chip * model_gsd / scene_gsd)``, and a tile holds as many chips per side as
     the model's default tile (a user-set ``tile_size`` is rounded to a multiple of the chip). Scenes
@@ -102,14 +104,10 @@ def plan_encoder(
         match_resolution: Resample chips to the model's ground resolution.
         tile_size: The user's tile size (``TilingConfig.tile_size``), or ``None``.
     """
-    if models.region_source in ("sam2.1", "sam2"):
-        from geosam.infer_sam2 import plan_encoder_sam2
-
-        return plan_encoder_sam2(models, info, match_resolution=match_resolution, tile_size=tile_size)
-    if models.region_source == "sam3":
-        from geosam.infer_sam3 import plan_encoder_sam3
-
-        return plan_encoder_sam3(models, info, match_resolution=match_resolution)
+    own_plan = getattr(models.sam, "plan_encoder", None)
+    if own_plan is not None:  # SAM 2/3 region models plan their tiles (geosam.infer_sam2/3)
+        plan: EncoderPlan = own_plan(models, info, match_resolution=match_resolution, tile_size=tile_size)
+        return plan
     chip, tile = models.chip_size, models.tile_size
     grid = models.input_size // patch_size(models.bundle.model.encoder)
     gsd = models.bundle.meta.gsd_m

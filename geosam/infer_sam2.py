@@ -1,4 +1,4 @@
-"""Tile inference with SAM 2.x (Hiera): loading a run's models and processing one tile.
+"""Tile inference with SAM 2.x (Hiera): the run's region model, tile plans and per-tile compute.
 
 Two set-ups, both with every encoder running once per tile:
 
@@ -10,45 +10,42 @@ Two set-ups, both with every encoder running once per tile:
   when the tile is not already that size), and the classifier encodes the tile as it always does
   (chips, resolution matching).
 
-:func:`load_sam2_models` is what :func:`geosam.runtime.load_models` calls for a SAM 2.x checkpoint;
+:func:`geosam.region_loading.load_sam2_models` loads a run's :class:`Sam2MaskDecoder`;
 :func:`plan_encoder_sam2` and :func:`sam2_tile_inference` are what :func:`geosam.encode.plan_encoder` and
-:func:`geosam.inference.tile_inference` call for it. A bundle with a Hiera encoder and no SAM regions
-(superpixels, tile labels) needs nothing from here: its encoder works in geosam's chip path.
+:func:`geosam.inference.tile_inference` call for it (through the decoder's methods). A bundle with a
+Hiera encoder and no SAM regions (superpixels, tile labels) needs nothing from here: its encoder works
+in geosam's chip path.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from geosam.config import RunConfig, SegmentConfig
-from geosam.errors import CheckpointError, InputMismatchError
+from geosam.config import SegmentConfig
 from geosam.models.sam_family import SamModelId
-from geosam.segment_sam2 import Sam2MaskDecoder
 
 if TYPE_CHECKING:
     import torch
 
     from geosam.encode import EncoderPlan
     from geosam.inference import TileInference, TileResult
-    from geosam.models.bundle import BundleMeta
     from geosam.models.classifier import LandCoverModel
     from geosam.runtime import Models
     from geosam.types import SceneInfo, TileSpec
 
 __all__ = [
     "SAM2_SOURCES",
+    "Sam2MaskDecoder",
     "Sam2SharedInference",
-    "load_sam2_models",
     "plan_encoder_sam2",
     "plan_own_pass",
-    "rgb_indices",
     "sam2_tile_inference",
 ]
 
@@ -58,134 +55,82 @@ log = logging.getLogger(__name__)
 SAM2_SOURCES = ("sam2.1", "sam2")
 
 
-def rgb_indices(bands: list[str], where: str | os.PathLike[str] | None) -> tuple[int, int, int]:
-    """Positions of the red, green and blue bands among a model's bands (for a SAM region pass).
+@dataclass(frozen=True)
+class Sam2MaskDecoder:
+    """SAM 2's prompt encoder and mask decoder for a run.
 
-    Raises:
-        InputMismatchError: One of them is missing.
+    Two ways to get a tile's features: ``shared`` (the classifier's encoder *is* ``model.image_encoder``,
+    a bundle trained on this checkpoint: the classifier's single pass feeds the decoder), or the
+    decoder's own pass (:meth:`own_features`, when the classifier has an encoder of its own, such as the
+    packaged default model): then each encoder still runs once per tile. As a run's region model it
+    provides its own encoder plan and tile inference (:meth:`plan_encoder`, :meth:`tile_inference`),
+    which :mod:`geosam.encode` and :mod:`geosam.inference` call without importing this module.
+
+    Attributes:
+        model: The ``SAM2Base``.
+        model_id: What the checkpoint is (``region_source`` of the outputs is ``model_id.family``).
+        shared: Whether the classifier's encoder is ``model.image_encoder``.
+        rgb: Indices of the red, green and blue bands in the tile (own pass only).
     """
-    from geosam.bands import canonical_band_name
 
-    names = [canonical_band_name(b) for b in bands]
-    try:
-        return (names.index("red"), names.index("green"), names.index("blue"))
-    except ValueError:
-        raise InputMismatchError(
-            f"SAM masks need red, green and blue bands, but the model's bands are {', '.join(names)}; "
-            "use a bundle trained with --backbone <sam2 checkpoint>, or --regions felzenszwalb",
-            where,
-        ) from None
+    model: Any
+    model_id: SamModelId
+    shared: bool = True
+    rgb: tuple[int, int, int] = (0, 1, 2)
 
+    def new_predictor(self) -> Any:
+        """A fresh ``SAM2ImagePredictor`` for this model, sized for its input (one per scene)."""
+        from geosam.models.sam2 import image_predictor
 
-def load_sam2_models(
-    model: str | os.PathLike[str] | None,
-    sam_checkpoint: str | os.PathLike[str],
-    found: SamModelId,
-    meta: BundleMeta,
-    cfg: RunConfig,
-    device: torch.device,
-    precision: str,
-) -> Models:
-    """Load the classifier bundle and SAM 2's mask decoder for a run (once per process).
+        with warnings.catch_warnings():
+            # SAM2Transforms scripts its resize/normalise with torch.jit (deprecated in torch 2.14); geosam
+            # never calls them (tiles arrive normalised at the model's size)
+            warnings.simplefilter("ignore", FutureWarning)
+            return image_predictor(self.model)
 
-    Args:
-        model: Bundle folder (``None``: the packaged default model).
-        sam_checkpoint: The SAM checkpoint given with ``--sam-checkpoint``.
-        found: What the checkpoint is (:func:`geosam.models.sam_family.identify_sam_checkpoint`).
-        meta: The bundle's metadata.
-        cfg: Run configuration (tile size, segment settings).
-        device: Torch device.
-        precision: ``fp32``, ``bf16`` or ``fp16``.
+    def own_features(self, tile: Any) -> Any:
+        """The decoder's own encoder pass over a ``(1, N, T, T)`` 0..1 float tile.
 
-    Returns:
-        :class:`geosam.runtime.Models` with ``sam`` a :class:`~geosam.segment_sam2.Sam2MaskDecoder` and
-        ``region_source`` ``sam2.1``/``sam2``.
+        The red, green and blue bands are normalised with SAM 2's statistics and, when ``T`` is not the
+        model's ``image_size``, resized to it (bilinear), as ``SAM2Transforms`` does; masks come back at
+        ``T`` (the predictor upsamples them to the tile). Returns :class:`~geosam.models.sam2.Sam2Features`.
+        """
+        import torch
+        import torch.nn.functional as F
 
-    Raises:
-        InputMismatchError: A bundle trained on another SAM family or size than the checkpoint, or one
-            without red/green/blue bands for SAM 2's own pass.
-        CheckpointError: An encoder-only checkpoint (no mask decoder), or weights that do not load.
-        ConfigError: A tile size SAM 2 cannot run at (shared mode: multiples of 32).
-    """
-    from geosam.hashing import sha256_file
-    from geosam.models.bundle import load_bundle
-    from geosam.models.sam2 import check_input_size, load_sam2, sam2_version
-    from geosam.models.sam2_bundle import check_checkpoint_for_bundle
-    from geosam.runtime import Models
+        from geosam.models.sam2_encoder import SAM2_PIXEL_MEAN, SAM2_PIXEL_STD, Sam2Encoder
 
-    bundle_path = model if model is not None else None
-    shared = meta.encoder.family == "sam2"
-    if shared or found.family == "sam":
-        # a Hiera bundle takes only its own family and size; a SAM 1 checkpoint never reaches here otherwise
-        check_checkpoint_for_bundle(meta, found, bundle_path)
-    if not found.has_decoder or found.variant is None:
-        raise CheckpointError(
-            f"the checkpoint holds only {found.label}'s image encoder, no mask decoder: it cannot make SAM "
-            "masks; pass Meta's full checkpoint",
-            sam_checkpoint,
-        )
-    tile = cfg.tiling.tile_size or 1024
-    if shared:
-        check_input_size(tile)
-        image_size = tile
-    else:
-        image_size = max(64, round(tile / 32) * 32)
-    digest = sha256_file(sam_checkpoint)
-    sam2_model = load_sam2(sam_checkpoint, found.variant, image_size)
-    if shared:
-        bundle = load_bundle(model, sam_checkpoint=sam_checkpoint, device="cpu", sam2_model=sam2_model)
-        if bundle.meta.encoder.source == "bundle":
-            log.warning(
-                "the bundle's Hiera encoder was fine-tuned: SAM 2's mask decoder runs on its features "
-                "(one encoder pass); masks may differ from stock SAM 2"
-            )
-        sam2_model.image_encoder = bundle.model.encoder.image_encoder  # one encoder: masks and classes
-        chip = input_size = tile
-        rgb = (0, 1, 2)
-    else:
-        if meta.encoder.source == "sam_checkpoint":
-            raise InputMismatchError(
-                f"the model bundle was trained on the frozen encoder of a SAM 1 checkpoint, but the SAM "
-                f"checkpoint given is {found.label}: run that bundle with its SAM 1 checkpoint, or train one "
-                f"on this checkpoint (geosam train ... --backbone {Path(sam_checkpoint).name})",
-                bundle_path,
-            )
-        bundle = load_bundle(model, device="cpu")
-        rgb = rgb_indices(list(bundle.meta.bands), bundle_path)
-        chip = meta.chip_size or meta.input_size
-        input_size = meta.input_size
-        log.info(
-            "regions: %s (its own encoder pass per tile); classes: %s (its own encoder)",
-            found.label,
-            bundle.meta.name,
-        )
-    bundle.model.to(device).eval()
-    sam2_model.to(device).eval()
-    decoder = Sam2MaskDecoder(sam2_model, found, shared, rgb)
-    info = {
-        "family": found.family,
-        "model": found.name,
-        "label": found.label,
-        "checkpoint": os.path.abspath(sam_checkpoint),
-        "checkpoint_sha256": digest,
-        "package": f"sam2 {sam2_version()}",
-        "input_size": image_size,
-        "encoder_pass": "shared with the classifier (one pass per tile)"
-        if shared
-        else "own pass per tile (the classifier encodes the tile with its own encoder)",
-    }
-    return Models(
-        bundle,
-        decoder,
-        found.region_source,
-        tile,
-        chip,
-        input_size,
-        device,
-        precision,
-        os.fspath(sam_checkpoint),
-        info,
-    )
+        x = tile[:, list(self.rgb)].float()
+        size = self.image_size
+        if x.shape[-1] != size or x.shape[-2] != size:
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+        mean = torch.tensor(SAM2_PIXEL_MEAN, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(SAM2_PIXEL_STD, device=x.device).view(1, 3, 1, 1)
+        enc = Sam2Encoder(self.model.image_encoder, self.model_id.variant)  # type: ignore[arg-type]
+        with torch.inference_mode():
+            return enc.forward_features((x - mean) / std)
+
+    def plan_encoder(
+        self, models: Models, info: SceneInfo, *, match_resolution: bool, tile_size: int | None
+    ) -> EncoderPlan:
+        """This run's encoder plan (for :func:`geosam.encode.plan_encoder`): :func:`plan_encoder_sam2`."""
+        return plan_encoder_sam2(models, info, match_resolution=match_resolution, tile_size=tile_size)
+
+    def tile_inference(
+        self, models: Models, encoder: EncoderPlan, segment: SegmentConfig, *, batch_size: int = 1
+    ) -> TileInference | Sam2SharedInference:
+        """A scene's tile inference (called by :func:`geosam.inference.tile_inference`)."""
+        return sam2_tile_inference(models, encoder, segment, batch_size=batch_size)
+
+    @property
+    def region_source(self) -> str:
+        """``sam2.1`` or ``sam2``."""
+        return self.model_id.region_source
+
+    @property
+    def image_size(self) -> int:
+        """Tile edge the decoder was built for, in pixels."""
+        return int(self.model.image_size)
 
 
 def plan_encoder_sam2(
@@ -200,7 +145,7 @@ def plan_encoder_sam2(
     size (a few pixels at most).
 
     Args:
-        models: From :func:`load_sam2_models`.
+        models: From :func:`geosam.runtime.load_models` (a SAM 2 checkpoint).
         info: The scene (its ``gsd_m``).
         match_resolution: Resample classifier chips to the model's ground resolution.
         tile_size: The user's tile size (already in ``models.tile_size``).
@@ -325,7 +270,7 @@ def sam2_tile_inference(
     :class:`~geosam.segment_sam2.Sam2Regions` region maker (SAM 2's own pass).
 
     Args:
-        models: From :func:`load_sam2_models`.
+        models: From :func:`geosam.runtime.load_models` (a SAM 2 checkpoint).
         encoder: The scene's encoder plan (:func:`plan_encoder_sam2`).
         segment: Generator settings.
         batch_size: ``RunConfig.batch_size`` (classifier chips per call: ``16 x batch_size``).

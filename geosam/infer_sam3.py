@@ -39,11 +39,13 @@ if TYPE_CHECKING:
     from geosam.inference import TileInference, TileResult
     from geosam.models.bundle import LoadedBundle
     from geosam.models.sam3 import ConceptSegmenter
+    from geosam.region_loading import LoadedRegionModel
     from geosam.runtime import Models
     from geosam.segment import Regions
     from geosam.types import SceneInfo, TileSpec
 
 __all__ = [
+    "Sam3Concepts",
     "Sam3Regions",
     "Sam3ZeroShotInference",
     "is_zero_shot",
@@ -60,6 +62,34 @@ log = logging.getLogger(__name__)
 def is_zero_shot(models: Models) -> bool:
     """Whether a run's classes are SAM 3's concepts (no classifier bundle)."""
     return models.bundle.meta.encoder.family == "sam3"
+
+
+@dataclass(frozen=True)
+class Sam3Concepts:
+    """A run's SAM 3 region model: the concept segmenter, with its own encoder plan and tile inference.
+
+    :func:`geosam.encode.plan_encoder` and :func:`geosam.inference.tile_inference` call
+    :meth:`plan_encoder` and :meth:`tile_inference` without importing this module.
+
+    Attributes:
+        segmenter: SAM 3 with the concept prompts (:class:`~geosam.models.sam3.ConceptSegmenter`).
+        zero_shot: The concepts are the classes (``True``), or a bundle classifies their masks.
+    """
+
+    segmenter: ConceptSegmenter
+    zero_shot: bool
+
+    def plan_encoder(
+        self, models: Models, info: SceneInfo, *, match_resolution: bool, tile_size: int | None
+    ) -> EncoderPlan:
+        """See :func:`plan_encoder_sam3`."""
+        return plan_encoder_sam3(models, info, match_resolution=match_resolution)
+
+    def tile_inference(
+        self, models: Models, encoder: EncoderPlan, segment: SegmentConfig, *, batch_size: int = 1
+    ) -> TileInference | Sam3ZeroShotInference:
+        """See :func:`sam3_tile_inference`."""
+        return sam3_tile_inference(models, encoder, segment, batch_size=batch_size)
 
 
 def to_rgb8(tile: np.ndarray, valid: np.ndarray, rgb: tuple[int, int, int]) -> np.ndarray:
@@ -122,8 +152,7 @@ def load_sam3_models(
     sam3_checkpoint: str | os.PathLike[str],
     cfg: RunConfig,
     device: torch.device,
-    precision: str,
-) -> Models:
+) -> LoadedRegionModel:
     """Load SAM 3 and the concept prompts (and, for the hybrid, the classifier bundle), once per run.
 
     Args:
@@ -132,7 +161,9 @@ def load_sam3_models(
         cfg: Run configuration: ``segment.concepts``, ``segment.concept_threshold``,
             ``segment.source`` (``sam3``: hybrid; ``auto``: zero-shot), tile size.
         device: Torch device.
-        precision: Classifier precision (SAM 3 runs in float32).
+
+    Returns:
+        The parts of :class:`geosam.runtime.Models`, a :class:`Sam3Concepts` as region model.
 
     Raises:
         ConfigError: No concepts, or a bundle given without ``--regions sam3``.
@@ -141,7 +172,6 @@ def load_sam3_models(
             checkpoint's encoder.
     """
     from geosam.hashing import sha256_file
-    from geosam.infer_sam2 import rgb_indices
     from geosam.models.bundle import load_bundle
     from geosam.models.sam3 import (
         SAM3_RESOLUTION,
@@ -151,7 +181,7 @@ def load_sam3_models(
         processor_for,
         sam3_version,
     )
-    from geosam.runtime import Models
+    from geosam.region_loading import LoadedRegionModel, rgb_indices
 
     seg = cfg.segment
     if not seg.concepts:
@@ -194,10 +224,9 @@ def load_sam3_models(
     }
     if not hybrid:
         bundle = zero_shot_bundle(sam3_checkpoint, digest, concepts, seg, floor)
-        return Models(
-            bundle, segmenter, "sam3", tile, tile, SAM3_RESOLUTION, device, precision,
-            os.fspath(sam3_checkpoint), info,
-        )  # fmt: skip
+        return LoadedRegionModel(
+            bundle, Sam3Concepts(segmenter, True), "sam3", tile, tile, SAM3_RESOLUTION, info
+        )
     bundle = load_bundle(model, device="cpu")
     if bundle.meta.encoder.source == "sam_checkpoint":
         raise InputMismatchError(
@@ -211,10 +240,9 @@ def load_sam3_models(
     meta = bundle.meta
     chip = meta.chip_size or meta.input_size
     log.info("regions: SAM 3 concept masks; classes: %s", meta.name)
-    return Models(
-        bundle, segmenter, "sam3", tile, chip, meta.input_size, device, precision,
-        os.fspath(sam3_checkpoint), info,
-    )  # fmt: skip
+    return LoadedRegionModel(
+        bundle, Sam3Concepts(segmenter, False), "sam3", tile, chip, meta.input_size, info
+    )
 
 
 def plan_encoder_sam3(models: Models, info: SceneInfo, *, match_resolution: bool) -> EncoderPlan:
@@ -223,17 +251,15 @@ def plan_encoder_sam3(models: Models, info: SceneInfo, *, match_resolution: bool
     from geosam.infer_sam2 import plan_own_pass
 
     if is_zero_shot(models):
-        t = int(models.tile_size)
+        t = int(models.tile_size)  # whole tiles: SAM 3's processor resizes them to 1008 px
         return EncoderPlan(t, t, models.input_size, 1)
     return plan_own_pass(models, info, match_resolution=match_resolution)
 
 
 def _segmenter(models: Models) -> ConceptSegmenter:
-    from geosam.models.sam3 import ConceptSegmenter
-
-    if not isinstance(models.sam, ConceptSegmenter):
-        raise TypeError("SAM 3 regions need a ConceptSegmenter (load the models with load_models)")
-    return models.sam
+    if not isinstance(models.sam, Sam3Concepts):
+        raise TypeError("SAM 3 regions need a Sam3Concepts region model (load the models with load_models)")
+    return models.sam.segmenter
 
 
 @dataclass(frozen=True)
@@ -319,8 +345,8 @@ def sam3_tile_inference(
     models: Models, encoder: EncoderPlan, segment: SegmentConfig, *, batch_size: int = 1
 ) -> TileInference | Sam3ZeroShotInference:
     """The per-tile compute of a scene with SAM 3 (zero-shot or hybrid), built once per scene."""
-    from geosam.infer_sam2 import rgb_indices
     from geosam.inference import TileInference
+    from geosam.region_loading import rgb_indices
 
     seg = _segmenter(models)
     if is_zero_shot(models):

@@ -125,22 +125,20 @@ def tile_inference(
 
     Args:
         models: From :func:`geosam.runtime.load_models` (its ``region_source`` picks the regions;
-            SAM 2.x regions go through :func:`geosam.infer_sam2.sam2_tile_inference`, SAM 3 concepts
-            through :func:`geosam.infer_sam3.sam3_tile_inference`).
+            region models with a ``tile_inference`` method, SAM 2.x and SAM 3, build their own:
+            :func:`geosam.infer_sam2.sam2_tile_inference`, :func:`geosam.infer_sam3.sam3_tile_inference`).
         encoder: The scene's encoder plan (:func:`geosam.encode.plan_encoder`).
         segment: Segmentation settings.
         batch_size: ``RunConfig.batch_size``: chip models encode ``16 x batch_size`` chips per call.
     """
     from geosam.segment import region_maker
 
-    if models.region_source in ("sam2.1", "sam2"):
-        from geosam.infer_sam2 import sam2_tile_inference
-
-        return sam2_tile_inference(models, encoder, segment, batch_size=batch_size)
-    if models.region_source == "sam3":
-        from geosam.infer_sam3 import sam3_tile_inference
-
-        return sam3_tile_inference(models, encoder, segment, batch_size=batch_size)
+    own = getattr(models.sam, "tile_inference", None)
+    if own is not None:  # SAM 2/3 region models bring their own (geosam.infer_sam2/3)
+        made: TileInference | Sam2SharedInference | Sam3ZeroShotInference = own(
+            models, encoder, segment, batch_size=batch_size
+        )
+        return made
     return TileInference(
         model=models.bundle.model,
         encoder=encoder,

@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     import torch
     from segment_anything.modeling import Sam
 
-    from geosam.models.sam3 import ConceptSegmenter
-    from geosam.segment_sam2 import Sam2MaskDecoder
+    from geosam.infer_sam2 import Sam2MaskDecoder
+    from geosam.infer_sam3 import Sam3Concepts
 
 __all__ = [
     "Models",
@@ -78,8 +78,10 @@ class Models:
     Attributes:
         bundle: The classifier (encoder + head) and its metadata.
         sam: A ``segment_anything`` ``Sam`` sharing ``bundle.model.encoder``, a
-            :class:`geosam.segment_sam2.Sam2MaskDecoder` for SAM 2.x checkpoints, a
-            :class:`geosam.models.sam3.ConceptSegmenter` for SAM 3 concepts, or ``None``.
+            :class:`geosam.infer_sam2.Sam2MaskDecoder` for SAM 2.x checkpoints, a
+            :class:`geosam.infer_sam3.Sam3Concepts` for SAM 3 concepts, or ``None``. SAM 2/3 region
+            models bring their own encoder plan and tile inference (``plan_encoder``,
+            ``tile_inference`` methods).
         region_source: ``sam``, ``sam2.1``, ``sam2``, ``sam3``, ``felzenszwalb`` or ``tiles``.
         tile_size: Tile edge in scene pixels.
         chip_size: Encoder chip edge in scene pixels.
@@ -92,7 +94,7 @@ class Models:
     """
 
     bundle: LoadedBundle
-    sam: Sam | Sam2MaskDecoder | ConceptSegmenter | None
+    sam: Sam | Sam2MaskDecoder | Sam3Concepts | None
     region_source: str
     tile_size: int
     chip_size: int
@@ -116,7 +118,7 @@ def load_models(
     ``felzenszwalb`` otherwise. SAM 1 masks need the checkpoint's image encoder to be the classifier's
     encoder (a bundle trained with ``--backbone <checkpoint>``), because the tile is encoded once; SAM 2.x
     checkpoints (recognised from their weights) also run with a bundle that has its own encoder
-    (:func:`geosam.infer_sam2.load_sam2_models`). With ``sam3_checkpoint`` the regions are SAM 3 concept
+    (:func:`geosam.region_loading.load_sam2_models`). With ``sam3_checkpoint`` the regions are SAM 3 concept
     masks: zero-shot classes, or a bundle's classes with ``source`` ``sam3``
     (:func:`geosam.infer_sam3.load_sam3_models`).
 
@@ -138,7 +140,11 @@ def load_models(
             raise ConfigError("pass either --sam-checkpoint (SAM 1/2 masks) or --sam3-checkpoint, not both")
         from geosam.infer_sam3 import load_sam3_models
 
-        return load_sam3_models(model, sam3_checkpoint, cfg, device, precision)
+        r = load_sam3_models(model, sam3_checkpoint, cfg, device)
+        return Models(
+            r.bundle, r.region_model, r.region_source, r.tile_size, r.chip_size, r.input_size, device,
+            precision, os.fspath(sam3_checkpoint), r.info,
+        )  # fmt: skip
     if source == "sam3":
         raise ConfigError("--regions sam3 needs SAM 3: pass --sam3-checkpoint sam3.pt and --concepts")
     if source == "auto":
@@ -157,10 +163,13 @@ def load_models(
         found = identify_sam_checkpoint(sam_checkpoint, named=cfg.segment.sam_model)  # type: ignore[arg-type]
         log.info("SAM checkpoint %s: %s", Path(sam_checkpoint).name, found.label)  # type: ignore[arg-type]
         if found.family != "sam" or meta.encoder.family != "sam":
-            from geosam.infer_sam2 import load_sam2_models
+            from geosam.region_loading import load_sam2_models
 
-            loaded: Models = load_sam2_models(model, sam_checkpoint, found, meta, cfg, device, precision)  # type: ignore[arg-type]
-            return loaded
+            r = load_sam2_models(model, sam_checkpoint, found, meta, cfg, device)  # type: ignore[arg-type]
+            return Models(
+                r.bundle, r.region_model, r.region_source, r.tile_size, r.chip_size, r.input_size, device,
+                precision, os.fspath(sam_checkpoint), r.info,  # type: ignore[arg-type]
+            )  # fmt: skip
         tile = cfg.tiling.tile_size or 1024
         enc_cfg = SamConfig.from_dict(dict(meta.encoder.config))
         if tile % enc_cfg.patch_size:

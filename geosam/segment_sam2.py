@@ -10,90 +10,26 @@ are unpacked. Masks, scores and order equal ``generate``'s (``tests/test_segment
 :func:`geosam.segment.generate_single_crop` (SAM 1) ported to SAM 2's predictor, which also feeds the
 mask decoder two high-resolution feature maps.
 
-:class:`Sam2MaskDecoder` holds the SAM 2 model of a run (loaded once per process). The predictor that
-drives its decoder keeps the image state in attributes, so each scene gets its own
-(:meth:`Sam2MaskDecoder.new_predictor`, built once per scene, not per tile: scenes processed by threads
-of one worker never share one); :func:`sam2_regions` installs a tile's features on it (what
-``set_image`` would leave) and turns the masks into a :class:`geosam.segment.Regions` partition.
+:class:`geosam.infer_sam2.Sam2MaskDecoder` holds the SAM 2 model of a run (loaded once per process).
+The predictor that drives its decoder keeps the image state in attributes, so each scene gets its own
+(built once per scene, not per tile: scenes processed by threads of one worker never share one);
+:func:`sam2_regions` installs a tile's features on it (what ``set_image`` would leave) and turns the
+masks into a :class:`geosam.segment.Regions` partition.
 """
 
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from geosam.config import SegmentConfig
-from geosam.models.sam_family import SamModelId
 from geosam.segment import Regions, paint_masks
 
-__all__ = ["Sam2MaskDecoder", "Sam2Regions", "generate_single_crop_sam2", "sam2_regions"]
+if TYPE_CHECKING:
+    from geosam.infer_sam2 import Sam2MaskDecoder
 
-
-@dataclass(frozen=True)
-class Sam2MaskDecoder:
-    """SAM 2's prompt encoder and mask decoder for a run.
-
-    Two ways to get a tile's features: ``shared`` (the classifier's encoder *is* ``model.image_encoder``,
-    a bundle trained on this checkpoint: the classifier's single pass feeds the decoder), or the
-    decoder's own pass (:meth:`own_features`, when the classifier has an encoder of its own, such as the
-    packaged default model): then each encoder still runs once per tile.
-
-    Attributes:
-        model: The ``SAM2Base``.
-        model_id: What the checkpoint is (``region_source`` of the outputs is ``model_id.family``).
-        shared: Whether the classifier's encoder is ``model.image_encoder``.
-        rgb: Indices of the red, green and blue bands in the tile (own pass only).
-    """
-
-    model: Any
-    model_id: SamModelId
-    shared: bool = True
-    rgb: tuple[int, int, int] = (0, 1, 2)
-
-    def new_predictor(self) -> Any:
-        """A fresh ``SAM2ImagePredictor`` for this model, sized for its input (one per scene)."""
-        from geosam.models.sam2 import image_predictor
-
-        with warnings.catch_warnings():
-            # SAM2Transforms scripts its resize/normalise with torch.jit (deprecated in torch 2.14); geosam
-            # never calls them (tiles arrive normalised at the model's size)
-            warnings.simplefilter("ignore", FutureWarning)
-            return image_predictor(self.model)
-
-    def own_features(self, tile: Any) -> Any:
-        """The decoder's own encoder pass over a ``(1, N, T, T)`` 0..1 float tile.
-
-        The red, green and blue bands are normalised with SAM 2's statistics and, when ``T`` is not the
-        model's ``image_size``, resized to it (bilinear), as ``SAM2Transforms`` does; masks come back at
-        ``T`` (the predictor upsamples them to the tile). Returns :class:`~geosam.models.sam2.Sam2Features`.
-        """
-        import torch
-        import torch.nn.functional as F
-
-        from geosam.models.sam2 import SAM2_PIXEL_MEAN, SAM2_PIXEL_STD, Sam2Encoder
-
-        x = tile[:, list(self.rgb)].float()
-        size = self.image_size
-        if x.shape[-1] != size or x.shape[-2] != size:
-            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-        mean = torch.tensor(SAM2_PIXEL_MEAN, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(SAM2_PIXEL_STD, device=x.device).view(1, 3, 1, 1)
-        enc = Sam2Encoder(self.model.image_encoder, self.model_id.variant)  # type: ignore[arg-type]
-        with torch.inference_mode():
-            return enc.forward_features((x - mean) / std)
-
-    @property
-    def region_source(self) -> str:
-        """``sam2.1`` or ``sam2``."""
-        return self.model_id.region_source
-
-    @property
-    def image_size(self) -> int:
-        """Tile edge the decoder was built for, in pixels."""
-        return int(self.model.image_size)
+__all__ = ["Sam2Regions", "generate_single_crop_sam2", "sam2_regions"]
 
 
 def generate_single_crop_sam2(
@@ -165,8 +101,8 @@ def sam2_regions(
     """SAM 2 automatic masks of one tile from the tile's single encoder pass.
 
     Args:
-        decoder: The run's :class:`Sam2MaskDecoder`.
-        predictor: The scene's predictor (:meth:`Sam2MaskDecoder.new_predictor`); it holds the tile's
+        decoder: The run's :class:`~geosam.infer_sam2.Sam2MaskDecoder`.
+        predictor: The scene's predictor (``Sam2MaskDecoder.new_predictor``); it holds the tile's
             features only during this call.
         features: The tile's :class:`geosam.models.sam2.Sam2Features` (batch of one).
         valid: ``(H, W)`` valid pixels of the tile.
@@ -177,7 +113,7 @@ def sam2_regions(
     """
     import torch
 
-    from geosam.models.sam2 import decoder_inputs
+    from geosam.models.sam2_encoder import decoder_inputs
 
     h, w = valid.shape
     pred = predictor
@@ -201,7 +137,7 @@ class Sam2Regions:
     """A :class:`~geosam.segment.RegionMaker` for SAM 2 regions from the decoder's own encoder pass.
 
     Used when the classifier has an encoder of its own (the packaged default model): each call encodes
-    the tile's red, green and blue bands once with SAM 2's Hiera (:meth:`Sam2MaskDecoder.own_features`)
+    the tile's red, green and blue bands once with SAM 2's Hiera (``Sam2MaskDecoder.own_features``)
     and makes its masks; the classifier's embedding is not used.
 
     Args:

@@ -136,17 +136,18 @@ def make_tiny_sam2_bundle(
     import torch
 
     from geosam.models.band_adapter import RGB
-    from geosam.models.bundle import BundleMeta, HeadMeta, save_bundle
+    from geosam.models.bundle import BundleMeta, EncoderMeta, HeadMeta, save_bundle
     from geosam.models.classifier import ClassifierHead, LandCoverModel
-    from geosam.models.sam2 import SAM2_PIXEL_MEAN, SAM2_PIXEL_STD
     from geosam.models.sam2_bundle import training_encoder
+    from geosam.models.sam2_encoder import SAM2_PIXEL_MEAN, SAM2_PIXEL_STD
     from geosam.models.sam_family import identify_sam_checkpoint
 
     torch.manual_seed(seed)
     found = identify_sam_checkpoint(sam2_checkpoint)
-    encoder, enc_meta = training_encoder(
+    encoder, fields = training_encoder(
         sam2_checkpoint, found, list(bands), input_size, mode="probe", level=level
     )
+    enc_meta = EncoderMeta(**fields)
     mean_of = dict(zip(RGB, SAM2_PIXEL_MEAN, strict=True))
     std_of = dict(zip(RGB, SAM2_PIXEL_STD, strict=True))
     mean = [mean_of.get(b, 0.45) for b in bands]

@@ -12,14 +12,16 @@ import torch
 
 from geosam.config import SegmentConfig
 from geosam.errors import CheckpointError, ConfigError
+from geosam.infer_sam2 import Sam2MaskDecoder
 from geosam.models import sam2 as gs2
+from geosam.models import sam2_encoder as enc2
 from geosam.models.sam_family import (
     SAM2_VARIANTS,
     identify_sam_checkpoint,
     identify_sam_state,
     resolve_sam2_variant,
 )
-from geosam.segment_sam2 import Sam2MaskDecoder, generate_single_crop_sam2, sam2_regions
+from geosam.segment_sam2 import generate_single_crop_sam2, sam2_regions
 
 if importlib.util.find_spec("sam2") is None:  # find_spec: importing sam2 would initialise Hydra globally
     pytest.skip("SAM 2 tests need the sam2 package (pip install 'geosam[sam2]')", allow_module_level=True)
@@ -35,8 +37,8 @@ def _image(size: int, block: int = 16) -> np.ndarray:
 
 def _normalised(img: np.ndarray) -> torch.Tensor:
     x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
-    mean = torch.tensor(gs2.SAM2_PIXEL_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(gs2.SAM2_PIXEL_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(enc2.SAM2_PIXEL_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(enc2.SAM2_PIXEL_STD).view(1, 3, 1, 1)
     return (x - mean) / std
 
 
@@ -151,10 +153,10 @@ def test_one_pass_features_equal_the_predictors(sam2_tiny_checkpoint, size):
     img = _image(size)
     pred = gs2.image_predictor(model)
     pred.set_image(img)
-    enc = gs2.Sam2Encoder(model.image_encoder, TINY)
+    enc = enc2.Sam2Encoder(model.image_encoder, TINY)
     with torch.inference_mode():
         feats = enc.forward_features(_normalised(img))
-        d = gs2.decoder_inputs(model, feats)
+        d = enc2.decoder_inputs(model, feats)
     assert torch.equal(d["image_embed"], pred._features["image_embed"])
     for a, b in zip(d["high_res_feats"], pred._features["high_res_feats"], strict=True):
         assert torch.equal(a, b)
@@ -165,14 +167,14 @@ def test_one_pass_features_equal_the_predictors(sam2_tiny_checkpoint, size):
         (384, s // 16, s // 16),
         (768, s // 32, s // 32),
     ]
-    assert [tuple(t.shape[1:]) for t in gs2.multiscale_features(enc, _normalised(img))] == [
+    assert [tuple(t.shape[1:]) for t in enc2.multiscale_features(enc, _normalised(img))] == [
         tuple(t.shape[1:]) for t in feats.trunk
     ]
     assert enc(_normalised(img)).shape == (1, 256, s // 16, s // 16)
 
 
 def test_classifier_levels(tiny128):
-    enc = gs2.Sam2Encoder(tiny128.image_encoder, TINY, level="fpn16+trunk32")
+    enc = enc2.Sam2Encoder(tiny128.image_encoder, TINY, level="fpn16+trunk32")
     assert enc.out_chans == 256 + 768
     with torch.inference_mode():
         feats = enc.forward_features(_normalised(_image(128)))
@@ -181,7 +183,7 @@ def test_classifier_levels(tiny128):
     # the coarse level is repeated cell by cell: its mean over the grid is unchanged
     assert torch.allclose(out[:, 256:].mean((2, 3)), feats.trunk[3].mean((2, 3)), atol=1e-5)
     with pytest.raises(ConfigError, match="unknown SAM 2 feature level"):
-        gs2.Sam2Encoder(tiny128.image_encoder, TINY, level="fpn32")
+        enc2.Sam2Encoder(tiny128.image_encoder, TINY, level="fpn32")
 
 
 @pytest.mark.parametrize(
@@ -233,7 +235,7 @@ def test_sam2_regions_from_one_pass(tiny128):
 
     dec = Sam2MaskDecoder(tiny128, SamModelId("sam2.1", TINY.name, TINY))
     pred = dec.new_predictor()
-    enc = gs2.Sam2Encoder(tiny128.image_encoder, TINY)
+    enc = enc2.Sam2Encoder(tiny128.image_encoder, TINY)
     img = _image(128)
     with torch.inference_mode():
         feats = enc.forward_features(_normalised(img))

@@ -12,7 +12,7 @@ import torch
 
 from geosam.config import RunConfig
 from geosam.models.bundle import load_bundle
-from geosam.models.sam2 import SAM2_PIXEL_MEAN
+from geosam.models.sam2_encoder import SAM2_PIXEL_MEAN
 from geosam.train.config import TrainConfig
 from geosam.train.data import ChipData
 from geosam.train.engine import train

@@ -79,8 +79,11 @@ def training_encoder(
     mode: str,
     band_init: str = "zero",
     level: str | None = None,
-) -> tuple[Any, Any]:
-    """The Hiera encoder and its :class:`~geosam.models.bundle.EncoderMeta` for ``geosam train --backbone``.
+) -> tuple[Any, dict[str, Any]]:
+    """The Hiera encoder and its ``EncoderMeta`` fields for ``geosam train --backbone <sam2 checkpoint>``.
+
+    Returns ``(encoder, fields)``: ``EncoderMeta(**fields)`` records it in the bundle (this module does
+    not import :mod:`geosam.models.bundle`, which imports it).
 
     Args:
         checkpoint: Meta's ``sam2[.1]_hiera_*.pt``.
@@ -97,8 +100,8 @@ def training_encoder(
     """
     from geosam.hashing import sha256_file
     from geosam.models.band_adapter import RGB, adapt_patch_embed
-    from geosam.models.bundle import EncoderMeta
-    from geosam.models.sam2 import DEFAULT_LEVEL, Sam2Encoder, check_input_size, load_sam2
+    from geosam.models.sam2 import check_input_size, load_sam2
+    from geosam.models.sam2_encoder import DEFAULT_LEVEL, Sam2Encoder
 
     check_input_size(input_size)
     variant = model_id.variant
@@ -112,14 +115,14 @@ def training_encoder(
         adapter = band_init if mode == "probe" else "trained"
     frozen = mode == "probe"
     cfg = Sam2EncoderConfig(variant.name, len(bands), input_size, encoder.level)
-    meta = EncoderMeta(
-        family="sam2",
-        source="sam_checkpoint" if frozen else "bundle",
-        config=cfg.to_dict(),
-        checkpoint_sha256=sha256_file(checkpoint) if frozen else None,
-        band_adapter=adapter,  # type: ignore[arg-type]
-    )
-    return encoder, meta
+    fields = {
+        "family": "sam2",
+        "source": "sam_checkpoint" if frozen else "bundle",
+        "config": cfg.to_dict(),
+        "checkpoint_sha256": sha256_file(checkpoint) if frozen else None,
+        "band_adapter": adapter,
+    }
+    return encoder, fields
 
 
 def bundle_encoder(
@@ -146,7 +149,8 @@ def bundle_encoder(
     """
     from geosam.hashing import sha256_file
     from geosam.models.band_adapter import adapt_patch_embed
-    from geosam.models.sam2 import Sam2Encoder, build_image_encoder, load_sam2
+    from geosam.models.sam2 import build_image_encoder, load_sam2
+    from geosam.models.sam2_encoder import Sam2Encoder
     from geosam.models.sam_family import identify_sam_checkpoint
 
     cfg = Sam2EncoderConfig.from_dict(dict(meta.encoder.config), folder)

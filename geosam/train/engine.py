@@ -98,7 +98,7 @@ def build_model(
     elif (sam2 := _sam2_backbone(cfg.backbone)) is not None:
         from geosam.models.sam2_bundle import training_encoder
 
-        encoder, enc_meta = training_encoder(
+        encoder, fields = training_encoder(
             cfg.backbone,
             sam2,
             bands,
@@ -107,6 +107,7 @@ def build_model(
             band_init=cfg.band_init,
             level=cfg.feature_level,
         )
+        enc_meta = EncoderMeta(**fields)
         torch.manual_seed(cfg.seed + 1)
         head = ClassifierHead(encoder.out_chans, len(data.classes), cfg.head_hidden, cfg.dropout)
         return LandCoverModel(encoder, head, mean.tolist(), std.tolist()), enc_meta
