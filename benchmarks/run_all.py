@@ -51,8 +51,8 @@ def headline(name: str, data: dict[str, Any]) -> list[str]:
     elif name == "sam_backbones":
         for s in data["summary"]:
             out.append(
-                f"{s['setup']}: {s['s_per_tile']:.2f} s/tile, x{s['x_faster_than_vit_b']:.2f} vs ViT-B, "
-                f"peak {s['peak_rss_mb']:.0f} MB"
+                f"{s['setup']}: {s['s_per_tile']:.2f} s/tile, x{s['x_faster_than_vit_b']:.2f} vs ViT-B "
+                f"(CPU time x{s['x_less_cpu_than_vit_b']:.2f}), peak {s['peak_rss_mb']:.0f} MB"
             )
     elif name == "precision":
         rec = data["recommendation"]
