@@ -32,6 +32,7 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     "flops": ("bench_flops.py", []),
     "precision": ("bench_precision.py", []),
     "single_vs_two_pass": ("bench_single_vs_two_pass.py", []),
+    "sam_backbones": ("bench_sam_backbones.py", []),
     "allocator": ("bench_allocator.py", []),
     "memory": ("bench_memory.py", []),
     "scaling": ("bench_scaling.py", []),
@@ -47,6 +48,12 @@ def headline(name: str, data: dict[str, Any]) -> list[str]:
             out.append(
                 f"{s['precision']} {s['method']}: {s['s_per_tile']:.2f} s/tile end to end, "
                 f"x{s['x_slower_end_to_end']:.2f} vs one pass"
+            )
+    elif name == "sam_backbones":
+        for s in data["summary"]:
+            out.append(
+                f"{s['setup']}: {s['s_per_tile']:.2f} s/tile, x{s['x_faster_than_vit_b']:.2f} vs ViT-B "
+                f"(CPU time x{s['x_less_cpu_than_vit_b']:.2f}), peak {s['peak_rss_mb']:.0f} MB"
             )
     elif name == "precision":
         rec = data["recommendation"]

@@ -117,11 +117,20 @@ class SegmentConfig(_Strict):
     documented fallback when no SAM decoder is available; ``tiles`` makes no regions (tile labels
     only); ``chips`` makes each encoder chip of a chip model one region (the class map holds each
     chip's class, :mod:`geosam.chip_grid`); ``auto`` picks ``sam`` when a SAM checkpoint is given
-    and ``felzenszwalb`` otherwise.
-    The SAM thresholds are segment-anything's ``SamAutomaticMaskGenerator`` arguments and defaults.
+    and ``felzenszwalb`` otherwise; ``sam3`` makes SAM 3's concept masks (``concepts``) the regions a
+    model bundle classifies (with a SAM 3 checkpoint and no ``sam3`` source, the concepts themselves are
+    the classes: zero-shot).
+    The SAM thresholds are segment-anything's ``SamAutomaticMaskGenerator`` arguments and defaults;
+    SAM 2.x checkpoints (told apart from SAM 1 by their weights, or named by ``sam_model``) use the same
+    values with ``sam2``'s ``SAM2AutomaticMaskGenerator`` logic.
     """
 
-    source: Literal["auto", "sam", "felzenszwalb", "tiles", "chips"] = "auto"
+    source: Literal["auto", "sam", "felzenszwalb", "tiles", "chips", "sam3"] = "auto"
+    sam_model: str = Field(
+        "auto",
+        description="configuration of the SAM checkpoint: auto (recognised from its weights: SAM 1 ViT or "
+        "SAM 2.x Hiera) or a SAM 2 name such as sam2.1_hiera_small",
+    )
     points_per_side: int = Field(32, ge=1, le=128)
     points_per_batch: int = Field(64, ge=1, le=1024)
     pred_iou_thresh: float = Field(0.88, ge=0, le=1)
@@ -135,6 +144,22 @@ class SegmentConfig(_Strict):
     seam_match_iou: float = Field(
         0.5, gt=0, le=1, description="overlap needed to merge regions across a seam"
     )
+    concepts: str | None = Field(
+        None,
+        description="SAM 3 concept prompts per class: 'forest,water=water|lake|river,building' "
+        "(with --sam3-checkpoint)",
+    )
+    concept_threshold: float = Field(
+        0.5, gt=0, lt=1, description="SAM 3 score at which a concept mask is accepted"
+    )
+
+    @model_validator(mode="after")
+    def _known_sam_model(self) -> SegmentConfig:
+        if self.sam_model != "auto":
+            from geosam.models.sam_family import resolve_sam2_variant
+
+            resolve_sam2_variant(self.sam_model)  # ConfigError (a ValueError) names the choices
+        return self
 
 
 class OutputConfig(_Strict):

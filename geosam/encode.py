@@ -73,7 +73,14 @@ class EncoderPlan:
 
 
 def patch_size(encoder: nn.Module) -> int:
-    """Edge in pixels of the encoder's patches (its patch-embedding convolution's kernel)."""
+    """Edge in pixels of the encoder's patches (its patch-embedding convolution's kernel).
+
+    SAM 2 encoders (:class:`geosam.models.sam2.Sam2Encoder`) give the stride of the feature map they
+    return (``feature_stride``), since Hiera's 7 x 7 patch embedding overlaps and its stages downsample.
+    """
+    stride = getattr(encoder, "feature_stride", None)
+    if stride is not None:
+        return int(stride)
     proj = encoder.get_submodule("patch_embed.proj")
     if not isinstance(proj, nn.Conv2d):
         raise TypeError(f"the encoder's patch embedding is a {type(proj).__name__}, not a Conv2d")
@@ -90,11 +97,13 @@ def plan_encoder(
 ) -> EncoderPlan:
     """How this scene's tiles are encoded: chips on the scene's chip grid, matched to the model's GSD.
 
-    The rules are :func:`geosam.chip_grid.plan_chip_grid`'s: SAM tiles are encoded whole at the scene's
-    resolution; for chip models, with ``match_resolution``, a chip covers the ground of a training chip
-    (``chip = round(model_chip * model_gsd / scene_gsd)``, scenes within 5 % of the model's GSD keep the
-    model's chip), and tiles and halos are whole chips anchored to the scene grid, so a training chip
-    at the model's GSD is exactly one encoder chip. The choice is logged.
+    A region model that brings its own plan (SAM 2.x, SAM 3: a ``plan_encoder`` method of
+    ``models.sam``) decides. Otherwise the rules are :func:`geosam.chip_grid.plan_chip_grid`'s: SAM
+    tiles are encoded whole at the scene's resolution; for chip models, with ``match_resolution``, a
+    chip covers the ground of a training chip (``chip = round(model_chip * model_gsd / scene_gsd)``,
+    scenes within 5 % of the model's GSD keep the model's chip), and tiles and halos are whole chips
+    anchored to the scene grid, so a training chip at the model's GSD is exactly one encoder chip. The
+    choice is logged.
 
     Args:
         models: The loaded models (chip, tile and encoder input sizes; the bundle's ``gsd_m``).
@@ -103,6 +112,10 @@ def plan_encoder(
         tile_size: The user's tile size (``TilingConfig.tile_size``), or ``None``.
         halo: The user's halo (``TilingConfig.halo``), or ``None``.
     """
+    own_plan = getattr(models.sam, "plan_encoder", None)
+    if own_plan is not None:  # SAM 2/3 region models plan their tiles (geosam.infer_sam2/3)
+        plan: EncoderPlan = own_plan(models, info, match_resolution=match_resolution, tile_size=tile_size)
+        return plan
     from geosam.scene_plan import ModelGeometry, scene_encoding
 
     # the rule is geosam.chip_grid's, through geosam.scene_plan so that `geosam info` shows the same grid

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
     from geosam.domain import DomainStats
     from geosam.encode import EncoderPlan
+    from geosam.infer_sam2 import Sam2SharedInference
+    from geosam.infer_sam3 import Sam3ZeroShotInference
     from geosam.models.classifier import LandCoverModel
     from geosam.runtime import Models
     from geosam.segment import RegionMaker
@@ -135,11 +137,13 @@ class TileInference:
 
 def tile_inference(
     models: Models, encoder: EncoderPlan, segment: SegmentConfig, *, batch_size: int = 1
-) -> TileInference:
+) -> TileInference | Sam2SharedInference | Sam3ZeroShotInference:
     """The tile inference of one scene, built once (the SAM mask generator included).
 
     Args:
-        models: From :func:`geosam.runtime.load_models` (its ``region_source`` picks the regions).
+        models: From :func:`geosam.runtime.load_models` (its ``region_source`` picks the regions;
+            region models with a ``tile_inference`` method, SAM 2.x and SAM 3, build their own:
+            :func:`geosam.infer_sam2.sam2_tile_inference`, :func:`geosam.infer_sam3.sam3_tile_inference`).
         encoder: The scene's encoder plan (:func:`geosam.encode.plan_encoder`).
         segment: Segmentation settings.
         batch_size: ``RunConfig.batch_size``: chip models encode ``16 x batch_size`` chips per call.
@@ -147,6 +151,12 @@ def tile_inference(
     from geosam.preprocess import fill_values, model_preprocessing
     from geosam.segment import region_maker
 
+    own = getattr(models.sam, "tile_inference", None)
+    if own is not None:  # SAM 2/3 region models bring their own (geosam.infer_sam2/3)
+        made: TileInference | Sam2SharedInference | Sam3ZeroShotInference = own(
+            models, encoder, segment, batch_size=batch_size
+        )
+        return made
     mean: torch.Tensor = models.bundle.model.mean  # type: ignore[assignment]  # a registered buffer
     fill = fill_values(model_preprocessing(models.bundle.meta), mean.detach().cpu().numpy().reshape(-1))
     return TileInference(

@@ -56,6 +56,10 @@ RECORD_VERSION: Literal[2] = 2
 
 REGION_SOURCE_NOTES: dict[str, str] = {
     "sam": "regions are SAM automatic masks (segment-anything mask decoder on the tile embedding)",
+    "sam2.1": "regions are SAM 2.1 automatic masks (sam2 mask decoder on the tile's Hiera features)",
+    "sam2": "regions are SAM 2.0 automatic masks (sam2 mask decoder on the tile's Hiera features)",
+    "sam3": "regions are SAM 3 concept masks (text prompts, overlaps resolved by score); classes are the "
+    "concepts (zero-shot, uncovered pixels 'unclassified') or, with a model bundle, the bundle's classes",
     "felzenszwalb": "no SAM mask decoder was used: regions are Felzenszwalb graph-based superpixels "
     "(scikit-image) of the stretched tile; SAM scores are empty",
     "tiles": "no regions: classes are tile labels",
@@ -155,7 +159,11 @@ class RunRecord(BaseModel):
         scene: The input.
         model: The classifier.
         sam_checkpoint: SAM checkpoint used for masks (``None`` without SAM).
-        region_source: ``sam``, ``felzenszwalb`` or ``tiles``.
+        sam: The SAM model used for masks, when it is SAM 2.x or SAM 3: ``family``, ``model``
+            (configuration), ``checkpoint`` and ``checkpoint_sha256``, ``package``, ``input_size``, and
+            ``encoder_pass`` (SAM 2: shared with the classifier, or its own pass) or ``mode``,
+            ``concepts`` and thresholds (SAM 3); ``None`` otherwise.
+        region_source: ``sam``, ``sam2.1``, ``sam2``, ``sam3``, ``felzenszwalb`` or ``tiles``.
         region_source_note: What ``region_source`` means.
         device: Torch device the run used.
         precision: ``fp32``, ``bf16`` or ``fp16``.
@@ -183,6 +191,7 @@ class RunRecord(BaseModel):
     scene: SceneInput
     model: ModelInfo
     sam_checkpoint: str | None
+    sam: dict[str, Any] | None = None
     region_source: str
     region_source_note: str
     device: str
@@ -329,6 +338,7 @@ def build_run_record(
             bands=meta.bands,
         ),
         sam_checkpoint=models.sam_checkpoint,
+        sam=models.sam_info,
         region_source=models.region_source,
         region_source_note=REGION_SOURCE_NOTES[models.region_source],
         device=str(models.device),

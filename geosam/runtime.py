@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     import torch
     from segment_anything.modeling import Sam
 
+    from geosam.infer_sam2 import Sam2MaskDecoder
+    from geosam.infer_sam3 import Sam3Concepts
+
 __all__ = [
     "Models",
     "cached_models",
@@ -74,18 +77,24 @@ class Models:
 
     Attributes:
         bundle: The classifier (encoder + head) and its metadata.
-        sam: A ``segment_anything`` ``Sam`` sharing ``bundle.model.encoder`` (or ``None``).
-        region_source: ``sam``, ``felzenszwalb`` or ``tiles``.
+        sam: A ``segment_anything`` ``Sam`` sharing ``bundle.model.encoder``, a
+            :class:`geosam.infer_sam2.Sam2MaskDecoder` for SAM 2.x checkpoints, a
+            :class:`geosam.infer_sam3.Sam3Concepts` for SAM 3 concepts, or ``None``. SAM 2/3 region
+            models bring their own encoder plan and tile inference (``plan_encoder``,
+            ``tile_inference`` methods).
+        region_source: ``sam``, ``sam2.1``, ``sam2``, ``sam3``, ``felzenszwalb`` or ``tiles``.
         tile_size: Tile edge in scene pixels.
         chip_size: Encoder chip edge in scene pixels.
         input_size: Encoder input edge in pixels.
         device: Torch device.
         precision: ``fp32``, ``bf16`` or ``fp16``.
         sam_checkpoint: Path of the SAM checkpoint used for masks (or ``None``).
+        sam_info: What the run record says about the SAM model (family, configuration, checkpoint sha256,
+            package version, how the tile is encoded), or ``None``.
     """
 
     bundle: LoadedBundle
-    sam: Sam | None
+    sam: Sam | Sam2MaskDecoder | Sam3Concepts | None
     region_source: str
     tile_size: int
     chip_size: int
@@ -93,21 +102,29 @@ class Models:
     device: torch.device
     precision: str
     sam_checkpoint: str | None
+    sam_info: dict[str, Any] | None = None
 
 
 def load_models(
     model: str | os.PathLike[str] | None,
     sam_checkpoint: str | os.PathLike[str] | None,
     cfg: RunConfig,
+    *,
+    sam3_checkpoint: str | os.PathLike[str] | None = None,
 ) -> Models:
     """Load the classifier bundle (default: the packaged model) and, if needed, SAM's mask decoder.
 
     Region source (``cfg.segment.source``): ``auto`` means ``sam`` when a SAM checkpoint is given and
-    ``felzenszwalb`` otherwise. SAM masks need the checkpoint's image encoder to be the classifier's
-    encoder (a bundle trained with ``--backbone <checkpoint>``), because the tile is encoded once.
+    ``felzenszwalb`` otherwise. SAM 1 masks need the checkpoint's image encoder to be the classifier's
+    encoder (a bundle trained with ``--backbone <checkpoint>``), because the tile is encoded once; SAM 2.x
+    checkpoints (recognised from their weights) also run with a bundle that has its own encoder
+    (:func:`geosam.region_loading.load_sam2_models`). With ``sam3_checkpoint`` the regions are SAM 3 concept
+    masks: zero-shot classes, or a bundle's classes with ``source`` ``sam3``
+    (:func:`geosam.infer_sam3.load_sam3_models`).
 
     Raises:
-        ConfigError: ``source=sam`` without a checkpoint, or a tile size that does not fit the model.
+        ConfigError: ``source=sam`` without a checkpoint, ``sam3`` without a SAM 3 checkpoint, or a tile
+            size that does not fit the model.
         InputMismatchError: The bundle's encoder is not the SAM checkpoint's architecture.
         WeightsNotFoundError, CheckpointError, BundleError: From loading.
     """
@@ -118,12 +135,36 @@ def load_models(
 
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
+    if sam3_checkpoint is not None:
+        if sam_checkpoint is not None:
+            raise ConfigError("pass either --sam-checkpoint (SAM 1/2 masks) or --sam3-checkpoint, not both")
+        from geosam.infer_sam3 import load_sam3_models
+
+        r = load_sam3_models(model, sam3_checkpoint, cfg, device)
+        return Models(
+            r.bundle, r.region_model, r.region_source, r.tile_size, r.chip_size, r.input_size, device,
+            precision, os.fspath(sam3_checkpoint), r.info,
+        )  # fmt: skip
+    if cfg.segment.source == "sam3":
+        raise ConfigError("--regions sam3 needs SAM 3: pass --sam3-checkpoint sam3.pt and --concepts")
     meta = read_bundle_meta(model if model is not None else default_bundle_path(required=True))
     # region source, chip and tile sizes: the same decision `geosam info` shows (geosam.scene_plan)
     geom = model_geometry(meta, cfg, sam_checkpoint=sam_checkpoint is not None)
     source, chip, tile, input_size = geom.region_source, geom.chip_size, geom.tile_size, geom.input_size
     sam = None
     if source == "sam":
+        from geosam.models.sam_family import identify_sam_checkpoint
+
+        found = identify_sam_checkpoint(sam_checkpoint, named=cfg.segment.sam_model)  # type: ignore[arg-type]
+        log.info("SAM checkpoint %s: %s", Path(sam_checkpoint).name, found.label)  # type: ignore[arg-type]
+        if found.family != "sam" or meta.encoder.family != "sam":
+            from geosam.region_loading import load_sam2_models
+
+            r = load_sam2_models(model, sam_checkpoint, found, meta, cfg, device)  # type: ignore[arg-type]
+            return Models(
+                r.bundle, r.region_model, r.region_source, r.tile_size, r.chip_size, r.input_size, device,
+                precision, os.fspath(sam_checkpoint), r.info,  # type: ignore[arg-type]
+            )  # fmt: skip
         enc_cfg = SamConfig.from_dict(dict(meta.encoder.config))
         sam, sam_cfg = load_sam(sam_checkpoint, img_size=tile, map_location="cpu")  # type: ignore[arg-type]
         if (sam_cfg.embed_dim, sam_cfg.depth, sam_cfg.out_chans, sam_cfg.patch_size) != (
@@ -176,6 +217,7 @@ def cached_models(
         None if model is None else os.path.abspath(model),
         None if sam_checkpoint is None else os.path.abspath(sam_checkpoint),
         cfg.segment.source,
+        cfg.segment.sam_model,
         cfg.tiling.tile_size,
         cfg.device,
         cfg.precision,

@@ -50,7 +50,7 @@ GSD_TOLERANCE = 0.05
 #: Tile edge of SAM regions when none is configured: SAM's native 1024 px input.
 SAM_TILE = 1024
 
-RegionSource = Literal["sam", "felzenszwalb", "tiles"]
+RegionSource = Literal["sam", "felzenszwalb", "tiles", "chips"]
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,8 @@ class ModelGeometry:
         """
         source: RegionSource = (
             "sam" if models.region_source == "sam" else
-            "felzenszwalb" if models.region_source == "felzenszwalb" else "tiles"
+            "felzenszwalb" if models.region_source == "felzenszwalb" else
+            "chips" if models.region_source == "chips" else "tiles"
         )  # fmt: skip
         return cls(
             name=models.bundle.meta.name,
@@ -129,6 +130,8 @@ def model_geometry(meta: BundleMeta, cfg: RunConfig, *, sam_checkpoint: bool) ->
     configured = cfg.tiling.tile_size is not None
     if source == "sam":
         tile = cfg.tiling.tile_size or SAM_TILE
+        if meta.encoder.family != "sam":  # SAM 2.x / 3 region models plan their own tiles
+            return ModelGeometry(meta.name, "sam", tile, tile, tile, meta.gsd_m, configured)
         patch = SamConfig.from_dict(dict(meta.encoder.config)).patch_size
         if tile % patch:
             raise ConfigError(f"tile size {tile} must be a multiple of the encoder patch size {patch}")
@@ -292,6 +295,7 @@ class RunDescription:
             "sam": "SAM masks (segment-anything mask decoder on each tile's embedding)",
             "felzenszwalb": "Felzenszwalb superpixels (no SAM checkpoint given)",
             "tiles": "none: tile labels only",
+            "chips": "one region per encoder chip (each pixel gets the class of its chip)",
         }[g.region_source]
         out.append(("regions", regions))
         if g.region_source == "sam":

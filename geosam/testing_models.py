@@ -15,7 +15,12 @@ from pathlib import Path
 
 from geosam.models.sam_config import SamConfig
 
-__all__ = ["make_tiny_bundle", "make_tiny_sam_checkpoint"]
+__all__ = [
+    "make_tiny_bundle",
+    "make_tiny_sam2_bundle",
+    "make_tiny_sam2_checkpoint",
+    "make_tiny_sam_checkpoint",
+]
 
 
 def make_tiny_sam_checkpoint(path: str | os.PathLike[str], *, seed: int = 0, img_size: int = 128) -> Path:
@@ -98,4 +103,90 @@ def make_tiny_bundle(
         gsd_m=gsd_m,
     )
     save_bundle(path, model, meta, include_encoder=enc_meta.source == "bundle")
+    return Path(path)
+
+
+def make_tiny_sam2_checkpoint(
+    path: str | os.PathLike[str], *, variant: str = "sam2.1_hiera_tiny", seed: int = 0
+) -> Path:
+    """Write a randomly initialised SAM 2.x model in Meta's checkpoint format (``{"model": state_dict}``).
+
+    Built by ``sam2``'s own builder from its packaged config (Hiera-T by default; 156 MB on disk). The
+    input size is not stored in the weights, so the checkpoint loads at any tile size.
+    """
+    import torch
+
+    from geosam.models.sam2 import build_sam2_model, save_sam2_checkpoint
+    from geosam.models.sam_family import resolve_sam2_variant
+
+    torch.manual_seed(seed)
+    return save_sam2_checkpoint(build_sam2_model(resolve_sam2_variant(variant), 256), path)
+
+
+def make_tiny_sam2_bundle(
+    path: str | os.PathLike[str],
+    sam2_checkpoint: str | os.PathLike[str],
+    *,
+    classes: Sequence[str] = ("water", "forest", "field"),
+    bands: Sequence[str] = ("red", "green", "blue"),
+    input_size: int = 64,
+    level: str | None = None,
+    seed: int = 0,
+) -> Path:
+    """Write a random head on a SAM 2 checkpoint's frozen Hiera (what ``train --mode probe`` produces)."""
+    import torch
+
+    from geosam.models.band_adapter import RGB
+    from geosam.models.bundle import BundleMeta, EncoderMeta, HeadMeta, save_bundle
+    from geosam.models.classifier import ClassifierHead, LandCoverModel
+    from geosam.models.sam2_bundle import training_encoder
+    from geosam.models.sam2_encoder import SAM2_PIXEL_MEAN, SAM2_PIXEL_STD
+    from geosam.models.sam_family import identify_sam_checkpoint
+
+    torch.manual_seed(seed)
+    found = identify_sam_checkpoint(sam2_checkpoint)
+    encoder, fields = training_encoder(
+        sam2_checkpoint, found, list(bands), input_size, mode="probe", level=level
+    )
+    enc_meta = EncoderMeta(**fields)
+    mean_of = dict(zip(RGB, SAM2_PIXEL_MEAN, strict=True))
+    std_of = dict(zip(RGB, SAM2_PIXEL_STD, strict=True))
+    mean = [mean_of.get(b, 0.45) for b in bands]
+    std = [std_of.get(b, 0.23) for b in bands]
+    model = LandCoverModel(encoder, ClassifierHead(encoder.out_chans, len(classes)), mean, std)
+    meta = BundleMeta(
+        name="tiny-sam2-test-model",
+        classes={"names": list(classes)},
+        bands=list(bands),
+        mean=mean,
+        std=std,
+        input_size=input_size,
+        recommended_tile_size=4 * input_size,
+        encoder=enc_meta,
+        head=HeadMeta(in_dim=encoder.out_chans, num_classes=len(classes)),
+        data={"note": "random weights, for tests"},
+    )
+    prefix = ("encoder.image_encoder.trunk.patch_embed.",) if tuple(bands) != RGB else ()
+    save_bundle(path, model, meta, include_encoder=False, include_prefixes=prefix)
+    return Path(path)
+
+
+def make_random_sam3_checkpoint(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
+    """Write a randomly initialised SAM 3 image model in Meta's format (``{"model": {"detector.*": ...}}``).
+
+    Needs the optional ``sam3`` package; the file is about 3.4 GB (840 M float32 parameters). The two
+    text-encoder tensors ``build_sam3_image_model`` leaves uninitialised (NaN) get small random values.
+    """
+    import torch
+
+    from geosam.models.sam3 import build_sam3
+
+    torch.manual_seed(seed)
+    model = build_sam3("cpu")
+    enc = model.backbone.language_backbone.encoder
+    with torch.no_grad():
+        torch.nn.init.normal_(enc.positional_embedding, std=0.01)
+        torch.nn.init.normal_(enc.text_projection, std=0.02)
+    state = {f"detector.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    torch.save({"model": state}, path)
     return Path(path)

@@ -44,3 +44,15 @@ def sample_data() -> Path:
     if not (SAMPLE_DATA / "landsat_multiband.tif").is_file():
         pytest.skip("sample_tiles/data not materialised; run `python sample_tiles/fetch.py`")
     return SAMPLE_DATA
+
+
+@pytest.fixture(scope="session")
+def sam2_tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-init SAM 2.1 Hiera-T in Meta's ``{"model": state_dict}`` format (156 MB, once per session)."""
+    import importlib.util
+
+    if importlib.util.find_spec("sam2") is None:  # not importorskip: importing sam2 sets Hydra's global state
+        pytest.skip("SAM 2 tests need the sam2 package (pip install 'geosam[sam2]')")
+    from geosam.testing_models import make_tiny_sam2_checkpoint
+
+    return make_tiny_sam2_checkpoint(tmp_path_factory.mktemp("sam2") / "sam2.1_hiera_tiny.pt")

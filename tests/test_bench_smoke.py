@@ -130,9 +130,39 @@ def test_single_vs_two_pass_smoke(work, tmp_path):
     assert (tmp_path / "single_vs_two_pass_smoke.json").is_file()
 
 
+def test_sam_backbones_smoke(work, tmp_path):
+    """SAM 1 and SAM 2.1 set-ups run through geosam's tile inference side by side; ratios are computed."""
+    import importlib.util
+
+    if importlib.util.find_spec("sam2") is None:
+        pytest.skip("needs the sam2 package")
+    import bench_sam_backbones as b
+
+    data = b.run("smoke", results=str(tmp_path), work=str(work), in_process=True)
+    by = {s["setup"]: s for s in data["summary"]}
+    assert set(by) == {"sam1_tiny", "sam2.1_hiera_tiny"}
+    assert by["sam1_tiny"]["x_faster_than_vit_b"] == 1.0
+    assert by["sam2.1_hiera_tiny"]["sam_model"] == "sam2.1_hiera_tiny"
+    runs = {r["setup"]: r for r in data["runs"]}
+    assert (
+        runs["sam2.1_hiera_tiny"]["region_source"] == "sam2.1" and runs["sam1_tiny"]["region_source"] == "sam"
+    )
+    for s in by.values():
+        assert s["s_per_tile"] > 0 and s["encode_s"] > 0 and s["segment_s"] > 0 and s["n_tiles"] == 1
+    assert (tmp_path / "sam_backbones_smoke.json").is_file()
+
+
 @pytest.mark.bench
 @pytest.mark.parametrize(
-    "name", ["bench_precision", "bench_flops", "bench_memory", "bench_scaling", "bench_allocator"]
+    "name",
+    [
+        "bench_precision",
+        "bench_flops",
+        "bench_memory",
+        "bench_scaling",
+        "bench_allocator",
+        "bench_sam_backbones",
+    ],
 )
 def test_script_smoke(name, work, tmp_path, monkeypatch):
     monkeypatch.setenv("GEOSAM_NO_REEXEC", "1")  # main() would otherwise re-execute pytest itself
@@ -142,3 +172,18 @@ def test_script_smoke(name, work, tmp_path, monkeypatch):
     assert len(out) == 1
     data = json.loads(out[0].read_text())
     assert data["size"] == "smoke" and "load_at_start" in data
+
+
+def test_hiera_level_dilution_measure():
+    """The own-pixel share of pooled region features: 1 for cell-aligned regions, area/cell for one cell."""
+    from measure_hiera_levels import own_share
+
+    labels = np.zeros((16, 16), np.int32)
+    labels[:8, :8] = 1  # four whole 4 x 4 cells
+    labels[8, 8] = 2  # one pixel of a 4 x 4 cell
+    labels[12:16, 0:6] = 3  # one whole cell and half of another
+    share, area = own_share(labels, 4)
+    assert area.tolist() == [64, 1, 24]  # regions 1..3 (0 is no region)
+    assert share[0] == pytest.approx(1.0)
+    assert share[1] == pytest.approx(1 / 16)
+    assert share[2] == pytest.approx((1 + 0.5**2) / 1.5)

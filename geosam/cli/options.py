@@ -19,6 +19,9 @@ OVERRIDES = {
     "tile_size": "tiling.tile_size",
     "halo": "tiling.halo",
     "regions": "segment.source",
+    "sam_model": "segment.sam_model",
+    "concepts": "segment.concepts",
+    "concept_threshold": "segment.concept_threshold",
     "points_per_side": "segment.points_per_side",
     "pred_iou_thresh": "segment.pred_iou_thresh",
     "stability_score_thresh": "segment.stability_score_thresh",
@@ -59,8 +62,16 @@ def run_options(f: F) -> F:
             "--sam-checkpoint",
             type=click.Path(path_type=Path),
             default=None,
-            help="Meta SAM checkpoint (sam_vit_b_01ec64.pth...) for SAM regions; the bundle must "
-            "have been trained on it.",
+            help="Meta SAM checkpoint for SAM regions: SAM 1 (sam_vit_b_01ec64.pth...) or SAM 2.x "
+            "(sam2.1_hiera_tiny.pt...), recognised from its weights. A SAM 1 checkpoint needs a bundle "
+            "trained on it; SAM 2 also runs with a bundle that has its own encoder (the default model).",
+        ),
+        click.option(
+            "--sam-model",
+            default=None,
+            help="Name the SAM 2 configuration of --sam-checkpoint (sam2.1_hiera_tiny, sam2.1_hiera_small, "
+            "sam2.1_hiera_base_plus, sam2.1_hiera_large, sam2_hiera_*) instead of recognising it "
+            "[default: auto].",
         ),
         click.option(
             "--config",
@@ -81,11 +92,11 @@ def run_options(f: F) -> F:
         click.option("--halo", type=int, default=None, help="Overlap context per tile side in pixels."),
         click.option(
             "--regions",
-            type=click.Choice(["auto", "sam", "felzenszwalb", "tiles", "chips"]),
+            type=click.Choice(["auto", "sam", "felzenszwalb", "tiles", "chips", "sam3"]),
             default=None,
             help="Region source: SAM masks, superpixels, tile labels only, or one region per encoder "
             "chip (chip models: each pixel gets the class of its chip) (auto: SAM when a checkpoint is "
-            "given).",
+            "given); sam3: SAM 3 concept masks classified by the model (run only).",
         ),
         click.option("--points-per-side", type=int, default=None, help="SAM point grid density."),
         click.option("--pred-iou-thresh", type=float, default=None, help="SAM predicted-IoU filter."),

@@ -23,6 +23,10 @@ Examples:
       SAM regions; my_bundle trained with `geosam train ... --backbone sam_vit_b_01ec64.pth`
   geosam run scene.tif --regions tiles --tile-size 512
       tile labels only
+  geosam run scene.tif --sam-checkpoint sam2.1_hiera_small.pt
+      SAM 2.1 regions (recognised from the checkpoint) classified by the default model
+  geosam run scene.tif --sam3-checkpoint sam3.pt --concepts "forest,water=water|lake|river,building"
+      zero-shot: SAM 3 concept prompts are the classes; uncovered pixels are 'unclassified'
 
 \b
 Outputs for scene.tif: scene_classes.tif (class map COG), scene_confidence.tif,
@@ -42,6 +46,25 @@ A scene that fails is reported and skipped; the exit status is non-zero if any f
     help="Output directory.",
 )
 @run_options
+@click.option(
+    "--sam3-checkpoint",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Meta's SAM 3 checkpoint (sam3.pt; SAM License, downloaded by you) for concept prompts: the "
+    "concepts are the classes (zero-shot), or with --regions sam3 the regions a model classifies. "
+    'Needs `pip install "geosam[sam3]"`.',
+)
+@click.option(
+    "--concepts",
+    default=None,
+    help="SAM 3 classes and their text prompts: 'forest,water=water|lake|river,building,road,cropland'.",
+)
+@click.option(
+    "--concept-threshold",
+    type=float,
+    default=None,
+    help="SAM 3 score at which a concept mask is accepted [default: 0.5].",
+)
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -52,6 +75,7 @@ def run(
     sam_checkpoint: Path | None,
     config_path: Path | None,
     bands: list[int | str] | None,
+    sam3_checkpoint: Path | None,
     **options: Any,
 ) -> int:
     """Classify SCENES (GeoTIFF/COG/VRT, any CRS, 3-13+ bands) into land-cover classes and regions."""
@@ -59,7 +83,7 @@ def run(
     from geosam.runtime import load_models
 
     cfg = build_run_config(config_path, bands, **options)
-    models = load_models(model, sam_checkpoint, cfg)
+    models = load_models(model, sam_checkpoint, cfg, sam3_checkpoint=sam3_checkpoint)
     progress = bool(ctx.obj and ctx.obj.get("progress"))
     if models.region_source == "felzenszwalb":
         log.info("no SAM checkpoint given: regions are Felzenszwalb superpixels (see docs/architecture.md)")

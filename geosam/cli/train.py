@@ -56,7 +56,8 @@ def _train_options(f: F) -> F:
         click.option(
             "--backbone",
             help="`small` or `tiny` (geosam's CPU-sized SAM encoders, trained from scratch), or the path of "
-            "an official SAM checkpoint (sam_vit_b_01ec64.pth; geosam never downloads it) [default: small].",
+            "an official SAM checkpoint: SAM 1 (sam_vit_b_01ec64.pth) or SAM 2.x (sam2.1_hiera_small.pt), "
+            "recognised from its weights; geosam never downloads it [default: small].",
         ),
         click.option(
             "--mode",
@@ -67,6 +68,11 @@ def _train_options(f: F) -> F:
         ),
         click.option(
             "--last-n", type=int, help=f"Blocks trained in last_n mode [default: {_default('last_n')}]."
+        ),
+        click.option(
+            "--feature-level",
+            help="SAM 2 backbones: feature map(s) the head pools, e.g. fpn16 (SAM 2's image embedding) or "
+            "fpn16+trunk32 [default: fpn16].",
         ),
         click.option(
             "--input-size",
@@ -280,6 +286,7 @@ _TRAIN_KEYS = (
     "backbone",
     "mode",
     "last_n",
+    "feature_level",
     "input_size",
     "epochs",
     "batch_size",

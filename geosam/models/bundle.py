@@ -69,8 +69,16 @@ class _Strict(BaseModel):
 
 
 class EncoderMeta(_Strict):
-    """Where the encoder comes from and its architecture (a :class:`SamConfig` dict)."""
+    """Where the encoder comes from and its architecture.
 
+    ``family`` is the backbone family: ``sam`` (SAM 1 ViT; ``config`` is a :class:`SamConfig` dict) or
+    ``sam2`` (SAM 2.x Hiera; ``config`` is a :class:`geosam.models.sam2_bundle.Sam2EncoderConfig` dict
+    naming the SAM 2 configuration, e.g. ``sam2.1_hiera_tiny``). A run refuses a SAM checkpoint of
+    another family or size than the bundle's encoder. ``sam3`` marks the descriptor of a zero-shot
+    SAM 3 concept run (:func:`geosam.infer_sam3.zero_shot_bundle`), never a saved bundle.
+    """
+
+    family: Literal["sam", "sam2", "sam3"] = "sam"
     source: Literal["bundle", "sam_checkpoint"] = "bundle"
     config: dict[str, Any]
     checkpoint_sha256: str | None = None
@@ -367,6 +375,7 @@ def load_bundle(
     sam_checkpoint: str | os.PathLike[str] | None = None,
     device: str = "cpu",
     img_size: int | None = None,
+    sam2_model: Any = None,
 ) -> LoadedBundle:
     """Load a bundle (default: the packaged default model), verifying its weights hash.
 
@@ -376,17 +385,17 @@ def load_bundle(
         device: Torch device for the model.
         img_size: Build the encoder for this input size instead of ``meta.input_size`` (position
             embeddings interpolated), e.g. to run SAM's decoder on whole tiles.
+        sam2_model: For bundles on a frozen SAM 2 encoder: the already loaded ``SAM2Base`` of
+            ``sam_checkpoint``, whose image encoder is used (the checkpoint is not read twice).
 
     Raises:
         WeightsNotFoundError: Missing folder/files, or a needed SAM checkpoint not given.
         BundleError: Invalid metadata, sha256 mismatch, or weights that do not fit the metadata.
     """
-    import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from geosam.hashing import sha256_file
-    from geosam.models.classifier import ClassifierHead, LandCoverModel
     from geosam.models.sam import build_encoder, load_sam, resize_encoder_state
     from geosam.models.sam_config import SamConfig
 
@@ -407,6 +416,14 @@ def load_bundle(
     except (SafetensorError, OSError) as err:
         raise BundleError(f"cannot read weights ({err})", folder) from None
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    _check_head(meta, state, folder)
+    if meta.encoder.family == "sam2":
+        from geosam.models.sam2_bundle import bundle_encoder
+
+        sam2_encoder = bundle_encoder(
+            meta, state, folder, sam_checkpoint=sam_checkpoint, sam2_model=sam2_model
+        )
+        return _assemble(meta, folder, sam2_encoder, state, device)
     try:
         cfg = SamConfig.from_dict(dict(meta.encoder.config))
     except (TypeError, ValueError) as err:
@@ -415,7 +432,6 @@ def load_bundle(
         raise BundleError(f"encoder takes {cfg.in_chans} bands but metadata lists {len(meta.bands)}", folder)
     if img_size is not None:
         cfg = cfg.with_img_size(img_size)
-    _check_head(meta, state, folder)
     if meta.encoder.source == "bundle":
         if img_size is None and cfg.img_size != meta.input_size:
             msg = f"encoder img_size {cfg.img_size} is not the bundle's input_size {meta.input_size}"
@@ -461,6 +477,17 @@ def load_bundle(
             encoder.load_state_dict(enc_state, strict=True)
         except RuntimeError as err:
             raise BundleError(f"encoder weights do not fit the metadata ({str(err)[:300]})", folder) from None
+    return _assemble(meta, folder, encoder, state, device)
+
+
+def _assemble(
+    meta: BundleMeta, folder: Path, encoder: Any, state: dict[str, Any], device: str
+) -> LoadedBundle:
+    """The bundle's model: ``encoder`` plus the stored head and normalisation (strictly loaded)."""
+    import torch
+
+    from geosam.models.classifier import ClassifierHead, LandCoverModel
+
     head = ClassifierHead(meta.head.in_dim, meta.head.num_classes, meta.head.hidden, meta.head.dropout)
     model = LandCoverModel(encoder, head, meta.mean, meta.std)
     rest = {k: v for k, v in state.items() if not k.startswith("encoder.")}

@@ -15,10 +15,14 @@ class TrainConfig(BaseModel):
 
     Attributes:
         backbone: ``small``/``tiny`` (geosam's CPU-trainable SAM configurations, randomly initialised)
-            or a path to an official SAM checkpoint (``sam_vit_b_01ec64.pth``...).
+            or a path to an official SAM checkpoint: SAM 1 (``sam_vit_b_01ec64.pth``...) or SAM 2.x
+            (``sam2.1_hiera_small.pt``...), recognised from its weights.
         mode: ``probe`` (frozen encoder, cached embeddings, linear head), ``last_n`` (train the last
             ``last_n`` blocks, the neck and the head) or ``full`` (everything).
-        last_n: Blocks to train in ``last_n`` mode.
+        last_n: Blocks to train in ``last_n`` mode (Hiera: blocks over all stages; the last stage of
+            Hiera-T/S has 2 blocks, of B+ 3, of L 4).
+        feature_level: SAM 2 backbones: the feature level(s) the head pools (``fpn16``, SAM 2's
+            stride-16 image embedding, by default; see ``docs/sam_models.md``).
         input_size: Encoder input size in pixels; chips are resized to it (e.g. 64 px EuroSAT chips at
             224 for ViT-B). ``None``: the chip size.
         epochs: Maximum epochs.
@@ -72,6 +76,7 @@ class TrainConfig(BaseModel):
     backbone: str = "small"
     mode: Literal["probe", "last_n", "full"] = "full"
     last_n: int = Field(2, ge=1)
+    feature_level: str | None = None
     input_size: int | None = Field(None, ge=16, le=4096)
     epochs: int = Field(30, ge=1, le=10000)
     batch_size: int = Field(64, ge=1, le=4096)

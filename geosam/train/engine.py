@@ -103,6 +103,22 @@ def build_model(
         torch.manual_seed(cfg.seed)
         encoder = build_encoder(sam_cfg)
         enc_meta = EncoderMeta(source="bundle", config=sam_cfg.to_dict(), band_adapter="none")
+    elif (sam2 := _sam2_backbone(cfg.backbone)) is not None:
+        from geosam.models.sam2_bundle import training_encoder
+
+        encoder, fields = training_encoder(
+            cfg.backbone,
+            sam2,
+            bands,
+            input_size,
+            mode=cfg.mode,
+            band_init=cfg.band_init,
+            level=cfg.feature_level,
+        )
+        enc_meta = EncoderMeta(**fields)
+        torch.manual_seed(cfg.seed + 1)
+        head = ClassifierHead(encoder.out_chans, len(data.classes), cfg.head_hidden, cfg.dropout)
+        return LandCoverModel(encoder, head, mean.tolist(), std.tolist()), enc_meta
     else:
         encoder, sam_cfg = load_sam(cfg.backbone, img_size=input_size, encoder_only=True)
         adapter = "none"
@@ -120,6 +136,23 @@ def build_model(
     torch.manual_seed(cfg.seed + 1)
     head = ClassifierHead(sam_cfg.out_chans, len(data.classes), cfg.head_hidden, cfg.dropout)
     return LandCoverModel(encoder, head, mean.tolist(), std.tolist()), enc_meta
+
+
+def _sam2_backbone(path: str) -> Any:
+    """The :class:`~geosam.models.sam_family.SamModelId` of a SAM 2.x checkpoint, ``None`` for SAM 1."""
+    from geosam.models.sam_family import identify_sam_checkpoint
+
+    found = identify_sam_checkpoint(path)
+    return found if found.family != "sam" else None
+
+
+def _patch_embed_prefix(model: LandCoverModel) -> str:
+    """State-dict prefix of the encoder's patch embedding (SAM 1 ViT or SAM 2 Hiera)."""
+    proj = model.encoder.patch_embed.proj  # type: ignore[union-attr]
+    for name, module in model.named_modules():
+        if module is proj:
+            return str(name[: -len("proj")])
+    return "encoder.patch_embed."  # pragma: no cover
 
 
 def _trainable(model: LandCoverModel, cfg: TrainConfig) -> list[nn.Parameter]:
@@ -489,7 +522,7 @@ def train(
         dtype=cfg.save_dtype,
         include_encoder=enc_meta.source == "bundle",
         # a frozen checkpoint encoder is not stored, but a band-adapted patch embedding is
-        include_prefixes=("encoder.patch_embed.",) if enc_meta.band_adapter != "none" else (),
+        include_prefixes=(_patch_embed_prefix(model),) if enc_meta.band_adapter != "none" else (),
         extra_files=_bundle_files(metrics, history, post),
     )
     return TrainResult(
