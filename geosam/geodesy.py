@@ -92,9 +92,9 @@ class GroundResolution:
             size = f"{self.x_m:.3g} x {self.y_m:.3g} m on the ground"
         else:
             size = f"{self.mean_m:.3g} m on the ground"
-        if self.crs_pixel_m is not None and self.scale_factor is not None:
-            if abs(self.scale_factor - 1) > 0.005:
-                return f"{size} ({self.crs_pixel_m:.4g} CRS m, scale factor {self.scale_factor:.3g})"
+        k = self.scale_factor
+        if self.crs_pixel_m is not None and k is not None and abs(k - 1) > 0.005:
+            return f"{size} ({self.crs_pixel_m:.4g} CRS m, scale factor {k:.3g})"
         return size
 
 

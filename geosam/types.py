@@ -249,7 +249,7 @@ class SceneInfo:
 
     @property
     def ground_resolution(self) -> GroundResolution | None:
-        """Ground size of the pixels at the scene centre, in metres (:func:`geosam.geodesy.ground_resolution`).
+        """Ground size of the pixels at the scene centre (:func:`geosam.geodesy.ground_resolution`).
 
         Measured on the ellipsoid in every CRS: projected ones (any unit, any scale factor, Web Mercator
         included) and geographic ones. ``None`` when the CRS has no ellipsoid.
