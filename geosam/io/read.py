@@ -14,11 +14,22 @@ Validity. A pixel is *valid* when, in every band read,
 
 Pixels outside the scene are invalid too. Invalid pixels read as ``0`` in the data array, so that no
 sentinel value (``-99999``, ``NaN``) reaches a model; callers use the ``valid`` array instead.
+
+Paletted rasters. A single band with a colour table holds palette indexes, not measurements: every
+function here reads it expanded into the red, green and blue components of its colour table (plus an
+alpha band when the table has transparent entries), as ``gdal_translate -expand rgb`` would, through a
+VRT built in memory; the palette's nodata index stays nodata. A paletted band in a multi-band raster is
+refused (:class:`BandError`) with the ``gdal_translate`` command that extracts and expands it.
+
+VRTs. A VRT whose source files are missing is refused when opened (:class:`RasterNotFoundError` naming
+the missing source), not reported as a corrupt file when its pixels are read.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,6 +54,8 @@ if TYPE_CHECKING:
     from rasterio.io import DatasetReader
 
 _T = TypeVar("_T")
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "SUPPORTED_DTYPES",
@@ -130,7 +143,10 @@ def _strip_path(message: str, path: str) -> str:
 
 
 def _open(path: str | os.PathLike[str]) -> DatasetReader:
-    """Open ``path`` with rasterio, turning GDAL's failures into geosam errors. Call inside the env."""
+    """Open ``path`` with rasterio, turning GDAL's failures into geosam errors. Call inside the env.
+
+    Paletted single-band rasters come back expanded to RGB(A) (see the module docstring).
+    """
     import rasterio
     from rasterio.errors import RasterioError
 
@@ -143,12 +159,17 @@ def _open(path: str | os.PathLike[str]) -> DatasetReader:
         with warnings.catch_warnings():
             # A missing geotransform is reported as MissingCRSError by open_scene, not as a warning.
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-            return rasterio.open(p)
+            ds = rasterio.open(p)
     except RasterioError as err:
         msg = _strip_path(_gdal_message(err), p)
+    else:
+        return _usable(ds, p)
     # Raised outside the ``except`` block, so the geosam error carries no chained rasterio exception
     # (see _guarded).
     low = msg.lower()
+    missing = _missing_source(p, msg)
+    if missing is not None:
+        raise RasterNotFoundError(_missing_source_message(missing), p)
     if "no such file" in low or "does not exist" in low or "response code: 404" in low:
         raise RasterNotFoundError(f"file not found ({msg})", p)
     if "invalid dataset dimensions" in low or "must be positive" in low or "missing one of" in low:
@@ -158,6 +179,101 @@ def _open(path: str | os.PathLike[str]) -> DatasetReader:
             "not a raster GDAL can read (is it a GeoTIFF, COG or VRT? a text or HTML file?)", p
         )
     raise NotARasterError(f"cannot be read as a raster; the file may be corrupt or truncated ({msg})", p)
+
+
+def _missing_source_message(source: str) -> str:
+    return (
+        f"its source file {source} is missing (moved or deleted?); restore it, or rebuild the VRT "
+        "from the files that exist (gdalbuildvrt)"
+    )
+
+
+def _missing_source(path: str, message: str) -> str | None:
+    """The local file a GDAL message says is missing, when it is not ``path`` itself (a VRT's source)."""
+    low = message.lower()
+    if "no such file" not in low and "does not exist" not in low:
+        return None
+    for candidate in re.findall(r"(/[^\s:'\"]+|[A-Za-z]:\\[^\s:'\"]+)", message):
+        cand = str(candidate).rstrip(".,;)")
+        if cand != path and os.path.abspath(cand) != os.path.abspath(path) and not os.path.exists(cand):
+            return cand
+    return None
+
+
+def _usable(ds: DatasetReader, path: str) -> DatasetReader:
+    """Check a freshly opened dataset's VRT sources; expand a paletted band (closes ``ds`` if it must)."""
+    try:
+        if ds.driver == "VRT":
+            for f in ds.files[1:]:
+                if not is_remote(f) and not f.startswith("/vsi") and not os.path.exists(f):
+                    raise RasterNotFoundError(_missing_source_message(f), path)
+        paletted = _paletted_bands(ds)
+        if not paletted:
+            return ds
+        if ds.count > 1:
+            b = paletted[0]
+            raise BandError(
+                f"band {b} holds palette indexes (it has a colour table), not measurements; extract it "
+                f"as RGB first: gdal_translate -b {b} -expand rgb {path} {_expanded_name(path)}",
+                path,
+            )
+        xml = _expanded_vrt_xml(ds, path)
+    except BaseException:
+        ds.close()
+        raise
+    ds.close()
+    import rasterio
+
+    return rasterio.open(xml)
+
+
+def _is_expanded(ds: DatasetReader) -> bool:
+    """Whether ``ds`` is the in-memory RGB(A) expansion of a paletted raster (see :func:`_usable`)."""
+    return ds.driver == "VRT" and str(ds.name).startswith("<VRTDataset")
+
+
+def _paletted_bands(ds: DatasetReader) -> list[int]:
+    from rasterio.enums import ColorInterp
+
+    return [i for i, ci in enumerate(ds.colorinterp, start=1) if ci == ColorInterp.palette]
+
+
+def _expanded_name(path: str) -> str:
+    stem, _ = os.path.splitext(os.path.basename(path))
+    return f"{stem}_rgb.tif"
+
+
+def _expanded_vrt_xml(ds: DatasetReader, path: str) -> str:
+    """A VRT (XML text) of band 1's colour table components: ``gdal_translate -of VRT -expand rgb(a)``.
+
+    Each output band is a ``ComplexSource`` with ``ColorTableComponent`` (GDAL's VRT format). A nodata
+    index becomes the dataset mask (the source band's mask, ``mask,1``); a table with transparent
+    entries (and no nodata index) gets a fourth, alpha, band.
+    """
+    from xml.sax.saxutils import escape
+
+    src = escape(path if is_remote(path) or path.startswith("/vsi") else os.path.abspath(path))
+    alpha = ds.nodata is None and any(c[3] < 255 for c in ds.colormap(1).values())
+    names = ["Red", "Green", "Blue", *(["Alpha"] if alpha else [])]
+    bands = "".join(
+        f'<VRTRasterBand dataType="Byte" band="{i}"><ColorInterp>{name}</ColorInterp><ComplexSource>'
+        f'<SourceFilename relativeToVRT="0">{src}</SourceFilename><SourceBand>1</SourceBand>'
+        f"<ColorTableComponent>{i}</ColorTableComponent></ComplexSource></VRTRasterBand>"
+        for i, name in enumerate(names, start=1)
+    )
+    mask = (
+        '<MaskBand><VRTRasterBand dataType="Byte"><SimpleSource>'
+        f'<SourceFilename relativeToVRT="0">{src}</SourceFilename><SourceBand>mask,1</SourceBand>'
+        "</SimpleSource></VRTRasterBand></MaskBand>"
+        if ds.nodata is not None
+        else ""
+    )
+    srs = f"<SRS>{escape(ds.crs.to_wkt())}</SRS>" if ds.crs is not None else ""
+    gt = ", ".join(repr(float(v)) for v in ds.transform.to_gdal())
+    return (
+        f'<VRTDataset rasterXSize="{ds.width}" rasterYSize="{ds.height}">{srs}'
+        f"<GeoTransform>{gt}</GeoTransform>{bands}{mask}</VRTDataset>"
+    )
 
 
 def _guarded(path: str, what: str, fn: Callable[[], _T]) -> _T:
@@ -175,6 +291,9 @@ def _guarded(path: str, what: str, fn: Callable[[], _T]) -> _T:
         raise
     except (RasterioError, OSError) as err:
         failure = _strip_path(_gdal_message(err), path)
+    missing = _missing_source(path, failure)
+    if missing is not None:
+        raise RasterNotFoundError(f"{what} failed: {_missing_source_message(missing)}", path)
     raise TileReadError(f"{what} failed; the file may be corrupt or truncated ({failure})", path)
 
 
@@ -211,7 +330,7 @@ def _scene_info(ds: DatasetReader, path: str) -> SceneInfo:
     if ds.width <= 0 or ds.height <= 0 or ds.count <= 0:
         raise EmptyRasterError(f"the raster has no pixels ({ds.width} x {ds.height}, {ds.count} bands)", path)
     suffix = os.path.splitext(path.lower())[1]
-    if suffix in _TIFF_SUFFIXES and ds.driver not in _TIFF_DRIVERS:
+    if suffix in _TIFF_SUFFIXES and ds.driver not in _TIFF_DRIVERS and not _is_expanded(ds):
         raise NotARasterError(
             f"named {suffix} but the file is a {ds.driver} image, not a GeoTIFF; export it as a GeoTIFF", path
         )
@@ -250,17 +369,29 @@ def open_scene(path: str | os.PathLike[str]) -> SceneInfo:
     Returns:
         The scene's size, CRS (WKT), geotransform, dtype, per-band nodata and names.
 
+    A single paletted band is described as the red, green and blue bands of its colour table (see the
+    module docstring).
+
     Raises:
-        RasterNotFoundError: The file does not exist.
+        RasterNotFoundError: The file does not exist, or a VRT's source file is missing.
         NotARasterError: GDAL cannot read it (a text file, truncated header...), or a ``.tif`` that is
             really another format (a JPEG renamed ``.tif``).
+        BandError: A paletted band in a multi-band raster.
         EmptyRasterError: Zero width, height or bands.
         UnsupportedDtypeError: Complex or 64-bit integer bands.
         MissingCRSError: No CRS or no geotransform.
     """
     p = os.fspath(path)
     with geosam_env(p), _open(p) as ds:
-        return _scene_info(ds, p)
+        info = _scene_info(ds, p)
+        if _is_expanded(ds):
+            log.info(
+                "%s: band 1 is paletted (palette indexes): read as the red, green, blue%s of its colour "
+                "table, as gdal_translate -expand rgb would",
+                os.path.basename(p),
+                ", alpha" if ds.count == 4 else "",
+            )
+        return info
 
 
 def _nodata_in_dtype(nodata: float | None, dtype: np.dtype[Any]) -> Any:
