@@ -11,12 +11,14 @@ Limits (all in scene pixels; every choice is logged, and a clamp is a warning):
 * a chip has at least :data:`MIN_CHIP` pixels and at least one pixel per encoder feature cell
   (``grid``): coarser scenes (Landsat at 30 m is fine; 300 m MODIS-like pixels are not) are encoded in
   chips that cover more ground than the model saw;
+* a chip is no larger than the scene's longest side, and a derived tile holds no more chips per side
+  than the scene needs;
 * a tile has at least 32 pixels (:class:`~geosam.config.TilingConfig`) and, when matching, at least
   :data:`MIN_MATCHED_TILE` (more chips per tile when chips are small) and at most
   :data:`MAX_MATCHED_TILE` pixels, so a tile's arrays stay bounded in memory (``3 x 4096^2`` float32
   is 200 MB); finer scenes (drone pixels) are encoded in chips that cover less ground than the model saw;
 * scenes whose pixels measure less than :data:`MIN_GSD_M` or more than :data:`MAX_GSD_M` on the ground
-  are refused with matching on: they are almost always mislabelled georeferencing (degrees written as
+  (give or take 5 %, the scale factors of common projections) are refused with matching on: they are almost always mislabelled georeferencing (degrees written as
   metres), and no clamp would bridge a factor of 1,000 anyway. ``--no-match-resolution`` runs them at
   the model's own chip size.
 
@@ -118,6 +120,7 @@ def encoding_sizes(
     grid: int = 1,
     tile_size: int | None = None,
     halo: int | None = None,
+    scene_shape: tuple[int, int] | None = None,
 ) -> EncodingSizes:
     """Choose chip, tile and halo sizes for a scene (see the module docstring); logs the choice.
 
@@ -132,6 +135,8 @@ def encoding_sizes(
         grid: Encoder feature cells per chip edge; a matched chip has at least this many pixels.
         tile_size: A tile edge the user configured (rounded to a multiple of the matched chip).
         halo: A halo the user configured (reduced when it does not fit the tile).
+        scene_shape: ``(height, width)`` of the scene: a matched chip is at most its longest side, and a
+            derived tile holds no more chips than the scene needs.
 
     Returns:
         The sizes and a note on the choice.
@@ -141,6 +146,7 @@ def encoding_sizes(
             :data:`MIN_GSD_M`..:data:`MAX_GSD_M` on the ground.
     """
     gsd = None if scene is None else scene.mean_m
+    model_tile = _fit_tile(model_tile, model_chip)  # a multiple of the chip within the tiling bounds
     if not match or not model_gsd_m or model_gsd_m <= 0:
         why = "resolution matching is off" if not match else "the model records no training GSD"
         fitted, halo_note = _fit_halo(halo, model_tile)
@@ -156,9 +162,9 @@ def encoding_sizes(
         )
         log.warning("%s: %s", Path(path).name, note)
         return EncodingSizes(model_chip, model_tile, fitted, None, None, False, note)
-    if not MIN_GSD_M <= gsd <= MAX_GSD_M:
+    if not MIN_GSD_M * (1 - TOLERANCE) <= gsd <= MAX_GSD_M * (1 + TOLERANCE):
         raise InputMismatchError(
-            f"its pixels measure {gsd:.3g} m on the ground, outside the {MIN_GSD_M * 100:g} cm to "
+            f"its pixels measure {gsd:.4g} m on the ground, outside the {MIN_GSD_M * 100:g} cm to "
             f"{MAX_GSD_M / 1000:g} km that resolution matching supports; check the georeferencing "
             "(gdalinfo shows the pixel size and the CRS units), or pass --no-match-resolution to "
             f"classify it in the model's {model_chip} px chips as they are",
@@ -174,11 +180,15 @@ def encoding_sizes(
         log.info("%s: %s", Path(path).name, note)
         return EncodingSizes(model_chip, model_tile, fitted, gsd, float(model_chip), False, note)
     per_side = max(1, round(model_tile / model_chip))
+    longest = max(scene_shape) if scene_shape else None
     min_chip = max(MIN_CHIP, grid)
-    max_chip = max(min_chip, MAX_MATCHED_TILE // per_side)
+    max_chip = MAX_MATCHED_TILE // per_side if longest is None else min(MAX_MATCHED_TILE // per_side, longest)
+    max_chip = max(min_chip, max_chip)
     chip = min(max_chip, max(min_chip, round(ideal)))
     clamped = abs(chip - ideal) / ideal > TOLERANCE and chip in (min_chip, max_chip)
     if tile_size is None:
+        if longest is not None:  # no tile much larger than the scene
+            per_side = min(per_side, max(1, math.ceil(longest / chip)))
         per_side = max(per_side, math.ceil(MIN_MATCHED_TILE / chip))
     tile = _fit_tile(tile_size if tile_size is not None else chip * per_side, chip)
     fitted, halo_note = _fit_halo(halo, tile)
@@ -188,7 +198,7 @@ def encoding_sizes(
         f"({ground:.4g} m of ground) resampled to the model's input, tiles of {tile} px{halo_note}"
     )
     if clamped:
-        limit = "smallest" if chip == min_chip else "largest"
+        limit = "smallest" if chip == min_chip else "largest (tile limit or scene size)"
         note += (
             f"; matching needs {ideal:.3g} px chips, so the {limit} chip ({chip} px) is used and each "
             f"chip covers {ground / (model_chip * model_gsd_m):.2g}x the ground of a training chip: "
