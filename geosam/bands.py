@@ -216,22 +216,25 @@ def _too_few_bands(info: SceneInfo, wanted: Sequence[str]) -> str:
     )
 
 
-def _find(info: SceneInfo, name: str) -> int | None:
+def _find(info: SceneInfo, name: str, n: int) -> int | None:
+    """The band named ``name`` (any spelling), ``None`` if none; ``n`` bands are being selected."""
     want = canonical_band_name(name)
     hits = [
-        i for i, n in enumerate(info.band_names, start=1) if n is not None and canonical_band_name(n) == want
+        i for i, b in enumerate(info.band_names, start=1) if b is not None and canonical_band_name(b) == want
     ]
     if len(hits) > 1:
         raise BandError(
-            f"band name {name!r} matches bands {hits}; pass --bands with indexes "
-            f"(bands: {describe_bands(info)})",
+            f"band name {name!r} matches bands {hits}; pass --bands with indexes, e.g. --bands "
+            f"{example_bands(info.count, n)} (bands: {describe_bands(info)})",
             info.path,
         )
     return hits[0] if hits else None
 
 
-def _select(info: SceneInfo, bands: Sequence[int | str]) -> tuple[int, ...]:
+def _select(info: SceneInfo, bands: Sequence[int | str], n: int) -> tuple[int, ...]:
+    """Band indexes of an explicit selection; ``n`` is how many bands the model takes (for hints)."""
     out: list[int] = []
+    example = example_bands(info.count, n)
     for b in bands:
         if isinstance(b, bool):
             raise BandError(f"band {b!r} is neither an index nor a name", info.path)
@@ -240,16 +243,16 @@ def _select(info: SceneInfo, bands: Sequence[int | str]) -> tuple[int, ...]:
             if not 1 <= i <= info.count:
                 raise BandError(
                     f"band {i} does not exist; band indexes start at 1 and this raster has "
-                    f"{info.count} band(s): {describe_bands(info)}",
+                    f"{info.count} band(s): {describe_bands(info)}; e.g. --bands {example}",
                     info.path,
                 )
             out.append(i)
             continue
-        found = _find(info, str(b))
+        found = _find(info, str(b), n)
         if found is None:
             raise BandError(
                 f"no band named {b!r} (read as {canonical_band_name(str(b))!r}); the raster has "
-                f"{describe_bands(info)}; pass --bands with indexes, e.g. --bands 3,2,1",
+                f"{describe_bands(info)}; pass --bands with indexes, e.g. --bands {example}",
                 info.path,
             )
         out.append(found)
@@ -290,7 +293,7 @@ def resolve_bands(
     if bands is not None:
         if len(bands) == 0:
             raise BandError("the band selection is empty", info.path)
-        chosen = _select(info, bands)
+        chosen = _select(info, bands, len(wanted) if wanted is not None else len(bands))
         if wanted is not None and len(chosen) != len(wanted):
             raise BandError(
                 f"the model takes {len(wanted)} bands ({', '.join(wanted)}) but {len(chosen)} "
@@ -305,7 +308,7 @@ def resolve_bands(
             for i, n in enumerate(info.band_names, start=1)
             if n is None or canonical_band_name(n) != "alpha"
         )
-    found = [_find(info, w) for w in wanted]
+    found = [_find(info, w, len(wanted)) for w in wanted]
     if all(f is not None for f in found):
         return tuple(f for f in found if f is not None)
     named = [

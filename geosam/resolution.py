@@ -8,9 +8,10 @@ their true pixel size). A tile holds as many chips per side as the model's own t
 
 Limits (all in scene pixels; every choice is logged, and a clamp is a warning):
 
-* a chip has at least :data:`MIN_CHIP` pixels and at least one pixel per encoder feature cell
-  (``grid``): coarser scenes (Landsat at 30 m is fine; 300 m MODIS-like pixels are not) are encoded in
-  chips that cover more ground than the model saw;
+* a chip has at least :data:`MIN_CHIP` pixels, at least one pixel per encoder feature cell
+  (``grid``) and at least ``1 /`` :data:`MAX_UPSAMPLE` of the model's chip: coarser scenes (Landsat at
+  30 m is fine for a 10 m model; 300 m MODIS-like pixels are not) are encoded in chips that cover more
+  ground than the model saw, at a bounded cost;
 * a chip is no larger than the scene's longest side, and a derived tile holds no more chips per side
   than the scene needs;
 * a tile has at least 32 pixels (:class:`~geosam.config.TilingConfig`) and, when matching, at least
@@ -18,9 +19,9 @@ Limits (all in scene pixels; every choice is logged, and a clamp is a warning):
   :data:`MAX_MATCHED_TILE` pixels, so a tile's arrays stay bounded in memory (``3 x 4096^2`` float32
   is 200 MB); finer scenes (drone pixels) are encoded in chips that cover less ground than the model saw;
 * scenes whose pixels measure less than :data:`MIN_GSD_M` or more than :data:`MAX_GSD_M` on the ground
-  (give or take 5 %, the scale factors of common projections) are refused with matching on: they are almost always mislabelled georeferencing (degrees written as
-  metres), and no clamp would bridge a factor of 1,000 anyway. ``--no-match-resolution`` runs them at
-  the model's own chip size.
+  (give or take 5 %, the scale factors of common projections) are refused with matching on: they are
+  almost always mislabelled georeferencing (degrees written as metres), and no clamp would bridge a
+  factor of 1,000 anyway. ``--no-match-resolution`` runs them at the model's own chip size.
 
 The halo follows the tile: a configured halo that no longer fits (``4 * halo < tile``) is reduced.
 """
@@ -39,8 +40,10 @@ __all__ = [
     "MAX_GSD_M",
     "MAX_MATCHED_TILE",
     "MAX_TILE",
+    "MAX_UPSAMPLE",
     "MIN_CHIP",
     "MIN_GSD_M",
+    "MIN_MATCHED_TILE",
     "MIN_TILE",
     "EncodingSizes",
     "encoding_sizes",
@@ -54,6 +57,11 @@ MIN_GSD_M = 0.01
 MAX_GSD_M = 1000.0
 #: Smallest chip edge in scene pixels.
 MIN_CHIP = 4
+#: Largest factor by which a chip is enlarged to the model's input. Every chip costs one encoder pass
+#: whatever its size, so the encoder work per scene pixel grows with the square of this factor: 4 keeps
+#: it within 16x the model's own (Landsat's 30 m pixels, 3x for a 10 m model, are still matched
+#: exactly; coarser scenes are clamped).
+MAX_UPSAMPLE = 4
 #: Tile edge bounds of :class:`geosam.config.TilingConfig`.
 MIN_TILE, MAX_TILE = 32, 8192
 #: Largest tile edge that resolution matching derives by itself (a configured tile may be larger).
@@ -181,7 +189,7 @@ def encoding_sizes(
         return EncodingSizes(model_chip, model_tile, fitted, gsd, float(model_chip), False, note)
     per_side = max(1, round(model_tile / model_chip))
     longest = max(scene_shape) if scene_shape else None
-    min_chip = max(MIN_CHIP, grid)
+    min_chip = max(MIN_CHIP, grid, math.ceil(model_chip / MAX_UPSAMPLE))
     max_chip = MAX_MATCHED_TILE // per_side if longest is None else min(MAX_MATCHED_TILE // per_side, longest)
     max_chip = max(min_chip, max_chip)
     chip = min(max_chip, max(min_chip, round(ideal)))
