@@ -54,7 +54,7 @@ def run(
     bands: list[int | str] | None,
     **options: Any,
 ) -> int:
-    """Classify SCENES (GeoTIFF/COG/VRT, any CRS, 3-13+ bands) into land-cover classes and regions."""
+    """Classify SCENES (GeoTIFF/COG/VRT, any CRS, 1 to 13+ bands) into land-cover classes and regions."""
     from geosam.predict import predict_scene
     from geosam.runtime import load_models
 
