@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GroundResolution",
+    "bounded_segment",
     "densify_length",
     "geodesic_areas_m2",
     "ground_resolution",
@@ -214,19 +215,55 @@ def densify_length(crs: Any, transform: Sequence[float], width: int, height: int
     if res is None:
         return None
     a, b, _, d, e, _ = (float(v) for v in list(transform)[:6])
-    crs_pixel = min(math.hypot(a, d), math.hypot(b, e))
-    ground_pixel = max(res.x_m, res.y_m)
-    return crs_pixel * DENSIFY_GROUND_M / ground_pixel
+    # CRS units per ground metre along each pixel axis; the smaller bound wins
+    per_m_x = math.hypot(a, d) / res.x_m
+    per_m_y = math.hypot(b, e) / res.y_m
+    return min(per_m_x, per_m_y) * DENSIFY_GROUND_M
+
+
+#: Side, in metres on the ground, of the square on which :func:`geodesic_areas_m2` measures the local
+#: areal scale factor for polygons smaller than it.
+PROBE_GROUND_M = 100.0
+
+#: Most vertices densification may add to a set of geometries (bounds memory: 16 bytes each).
+MAX_DENSIFIED_VERTICES = 4_000_000
+
+
+def bounded_segment(geoms: Any, max_segment: float) -> float:
+    """``max_segment``, lengthened if needed to keep densification bounded.
+
+    Densifying ``geoms`` adds about their total boundary length over the segment length in vertices;
+    this keeps that under :data:`MAX_DENSIFIED_VERTICES`.
+    """
+    import shapely
+
+    total = float(np.sum(shapely.length(shapely.boundary(np.asarray(geoms, dtype=object)))))
+    return max(max_segment, total / MAX_DENSIFIED_VERTICES)
+
+
+def _probe_size(crs: CRS) -> float:
+    """CRS units spanning about :data:`PROBE_GROUND_M` metres on the ground (order of magnitude)."""
+    factor = _unit_factor(crs)
+    if factor is not None:
+        return PROBE_GROUND_M / factor
+    angle = crs.axis_info[0].unit_conversion_factor or math.radians(1.0)  # radians per unit
+    return PROBE_GROUND_M / 6_371_000.0 / angle
 
 
 def geodesic_areas_m2(geoms: Any, crs: Any, *, max_segment: float | None = None) -> np.ndarray:
     """Ellipsoidal areas in m^2 of polygons given in any CRS (see the module docstring).
 
-    Each ring is densified (``max_segment``, in CRS units), transformed to longitude/latitude on the
-    CRS's datum and measured with Karney's geodesic polygon area on that datum's ellipsoid; a polygon's
-    area is its exterior's minus its holes', whatever the rings' orientation, and rings may cross the
-    antimeridian. Each ring is taken to bound the smaller of the two parts of the ellipsoid it divides,
-    so regions larger than half the Earth are not supported.
+    Polygons wider than about :data:`PROBE_GROUND_M` metres are densified (``max_segment``, in CRS
+    units), transformed to longitude/latitude on the CRS's datum and measured with Karney's geodesic
+    polygon area on that datum's ellipsoid; a polygon's area is its exterior's minus its holes', whatever
+    the rings' orientation, and rings may cross the antimeridian. Each ring is taken to bound the smaller
+    of the two parts of the ellipsoid it divides, so regions larger than half the Earth are not
+    supported.
+
+    Smaller polygons are measured as their planar area times the local areal scale factor, itself
+    measured the same way on a square of about :data:`PROBE_GROUND_M` metres at the polygon: Karney's
+    polygon area sums per-edge areas reaching down to the equator, which cancel to micrometres of
+    precision, so a centimetre pixel measured directly comes out a few percent wrong (found in tests).
 
     For CRSs without an ellipsoid (engineering/local CRSs) the planar area times the square of the unit's
     metre factor is returned, or ``NaN`` when even the unit is unknown.
@@ -242,6 +279,7 @@ def geodesic_areas_m2(geoms: Any, crs: Any, *, max_segment: float | None = None)
         float64 array, one non-negative area per geometry, in square metres.
     """
     import shapely
+    from shapely.geometry import box
 
     arr = np.empty(len(geoms), dtype=object)
     arr[:] = list(geoms)
@@ -251,20 +289,16 @@ def geodesic_areas_m2(geoms: Any, crs: Any, *, max_segment: float | None = None)
     c = _crs(crs)
     geod = _geod(c)
     to_ll = lonlat_transformer(c)
+    ok = np.array([g is not None and not g.is_empty for g in arr], dtype=bool)
+    planar = np.zeros(len(arr))
+    planar[ok] = shapely.area(arr[ok])
     if geod is None or to_ll is None:
         factor = _unit_factor(c)
-        planar = np.array([0.0 if g is None else float(g.area) for g in arr])
         return planar * factor * factor if factor is not None else np.full(len(arr), np.nan)
-    ok = np.array([g is not None and not g.is_empty for g in arr])
-    if max_segment is not None and max_segment > 0 and ok.any():
-        arr[ok] = shapely.segmentize(arr[ok], max_segment)
 
     def to_lonlat(xy: np.ndarray) -> np.ndarray:
         lon, lat = to_ll.transform(xy[:, 0], xy[:, 1])
         return np.column_stack([lon, lat])
-
-    lonlat = arr.copy()
-    lonlat[ok] = shapely.transform(arr[ok], to_lonlat)  # one PROJ call for every vertex
 
     def ring_area(ring: Any) -> float:
         ll = np.asarray(ring.coords)
@@ -273,10 +307,30 @@ def geodesic_areas_m2(geoms: Any, crs: Any, *, max_segment: float | None = None)
         area, _ = geod.polygon_area_perimeter(unwrap_longitudes(ll[:, 0]), ll[:, 1])
         return abs(float(area))
 
-    for i in np.flatnonzero(ok):
+    def karney(g: Any) -> float:
         total = 0.0
-        for p in getattr(lonlat[i], "geoms", [lonlat[i]]):
+        for p in shapely.get_parts(g):
             if p.geom_type == "Polygon":
                 total += ring_area(p.exterior) - sum(ring_area(h) for h in p.interiors)
-        out[i] = max(total, 0.0)
+        return max(total, 0.0)
+
+    probe = _probe_size(c)
+    bounds = np.zeros((len(arr), 4))
+    bounds[ok] = shapely.bounds(arr[ok])
+    extent = np.hypot(bounds[:, 2] - bounds[:, 0], bounds[:, 3] - bounds[:, 1])
+    small = ok & (extent < probe)
+    large = ok & ~small
+    if large.any():
+        big = arr[large]
+        if max_segment is not None and max_segment > 0:
+            big = shapely.segmentize(big, bounded_segment(big, max_segment))
+        out[large] = [karney(g) for g in shapely.transform(big, to_lonlat)]  # one PROJ call
+    scales: dict[tuple[int, int], float] = {}
+    for i in np.flatnonzero(small):
+        cx, cy = (bounds[i, 0] + bounds[i, 2]) / 2, (bounds[i, 1] + bounds[i, 3]) / 2
+        key = (round(cx / probe), round(cy / probe))  # the scale is constant to 1e-6 over a probe
+        if key not in scales:
+            square = box(cx - probe / 2, cy - probe / 2, cx + probe / 2, cy + probe / 2)
+            scales[key] = karney(shapely.transform(square, to_lonlat)) / (probe * probe)
+        out[i] = planar[i] * scales[key]
     return out

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from geosam.geodesy import unwrap_longitudes
+from geosam.geodesy import bounded_segment, unwrap_longitudes
 
 __all__ = ["MAX_PRECISION", "MIN_PRECISION", "rfc7946_geometries"]
 
@@ -191,10 +191,12 @@ def rfc7946_geometries(
     transformer = Transformer.from_crs(src, CRS.from_epsg(4326), always_xy=True)
     items = list(geoms)
     lonlat = np.empty(len(items), dtype=object)
-    for i, g in enumerate(items):
-        poly = _repair(g)
-        if poly is not None and max_segment is not None and max_segment > 0:
-            poly = shapely.segmentize(poly, max_segment)
+    polys = np.empty(len(items), dtype=object)
+    polys[:] = [_repair(g) for g in items]
+    present = np.array([p is not None for p in polys], dtype=bool)
+    if max_segment is not None and max_segment > 0 and present.any():
+        polys[present] = shapely.segmentize(polys[present], bounded_segment(polys[present], max_segment))
+    for i, poly in enumerate(polys):
         lonlat[i] = None if poly is None else _to_lonlat(poly, transformer)
     if precision is not None:
         return list(_snap(lonlat, precision)), precision
