@@ -57,8 +57,10 @@ def mosaic_vrt(path: Path, sources: list[Path], *, relative: bool) -> Path:
     seed=st.integers(0, 10_000),
 )
 def test_missing_vrt_source_is_named_as_missing(n, gone, relative, nested, seed, tmp_path):
-    d = tmp_path / f"c{seed}"
-    (d / "tiles").mkdir(parents=True)
+    import tempfile
+
+    d = Path(tempfile.mkdtemp(dir=tmp_path))  # hypothesis reuses tmp_path across examples
+    (d / "tiles").mkdir()
     sources = [
         make_raster(d / "tiles" / f"t{i}.tif", 16, 16, dtype="uint8", fill="random", seed=seed + i)
         for i in range(n)

@@ -204,9 +204,9 @@ def _usable(ds: DatasetReader, path: str) -> DatasetReader:
     """Check a freshly opened dataset's VRT sources; expand a paletted band (closes ``ds`` if it must)."""
     try:
         if ds.driver == "VRT":
-            for f in ds.files[1:]:
-                if not is_remote(f) and not f.startswith("/vsi") and not os.path.exists(f):
-                    raise RasterNotFoundError(_missing_source_message(f), path)
+            gone = _missing_vrt_source(list(ds.files[1:]))
+            if gone is not None:
+                raise RasterNotFoundError(_missing_source_message(gone), path)
         paletted = _paletted_bands(ds)
         if not paletted:
             return ds
@@ -225,6 +225,28 @@ def _usable(ds: DatasetReader, path: str) -> DatasetReader:
     import rasterio
 
     return rasterio.open(xml)
+
+
+def _missing_vrt_source(files: list[str], depth: int = 0) -> str | None:
+    """The first local source file that does not exist, following nested VRTs (up to 8 deep)."""
+    import rasterio
+    from rasterio.errors import RasterioError
+
+    for f in files:
+        if is_remote(f) or f.startswith("/vsi"):
+            continue
+        if not os.path.exists(f):
+            return f
+        if f.lower().endswith(".vrt") and depth < 8:
+            try:
+                with rasterio.open(f) as inner:
+                    nested = list(inner.files[1:])
+            except RasterioError:
+                continue  # reported as unreadable when read
+            gone = _missing_vrt_source(nested, depth + 1)
+            if gone is not None:
+                return gone
+    return None
 
 
 def _is_expanded(ds: DatasetReader) -> bool:
