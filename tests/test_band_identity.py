@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import rasterio
 from helpers_field import blocky, one_error_line, run_geosam, tiny_bundle_at
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from geosam.bands import canonical_band_name, example_bands, resolve_bands
@@ -50,7 +50,7 @@ def hinted_bands(message: str) -> list[int]:
     return [int(v) for v in m.group(1).split(",")]
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     labels=st.lists(BAND_LABEL, min_size=1, max_size=6),
     wanted=st.lists(st.sampled_from(NAMES), min_size=1, max_size=4, unique=True),
@@ -145,7 +145,11 @@ def test_unnamed_bgr_scene_warns_and_the_remedies_work(bundle, tmp_path, capsys,
         fill=rgb_data,
         colorinterp=["red", "green", "blue"],
     )
-    bgr = make_raster(tmp_path / "bgr.tif", 64, 64, count=3, dtype="uint8", fill=rgb_data[::-1].copy())
+    # no colour interpretation (GDAL would stamp 3-band bytes as RGB by default: that is a name)
+    none = ["gray", "undefined", "undefined"]
+    bgr = make_raster(
+        tmp_path / "bgr.tif", 64, 64, count=3, dtype="uint8", fill=rgb_data[::-1].copy(), colorinterp=none
+    )
 
     def run(path, *extra):
         out = tmp_path / f"out_{path.stem}_{len(extra)}"

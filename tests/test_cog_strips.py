@@ -96,7 +96,9 @@ def test_geosam_run_on_strips_writes_valid_cogs(shape, bundle, tmp_path, capsys,
         colorinterp=["red", "green", "blue"],
     )
     out = tmp_path / "out"
-    rc, _, err, _ = run_geosam(["run", str(scene), "--model", str(bundle), "--out", str(out), "--regions", "tiles"], capsys, caplog)
+    rc, _, err, _ = run_geosam(
+        ["run", str(scene), "--model", str(bundle), "--out", str(out), "--regions", "tiles"], capsys, caplog
+    )
     assert rc == 0, err
     for kind in ("classes", "confidence"):
         assert_valid_cog(out / f"{scene.stem}_{kind}.tif", shape)
