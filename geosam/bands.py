@@ -209,7 +209,7 @@ def _too_few_bands(info: SceneInfo, wanted: Sequence[str]) -> str:
     hint = example_bands(count, n)
     repeat = "a grey band can stand for all of them" if count == 1 else "bands can be repeated"
     return (
-        f"the model takes {n} bands ({', '.join(wanted)}) but the raster has only {count} "
+        f"the model expects {n} bands ({', '.join(wanted)}) but the raster has only {count} "
         f"({describe_bands(info)}); {repeat}: --bands {hint} (classes are less reliable than from the "
         "bands the model was trained on), or use a model trained on this raster's bands "
         "(docs/training.md)"
@@ -296,7 +296,7 @@ def resolve_bands(
         chosen = _select(info, bands, len(wanted) if wanted is not None else len(bands))
         if wanted is not None and len(chosen) != len(wanted):
             raise BandError(
-                f"the model takes {len(wanted)} bands ({', '.join(wanted)}) but {len(chosen)} "
+                f"the model expects {len(wanted)} bands ({', '.join(wanted)}) but {len(chosen)} "
                 f"{'was' if len(chosen) == 1 else 'were'} selected ({', '.join(map(str, bands))}); "
                 f"give one scene band per model band, e.g. --bands {example_bands(info.count, len(wanted))}",
                 info.path,
@@ -323,7 +323,7 @@ def resolve_bands(
         raise BandError(_too_few_bands(info, wanted), info.path)
     missing = [w for w, f in zip(wanted, found, strict=True) if f is None]
     raise BandError(
-        f"cannot find the model's bands {', '.join(missing)} (it takes {', '.join(wanted)}) among the "
+        f"cannot find the model's bands {', '.join(missing)} (it expects {', '.join(wanted)}) among the "
         f"raster's {info.count} band(s): {describe_bands(info)}; pass --bands with one scene band per "
         f"model band, e.g. --bands {example_bands(info.count, len(wanted))}",
         info.path,
