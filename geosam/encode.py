@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -83,44 +82,34 @@ def plan_encoder(
 ) -> EncoderPlan:
     """How this scene's tiles are encoded: tile and chip size in scene pixels, matched to the model's GSD.
 
-    SAM tiles and models without a known ground sampling distance use the model's sizes. Otherwise,
-    with ``match_resolution``, the chip covers the ground of a training chip:
-    ``chip = round(model_chip * model_gsd / scene_gsd)``, and a tile holds as many chips per side as
-    the model's default tile (a user-set ``tile_size`` is rounded to a multiple of the chip). Scenes
-    within 5 % of the model's GSD keep the model's sizes. The choice is logged.
+    SAM tiles use the model's sizes. Chip models, with ``match_resolution``, get chips that cover the
+    ground of a training chip, both GSDs measured on the ground (:func:`geosam.resolution.encoding_sizes`,
+    which clamps the sizes to the tiling bounds, logs the choice and refuses implausible pixel sizes).
 
     Args:
         models: The loaded models (chip, tile and encoder input sizes; the bundle's ``gsd_m``).
-        info: The scene (its ``gsd_m``).
+        info: The scene (its ground resolution and shape).
         match_resolution: Resample chips to the model's ground resolution.
         tile_size: The user's tile size (``TilingConfig.tile_size``), or ``None``.
+
+    Raises:
+        InputMismatchError: Matching is on and the scene's pixels measure under 1 cm or over 1 km.
     """
-    chip, tile = models.chip_size, models.tile_size
+    from geosam.resolution import encoding_sizes
+
     grid = models.input_size // patch_size(models.bundle.model.encoder)
-    gsd = models.bundle.meta.gsd_m
-    scene_gsd = info.gsd_m
-    if (
-        models.region_source == "sam"
-        or not match_resolution
-        or not gsd
-        or scene_gsd is None
-        or abs(scene_gsd - gsd) / gsd < 0.05
-    ):
-        return EncoderPlan(tile, chip, models.input_size, grid)
-    per_side = max(1, round(tile / chip))
-    new_chip = max(4, round(chip * gsd / scene_gsd))
-    new_tile = new_chip * per_side
-    if tile_size is not None:
-        new_tile = max(new_chip, round(tile_size / new_chip) * new_chip)
-    log.info(
-        "%s: %.3g m pixels, model trained at %.3g m: encoding %d px chips resampled to %d px",
-        Path(info.path).name,
-        scene_gsd,
-        gsd,
-        new_chip,
-        models.input_size,
+    sizes = encoding_sizes(
+        path=info.path,
+        model_chip=models.chip_size,
+        model_tile=models.tile_size,
+        model_gsd_m=models.bundle.meta.gsd_m,
+        scene=info.ground_resolution,
+        match=match_resolution and models.region_source != "sam",
+        grid=grid,
+        tile_size=tile_size,
+        scene_shape=info.shape,
     )
-    return EncoderPlan(new_tile, new_chip, models.input_size, grid)
+    return EncoderPlan(sizes.tile, sizes.chip, models.input_size, grid)
 
 
 def autocast_context(device: torch.device, precision: str) -> AbstractContextManager[object]:

@@ -120,6 +120,7 @@ def plan_scene(scene: str | os.PathLike[str], models: Models, cfg: RunConfig) ->
     from geosam.bands import resolve_bands
     from geosam.encode import plan_encoder
     from geosam.io.read import open_scene
+    from geosam.resolution import fit_halo
     from geosam.stretch import compute_stretch
     from geosam.tiling import plan_tiles
 
@@ -130,7 +131,9 @@ def plan_scene(scene: str | os.PathLike[str], models: Models, cfg: RunConfig) ->
     encoder = plan_encoder(
         models, info, match_resolution=cfg.match_resolution, tile_size=cfg.tiling.tile_size
     )
-    tiling = cfg.tiling.model_copy(update={"tile_size": encoder.tile_size}).resolved(encoder.tile_size)
+    halo = fit_halo(cfg.tiling.halo, encoder.tile_size, path)
+    tiling = cfg.tiling.model_copy(update={"tile_size": encoder.tile_size, "halo": halo})
+    tiling = tiling.resolved(encoder.tile_size)
     tiles = plan_tiles(info, tiling, scene_id=Path(path).stem)
     if not tiles.tiles:
         raise EmptyRasterError("every pixel is nodata: nothing to classify", path)

@@ -47,6 +47,7 @@ __all__ = [
     "MIN_TILE",
     "EncodingSizes",
     "encoding_sizes",
+    "fit_halo",
 ]
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,18 @@ def _fit_halo(halo: int | None, tile: int) -> tuple[int | None, str]:
         return halo, ""
     fitted = max(0, (tile - 1) // 4)
     return fitted, f"; halo reduced from {halo} to {fitted} px to fit the {tile} px tile"
+
+
+def fit_halo(halo: int | None, tile: int, path: str) -> int | None:
+    """A configured ``halo`` that fits a ``tile`` (``4 * halo < tile``), reduced with a warning if needed.
+
+    Resolution matching can shrink a tile under a halo the user set for the model's own tiles; the halo
+    is then reduced instead of failing TilingConfig's validation.
+    """
+    fitted, note = _fit_halo(halo, tile)
+    if note:
+        log.warning("%s: %s", Path(path).name, note.lstrip("; "))
+    return fitted
 
 
 def _fit_tile(wanted: int, chip: int) -> int:
