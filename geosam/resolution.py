@@ -46,6 +46,8 @@ __all__ = [
     "MIN_MATCHED_TILE",
     "MIN_TILE",
     "EncodingSizes",
+    "check_ground_resolution",
+    "clamp_chip",
     "encoding_sizes",
     "fit_halo",
 ]
@@ -130,6 +132,41 @@ def _fit_tile(wanted: int, chip: int) -> int:
     return min(hi, max(lo, round(wanted / chip))) * chip
 
 
+def check_ground_resolution(gsd: float, model_chip: int, path: str) -> None:
+    """Refuse, in one line with a remedy, ground pixels outside :data:`MIN_GSD_M`..:data:`MAX_GSD_M`.
+
+    Raises:
+        InputMismatchError: The pixels measure under 1 cm or over 1 km on the ground (5 % slack).
+    """
+    if not MIN_GSD_M * (1 - TOLERANCE) <= gsd <= MAX_GSD_M * (1 + TOLERANCE):
+        raise InputMismatchError(
+            f"its pixels measure {gsd:.4g} m on the ground, outside the {MIN_GSD_M * 100:g} cm to "
+            f"{MAX_GSD_M / 1000:g} km that resolution matching supports; check the georeferencing "
+            "(gdalinfo shows the pixel size and the CRS units), or pass --no-match-resolution to "
+            f"classify it in the model's {model_chip} px chips as they are",
+            path,
+        )
+
+
+def clamp_chip(ideal: float, model_chip: int, grid: int, largest: int) -> tuple[int, int, bool]:
+    """The matched chip edge: ``round(ideal)`` within the limits of the module docstring.
+
+    Args:
+        ideal: The chip edge, in scene pixels, that covers a training chip's ground exactly.
+        model_chip: The model's chip edge (a chip is enlarged at most :data:`MAX_UPSAMPLE` times).
+        grid: Encoder feature cells per chip edge (at least one scene pixel each).
+        largest: The largest chip allowed (tile limit, scene size).
+
+    Returns:
+        ``(chip, smallest chip allowed, clamped)``; ``clamped`` when a limit moved the chip off
+        ``round(ideal)``.
+    """
+    min_chip = max(MIN_CHIP, grid, math.ceil(model_chip / MAX_UPSAMPLE))
+    max_chip = max(min_chip, largest)
+    chip = min(max_chip, max(min_chip, round(ideal)))
+    return chip, min_chip, chip != round(ideal)
+
+
 def encoding_sizes(
     *,
     path: str,
@@ -183,14 +220,7 @@ def encoding_sizes(
         )
         log.warning("%s: %s", Path(path).name, note)
         return EncodingSizes(model_chip, model_tile, fitted, None, None, False, note)
-    if not MIN_GSD_M * (1 - TOLERANCE) <= gsd <= MAX_GSD_M * (1 + TOLERANCE):
-        raise InputMismatchError(
-            f"its pixels measure {gsd:.4g} m on the ground, outside the {MIN_GSD_M * 100:g} cm to "
-            f"{MAX_GSD_M / 1000:g} km that resolution matching supports; check the georeferencing "
-            "(gdalinfo shows the pixel size and the CRS units), or pass --no-match-resolution to "
-            f"classify it in the model's {model_chip} px chips as they are",
-            path,
-        )
+    check_ground_resolution(gsd, model_chip, path)
     ideal = model_chip * model_gsd_m / gsd
     if abs(gsd - model_gsd_m) / model_gsd_m < TOLERANCE:
         fitted, halo_note = _fit_halo(halo, model_tile)
@@ -202,11 +232,8 @@ def encoding_sizes(
         return EncodingSizes(model_chip, model_tile, fitted, gsd, float(model_chip), False, note)
     per_side = max(1, round(model_tile / model_chip))
     longest = max(scene_shape) if scene_shape else None
-    min_chip = max(MIN_CHIP, grid, math.ceil(model_chip / MAX_UPSAMPLE))
-    max_chip = MAX_MATCHED_TILE // per_side if longest is None else min(MAX_MATCHED_TILE // per_side, longest)
-    max_chip = max(min_chip, max_chip)
-    chip = min(max_chip, max(min_chip, round(ideal)))
-    clamped = abs(chip - ideal) / ideal > TOLERANCE and chip in (min_chip, max_chip)
+    limit = MAX_MATCHED_TILE // per_side if longest is None else min(MAX_MATCHED_TILE // per_side, longest)
+    chip, min_chip, clamped = clamp_chip(ideal, model_chip, grid, limit)
     if tile_size is None:
         if longest is not None:  # no tile much larger than the scene
             per_side = min(per_side, max(1, math.ceil(longest / chip)))
@@ -219,9 +246,9 @@ def encoding_sizes(
         f"({ground:.4g} m of ground) resampled to the model's input, tiles of {tile} px{halo_note}"
     )
     if clamped:
-        limit = "smallest" if chip == min_chip else "largest (tile limit or scene size)"
+        which = "smallest" if chip == min_chip else "largest (tile limit or scene size)"
         note += (
-            f"; matching needs {ideal:.3g} px chips, so the {limit} chip ({chip} px) is used and each "
+            f"; matching needs {ideal:.3g} px chips, so the {which} chip ({chip} px) is used and each "
             f"chip covers {ground / (model_chip * model_gsd_m):.2g}x the ground of a training chip: "
             "classes are less reliable (use a model trained at this resolution)"
         )

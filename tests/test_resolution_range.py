@@ -93,9 +93,11 @@ def test_derived_sizes_always_fit_the_tiling_rules(
     else:
         assert "less reliable" in s.note
         min_chip = max(MIN_CHIP, grid, math.ceil(model_chip / MAX_UPSAMPLE))
-        limit = MAX_MATCHED_TILE // max(1, round(model_tile / model_chip))
-        max_chip = max(min_chip, min(limit, max(shape)) if shape else limit)
-        assert s.chip in (min_chip, max_chip)
+        # either the smallest chip (coarse scenes) or the largest the tile limit and scene allow
+        assert (s.chip == min_chip and "smallest" in s.note) or "largest" in s.note
+        assert s.chip <= max(min_chip, MAX_MATCHED_TILE, *(shape or ()))
+        if shape and "largest" in s.note:
+            assert s.chip <= max(min_chip, *shape)
     if user_tile is None and abs(gsd - model_gsd) / model_gsd >= TOLERANCE:
         assert s.tile <= max(MAX_MATCHED_TILE, s.chip)
         assert s.chip >= max(MIN_CHIP, grid, model_chip / MAX_UPSAMPLE) or s.chip == model_chip
