@@ -16,8 +16,9 @@ Limits (all in scene pixels; every choice is logged, and a clamp is a warning):
   than the scene needs;
 * a tile has at least 32 pixels (:class:`~geosam.config.TilingConfig`) and, when matching, at least
   :data:`MIN_MATCHED_TILE` (more chips per tile when chips are small) and at most
-  :data:`MAX_MATCHED_TILE` pixels, so a tile's arrays stay bounded in memory (``3 x 4096^2`` float32
-  is 200 MB); finer scenes (drone pixels) are encoded in chips that cover less ground than the model saw;
+  :data:`MAX_MATCHED_TILE` pixels (fewer chips per tile when chips are large), so a tile's arrays stay
+  bounded in memory (``3 x 4096^2`` float32 is 200 MB); a chip is at most one such tile, so finer
+  scenes (drone pixels) are encoded in chips that cover less ground than the model saw;
 * scenes whose pixels measure less than :data:`MIN_GSD_M` or more than :data:`MAX_GSD_M` on the ground
   (give or take 5 %, the scale factors of common projections) are refused with matching on: they are
   almost always mislabelled georeferencing (degrees written as metres), and no clamp would bridge a
@@ -158,13 +159,13 @@ def clamp_chip(ideal: float, model_chip: int, grid: int, largest: int) -> tuple[
         largest: The largest chip allowed (tile limit, scene size).
 
     Returns:
-        ``(chip, smallest chip allowed, clamped)``; ``clamped`` when a limit moved the chip off
-        ``round(ideal)``.
+        ``(chip, smallest chip allowed, clamped)``; ``clamped`` when a limit moved the chip more than
+        5 % off ``ideal``.
     """
     min_chip = max(MIN_CHIP, grid, math.ceil(model_chip / MAX_UPSAMPLE))
     max_chip = max(min_chip, largest)
     chip = min(max_chip, max(min_chip, round(ideal)))
-    return chip, min_chip, chip != round(ideal)
+    return chip, min_chip, chip != round(ideal) and abs(chip - ideal) / ideal > TOLERANCE
 
 
 def encoding_sizes(
@@ -232,9 +233,10 @@ def encoding_sizes(
         return EncodingSizes(model_chip, model_tile, fitted, gsd, float(model_chip), False, note)
     per_side = max(1, round(model_tile / model_chip))
     longest = max(scene_shape) if scene_shape else None
-    limit = MAX_MATCHED_TILE // per_side if longest is None else min(MAX_MATCHED_TILE // per_side, longest)
+    limit = MAX_MATCHED_TILE if longest is None else min(MAX_MATCHED_TILE, longest)
     chip, min_chip, clamped = clamp_chip(ideal, model_chip, grid, limit)
     if tile_size is None:
+        per_side = min(per_side, max(1, MAX_MATCHED_TILE // chip))  # large chips: fewer per tile
         if longest is not None:  # no tile much larger than the scene
             per_side = min(per_side, max(1, math.ceil(longest / chip)))
         per_side = max(per_side, math.ceil(MIN_MATCHED_TILE / chip))
