@@ -12,8 +12,8 @@ Limits (all in scene pixels; every choice is logged, and a clamp is a warning):
   (``grid``) and at least ``1 /`` :data:`MAX_UPSAMPLE` of the model's chip: coarser scenes (Landsat at
   30 m is fine for a 10 m model; 300 m MODIS-like pixels are not) are encoded in chips that cover more
   ground than the model saw, at a bounded cost;
-* a chip is no larger than the scene's longest side, and a derived tile holds no more chips per side
-  than the scene needs;
+* a chip is no larger than the scene's longest side (a tile keeps the model's chips per side, so
+  scenes on different grids are tiled alike);
 * a tile has at least 32 pixels (:class:`~geosam.config.TilingConfig`) and, when matching, at least
   :data:`MIN_MATCHED_TILE` (more chips per tile when chips are small) and at most
   :data:`MAX_MATCHED_TILE` pixels (fewer chips per tile when chips are large), so a tile's arrays stay
@@ -194,8 +194,7 @@ def encoding_sizes(
         grid: Encoder feature cells per chip edge; a matched chip has at least this many pixels.
         tile_size: A tile edge the user configured (rounded to a multiple of the matched chip).
         halo: A halo the user configured (reduced when it does not fit the tile).
-        scene_shape: ``(height, width)`` of the scene: a matched chip is at most its longest side, and a
-            derived tile holds no more chips than the scene needs.
+        scene_shape: ``(height, width)`` of the scene: a matched chip is at most its longest side.
 
     Returns:
         The sizes and a note on the choice.
@@ -237,8 +236,6 @@ def encoding_sizes(
     chip, min_chip, clamped = clamp_chip(ideal, model_chip, grid, limit)
     if tile_size is None:
         per_side = min(per_side, max(1, MAX_MATCHED_TILE // chip))  # large chips: fewer per tile
-        if longest is not None:  # no tile much larger than the scene
-            per_side = min(per_side, max(1, math.ceil(longest / chip)))
         per_side = max(per_side, math.ceil(MIN_MATCHED_TILE / chip))
     tile = _fit_tile(tile_size if tile_size is not None else chip * per_side, chip)
     fitted, halo_note = _fit_halo(halo, tile)

@@ -39,7 +39,7 @@ def write_paletted(
         "width": idx.shape[1],
         "height": idx.shape[0],
         "count": count,
-        "dtype": "uint8",
+        "dtype": idx.dtype.name,
         "crs": crs,
         "transform": rasterio.Affine(*transform),
         "nodata": nodata,
@@ -57,24 +57,26 @@ def write_paletted(
 
 def expanded(idx, palette):
     """What ``gdal_translate -expand rgb`` gives: (3, h, w) uint8 colours."""
-    pal = np.zeros((256, 3), np.uint8)
+    pal = np.zeros((max(256, len(palette), int(idx.max()) + 1), 3), np.uint8)
     pal[: len(palette)] = np.asarray(palette)[:, :3]
     return np.moveaxis(pal[idx], -1, 0)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    n=st.integers(2, 256),
+    dtype=st.sampled_from(["uint8", "uint16"]),
+    n=st.integers(2, 256) | st.integers(257, 2000),
     h=st.integers(1, 70),
     w=st.integers(1, 70),
     seed=st.integers(0, 2**16),
     use_nodata=st.booleans(),
     tile=st.sampled_from([32, 64]),
 )
-def test_paletted_band_reads_as_its_colours(n, h, w, seed, use_nodata, tile, tmp_path):
+def test_paletted_band_reads_as_its_colours(dtype, n, h, w, seed, use_nodata, tile, tmp_path):
+    n = min(n, 256) if dtype == "uint8" else n  # 16-bit GeoTIFF palettes hold up to 65536 colours
     rng = np.random.default_rng(seed)
     palette = rng.integers(0, 256, size=(n, 3))
-    idx = rng.integers(0, n, size=(h, w)).astype(np.uint8)
+    idx = rng.integers(0, n, size=(h, w)).astype(dtype)
     nodata = int(rng.integers(0, n)) if use_nodata else None
     path = write_paletted(tmp_path / f"p{seed}.tif", idx, palette, nodata=nodata)
     info = open_scene(path)
