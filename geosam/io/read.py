@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shlex
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -142,10 +143,12 @@ def _strip_path(message: str, path: str) -> str:
     return message
 
 
-def _open(path: str | os.PathLike[str]) -> DatasetReader:
+def _open(path: str | os.PathLike[str], *, check_sources: bool = False) -> DatasetReader:
     """Open ``path`` with rasterio, turning GDAL's failures into geosam errors. Call inside the env.
 
-    Paletted single-band rasters come back expanded to RGB(A) (see the module docstring).
+    Paletted single-band rasters come back expanded to RGB(A) (see the module docstring). With
+    ``check_sources`` a VRT's source files are checked for existence (once per scene, in
+    :func:`open_scene`: a mosaic may have thousands).
     """
     import rasterio
     from rasterio.errors import RasterioError
@@ -163,7 +166,7 @@ def _open(path: str | os.PathLike[str]) -> DatasetReader:
     except RasterioError as err:
         msg = _strip_path(_gdal_message(err), p)
     else:
-        return _usable(ds, p)
+        return _usable(ds, p, check_sources=check_sources)
     # Raised outside the ``except`` block, so the geosam error carries no chained rasterio exception
     # (see _guarded).
     low = msg.lower()
@@ -200,10 +203,10 @@ def _missing_source(path: str, message: str) -> str | None:
     return None
 
 
-def _usable(ds: DatasetReader, path: str) -> DatasetReader:
+def _usable(ds: DatasetReader, path: str, *, check_sources: bool) -> DatasetReader:
     """Check a freshly opened dataset's VRT sources; expand a paletted band (closes ``ds`` if it must)."""
     try:
-        if ds.driver == "VRT":
+        if check_sources and ds.driver == "VRT":
             gone = _missing_vrt_source(list(ds.files[1:]))
             if gone is not None:
                 raise RasterNotFoundError(_missing_source_message(gone), path)
@@ -214,7 +217,8 @@ def _usable(ds: DatasetReader, path: str) -> DatasetReader:
             b = paletted[0]
             raise BandError(
                 f"band {b} holds palette indexes (it has a colour table), not measurements; extract it "
-                f"as RGB first: gdal_translate -b {b} -expand rgb {path} {_expanded_name(path)}",
+                f"as RGB first: gdal_translate -b {b} -expand rgb {shlex.quote(path)} "
+                f"{shlex.quote(_expanded_name(path))}",
                 path,
             )
         xml = _expanded_vrt_xml(ds, path)
@@ -404,7 +408,7 @@ def open_scene(path: str | os.PathLike[str]) -> SceneInfo:
         MissingCRSError: No CRS or no geotransform.
     """
     p = os.fspath(path)
-    with geosam_env(p), _open(p) as ds:
+    with geosam_env(p), _open(p, check_sources=True) as ds:
         info = _scene_info(ds, p)
         if _is_expanded(ds):
             log.info(
