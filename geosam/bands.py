@@ -317,7 +317,8 @@ def resolve_bands(
     known = [n for n in named if n is not None and n in CANONICAL_BANDS and n != "alpha"]
     data_bands = [i for i, n in enumerate(named, start=1) if n != "alpha"]
     if not known and len(data_bands) == len(wanted):
-        _warn_file_order(info, data_bands, wanted)
+        if len(wanted) > 1:  # one band has no order to get wrong
+            _warn_file_order(info, data_bands, wanted)
         return tuple(data_bands)
     if info.count < len(wanted) and not known:
         raise BandError(_too_few_bands(info, wanted), info.path)
