@@ -26,6 +26,11 @@ Outputs (``x.tif``):
 Stale GDAL sidecars of an earlier ``x.tif`` (``x.tif.aux.xml``, ``x.tif.ovr``, ``x.tif.msk``) are removed
 when the new file is committed, so they cannot attach to it. One writer per output file; a writer is not
 thread-safe.
+
+Why this module is long: the writer's life cycle (scratch raster, COG conversion with overviews sized
+to the raster, atomic publication with sidecars, abort on any failure) is one state machine; the two
+specialised writers and the whole-array helper are thin wrappers over it, and the class scheme reader
+is its inverse. Splitting them would spread that life cycle over files.
 """
 
 from __future__ import annotations
