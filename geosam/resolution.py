@@ -133,6 +133,31 @@ def _fit_tile(wanted: int, chip: int) -> int:
     return min(hi, max(lo, round(wanted / chip))) * chip
 
 
+#: Ground pixel aspect ratio above which chips (square in pixels) show the ground visibly stretched.
+MAX_ANISOTROPY = 1.2
+
+
+def _warn_anisotropy(scene: GroundResolution, path: str) -> None:
+    """Warn when pixels are far from square on the ground (longitude/latitude pixels away from the equator).
+
+    Chips are square in scene pixels, so such a scene shows the model stretched ground: measured on the
+    default model, NAIP at 47 N in EPSG:4326 (1.47:1) agreed 67 % with its UTM run where two UTM grids
+    agree 76 %.
+    """
+    ratio = max(scene.x_m, scene.y_m) / min(scene.x_m, scene.y_m)
+    if ratio > MAX_ANISOTROPY:
+        log.warning(
+            "%s: pixels are %.3g x %.3g m on the ground (%.2g:1) and chips are square in pixels, so the "
+            "model sees the ground stretched; for classes like those of a projected scene, reproject it "
+            "first: gdalwarp -t_srs EPSG:<UTM zone code> %s projected.tif",
+            Path(path).name,
+            scene.x_m,
+            scene.y_m,
+            ratio,
+            path,
+        )
+
+
 def check_ground_resolution(gsd: float, model_chip: int, path: str) -> None:
     """Refuse, in one line with a remedy, ground pixels outside :data:`MIN_GSD_M`..:data:`MAX_GSD_M`.
 
@@ -221,6 +246,7 @@ def encoding_sizes(
         log.warning("%s: %s", Path(path).name, note)
         return EncodingSizes(model_chip, model_tile, fitted, None, None, False, note)
     check_ground_resolution(gsd, model_chip, path)
+    _warn_anisotropy(scene, path)
     ideal = model_chip * model_gsd_m / gsd
     if abs(gsd - model_gsd_m) / model_gsd_m < TOLERANCE:
         fitted, halo_note = _fit_halo(halo, model_tile)

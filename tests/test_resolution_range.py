@@ -120,6 +120,21 @@ def test_implausible_ground_resolution_is_one_line_with_a_remedy(gsd):
     assert "--no-match-resolution" in msg and "on the ground" in msg
 
 
+def test_pixels_far_from_square_on_the_ground_are_warned(caplog):
+    stretched = GroundResolution(4.28, 6.28, -99.0, 47.0, None)  # EPSG:4326 at 47 N, square degrees
+    with caplog.at_level(logging.WARNING, logger="geosam.resolution"):
+        encoding_sizes(
+            path="ll.tif", model_chip=64, model_tile=256, model_gsd_m=10.0, scene=stretched, match=True
+        )
+    assert "stretched" in caplog.text and "gdalwarp -t_srs" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="geosam.resolution"):
+        encoding_sizes(
+            path="u.tif", model_chip=64, model_tile=256, model_gsd_m=10.0, scene=ground(5.0), match=True
+        )
+    assert "stretched" not in caplog.text
+
+
 def test_matching_off_and_unknown_ground_keep_the_models_sizes(caplog):
     off = encoding_sizes(
         path="s.tif", model_chip=64, model_tile=256, model_gsd_m=10.0, scene=ground(300), match=False
