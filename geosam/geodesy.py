@@ -14,11 +14,13 @@ longitude/latitude:
   projections defined on a sphere over an ellipsoidal datum: EPSG:3857 (Web Mercator) reports a scale
   of exactly ``sec(lat)``, but its metres lie on the WGS 84 ellipsoid, where 10 "Mercator metres" at
   60 N are 5.01 m along the parallel, not 5.00 m.
-* **Areas** (:func:`geodesic_areas_m2`): the ellipsoidal area of each polygon, with its edges densified
-  so that long straight edges in the CRS follow their true course on the ground (Karney 2013 polygon
-  areas). Equal-area projections give the same value (to their own ellipsoid's precision); conformal
-  ones (UTM, Mercator, Lambert conformal conic) do not: Web Mercator overstates an area at 60 N
-  about four times, UTM by up to 0.08 % at the central meridian.
+* **Areas** (:func:`geodesic_areas_m2`): the ellipsoidal area of each polygon: Karney's geodesic
+  polygon area with the edges densified so that straight edges in the CRS keep their course on the
+  ground; for polygons under about 100 m, the planar area times the local areal scale factor measured
+  the same way on a 100 m square (Karney's area sum loses precision on centimetre polygons).
+  Equal-area projections give the same value (to their own ellipsoid's precision); conformal ones
+  (UTM, Mercator, Lambert conformal conic) do not: Web Mercator overstates an area at 60 N about four
+  times, UTM understates it by 0.08 % at the central meridian.
 
 Reference: C. F. F. Karney, "Algorithms for geodesics", J. Geodesy 87, 43-55 (2013),
 doi:10.1007/s00190-012-0578-z; PROJ/pyproj implement it (``geod_inverse``, ``geod_polygonarea``).
