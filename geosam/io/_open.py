@@ -124,7 +124,15 @@ def _missing_source(path: str, message: str) -> str | None:
 
 
 def _usable(ds: DatasetReader, path: str, *, check_sources: bool) -> DatasetReader:
-    """Check a freshly opened dataset's VRT sources; expand a paletted band (closes ``ds`` if it must)."""
+    """Check a freshly opened dataset's VRT sources; expand a paletted band (closes ``ds`` if it must).
+
+    GDAL failures while looking (a damaged colour table, unreadable tags) are a
+    :class:`NotARasterError`, raised without exception chain (see :func:`_guarded`).
+    """
+    import rasterio
+    from rasterio._err import CPLE_BaseError
+    from rasterio.errors import RasterioError
+
     try:
         if check_sources and ds.driver == "VRT":
             gone = _missing_vrt_source(list(ds.files[1:]))
@@ -142,13 +150,25 @@ def _usable(ds: DatasetReader, path: str, *, check_sources: bool) -> DatasetRead
                 path,
             )
         xml = _expanded_vrt_xml(ds, path)
+        failure = None
+    except GeosamError:
+        ds.close()
+        raise
+    except (CPLE_BaseError, RasterioError, OSError, ValueError) as err:
+        failure = _strip_path(_gdal_message(err), path)
     except BaseException:
         ds.close()
         raise
     ds.close()
-    import rasterio
-
-    return rasterio.open(xml)
+    if failure is not None:
+        raise NotARasterError(
+            f"cannot be read as a raster; the file may be corrupt or truncated ({failure})", path
+        )
+    try:
+        return rasterio.open(xml)
+    except (CPLE_BaseError, RasterioError) as err:
+        failure = _strip_path(_gdal_message(err), path)
+    raise NotARasterError(f"its colour table cannot be expanded; the file may be corrupt ({failure})", path)
 
 
 def _missing_vrt_source(files: list[str], depth: int = 0) -> str | None:

@@ -15,24 +15,31 @@ each geometry:
 4. move it to ``[-180, 180]`` and split it at the antimeridian when it crosses it;
 5. snap it to a grid of ``10**-precision`` degrees with GEOS's precision reducer, which keeps
    polygons valid (``shapely.set_precision``); the precision is the smallest number of decimals, 7 or
-   more, that moves no polygon's area by more than 1 % (so centimetre pixels get 9 or 10 decimals);
+   more, that moves no polygon by more than 1 % of its area (the symmetric difference between the
+   polygon and its snapped version; centimetre pixels get 9 or 10 decimals);
 6. orient exterior rings counter-clockwise and holes clockwise (RFC 7946 section 3.1.6).
 
-Coordinates snapped to ``10**-d`` degrees are the doubles nearest to decimals with ``d`` places, so
-writing them with ``d`` decimals and reading them back gives the same coordinates and the same valid
-geometry.
+Coordinates snapped to ``10**-d`` degrees are the doubles nearest to decimals with ``d`` places, and
+:func:`write_feature_collection` writes each as its shortest round-trip representation (Python's
+``repr``), so reading the file back gives the same coordinates and the same valid geometry. (GDAL's
+GeoJSON writer does not: it rounds what it takes for floating-point noise, writing 44.99999991 as 45.0,
+which collapsed centimetre pixels into lines.)
 """
 
 from __future__ import annotations
 
+import datetime as _dt
+import json
 import math
+import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from geosam.geodesy import bounded_segment, unwrap_longitudes
 
-__all__ = ["MAX_PRECISION", "MIN_PRECISION", "rfc7946_geometries"]
+__all__ = ["MAX_PRECISION", "MIN_PRECISION", "rfc7946_geometries", "write_feature_collection"]
 
 #: Fewest decimals written (RFC 7946 suggests 6; 7 is about 1 cm, GDAL's default).
 MIN_PRECISION = 7
@@ -123,6 +130,7 @@ def _wrap(geom: Any) -> Any:
 def _to_lonlat(geom: Any, transformer: Any) -> Any:
     """Transform, unwrap, repair and wrap one polygonal geometry (steps 1-4 of the module docstring)."""
     import shapely
+    from shapely.affinity import translate
 
     def fn(xy: np.ndarray) -> np.ndarray:
         lon, lat = transformer.transform(xy[:, 0], xy[:, 1])
@@ -134,6 +142,10 @@ def _to_lonlat(geom: Any, transformer: Any) -> Any:
     parts = [_continuous(p) for p in shapely.get_parts(ll) if not p.is_empty]
     if not parts:
         return None
+    # parts are unwrapped one by one: bring each within 180 degrees of the largest (a region straddling
+    # the antimeridian has parts on both sides of it)
+    ref = float(max(parts, key=lambda q: q.area).centroid.x)
+    parts = [translate(q, xoff=-360.0 * round((q.centroid.x - ref) / 360.0)) for q in parts]
     merged = _repair(shapely.union_all([_repair(p) for p in parts if _repair(p) is not None]))
     return None if merged is None else _wrap(merged)
 
@@ -152,15 +164,21 @@ def _snap(geoms: np.ndarray, decimals: int) -> np.ndarray:
 
 
 def _moved(before: np.ndarray, after: np.ndarray) -> bool:
-    """Whether snapping lost a polygon or changed an area by more than the tolerance."""
-    for b, a in zip(before, after, strict=True):
-        if b is None:
-            continue
-        if a is None or a.is_empty:
-            return True
-        if abs(a.area - b.area) > _AREA_TOLERANCE * b.area:
-            return True
-    return False
+    """Whether snapping lost a polygon or moved more than the tolerance of its area.
+
+    The moved area is the symmetric difference between the polygon and its snapped version, so a
+    shift that keeps the area but displaces the outline counts too.
+    """
+    import shapely
+
+    ok = np.array([b is not None for b in before], dtype=bool)
+    if not ok.any():
+        return False
+    if any(a is None or a.is_empty for a in after[ok]):
+        return True
+    b, a = before[ok], after[ok]
+    moved = shapely.area(shapely.symmetric_difference(b, a))
+    return bool((moved > _AREA_TOLERANCE * shapely.area(b)).any())
 
 
 def rfc7946_geometries(
@@ -173,8 +191,8 @@ def rfc7946_geometries(
             Other geometry types contribute nothing.
         crs: Their CRS (WKT, ``"EPSG:..."``, :class:`pyproj.CRS`), projected or geographic; longitudes
             outside [-180, 180] (0..360 grids) are wrapped.
-        precision: Decimals of the output grid; ``None`` chooses the fewest from 7 to 15 that keep every
-            polygon's area within 1 %.
+        precision: Decimals of the output grid; ``None`` chooses the fewest from 7 to 15 that move no
+            polygon by more than 1 % of its area.
         max_segment: Densify edges longer than this (CRS units) before transforming
             (:func:`geosam.geodesy.densify_length`); ``None`` keeps the vertices as they are.
 
@@ -205,3 +223,63 @@ def rfc7946_geometries(
         if not _moved(lonlat, snapped) or decimals == MAX_PRECISION:
             return list(snapped), decimals
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _jsonable(value: Any) -> Any:
+    """A property value as JSON: numpy scalars as Python numbers, NaN and missing values as null."""
+    if value is None:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, _dt.date | _dt.datetime):
+        return value.isoformat()
+    try:
+        import pandas as pd
+
+        if pd.isna(value):
+            return None
+        if isinstance(value, pd.Timestamp):
+            return value.isoformat()
+    except (TypeError, ValueError):
+        pass
+    return str(value)
+
+
+def write_feature_collection(
+    path: str | os.PathLike[str],
+    name: str,
+    properties: Sequence[Mapping[str, Any]],
+    geometries: Sequence[Any],
+) -> None:
+    """Write an RFC 7946 ``FeatureCollection`` whose coordinates read back exactly (module docstring).
+
+    Args:
+        path: File to write (UTF-8, one feature per line).
+        name: The collection's ``name`` member (GDAL and QGIS show it as the layer name).
+        properties: One mapping of property values per feature (numpy scalars, NaN allowed).
+        geometries: One shapely Polygon/MultiPolygon per feature, in EPSG:4326 (from
+            :func:`rfc7946_geometries`).
+    """
+    from shapely.geometry import mapping
+
+    features = (
+        json.dumps(
+            {
+                "type": "Feature",
+                "properties": {str(k): _jsonable(v) for k, v in props.items()},
+                "geometry": mapping(geom),
+            },
+            ensure_ascii=False,
+            allow_nan=False,
+        )
+        for props, geom in zip(properties, geometries, strict=True)
+    )
+    head = json.dumps({"type": "FeatureCollection", "name": name}, ensure_ascii=False)[:-1]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(head + ', "features": [\n')
+        f.write(",\n".join(features))
+        f.write("\n]}\n")

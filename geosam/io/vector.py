@@ -3,9 +3,10 @@
 * :func:`write_geojson`: RFC 7946 GeoJSON, always in EPSG:4326 longitude/latitude. The geometries are
   prepared by :func:`geosam.io.rfc7946.rfc7946_geometries` (reprojected, repaired, split at the
   antimeridian, snapped to a grid that keeps them valid, counter-clockwise exteriors), so every feature
-  is a valid Polygon or MultiPolygon, also after the coordinates are rounded; GDAL writes them with
-  ``RFC7946=YES`` (no ``crs`` member) and as many decimals as the grid needs (7, about 1 cm, or more
-  for centimetre pixels). Use it for the web and for exchange.
+  is a valid Polygon or MultiPolygon, also after the coordinates are rounded to as many decimals as
+  the grid needs (7, about 1 cm, or more for centimetre pixels); written by
+  :func:`geosam.io.rfc7946.write_feature_collection` (no ``crs`` member; properties as JSON values,
+  NaN as null), which keeps every coordinate exact. Use it for the web and for exchange.
 * :func:`write_gpkg`: GeoPackage 1.2 (readable by GDAL >= 2.2 and so by every QGIS 3) in the data's
   native CRS, one named layer, with an R-tree spatial index. Use it for area-accurate work.
 
@@ -13,8 +14,9 @@ Both write the file under a temporary name and rename it into place together wit
 ``.qml`` style (``x.geojson``/``x.gpkg`` -> ``x.qml``, see :func:`geosam.io.style.qml_path`), so readers
 never see partial files and a failure leaves nothing behind.
 
-Schema: columns are written in order with types from their dtypes (int32 -> Integer, int64 ->
-Integer64, float -> Real, str -> String, bool -> Integer(Boolean), datetime -> DateTime); the
+Schema: GeoPackage columns are written in order with types from their dtypes (int32 -> Integer,
+int64 -> Integer64, float -> Real, str -> String, bool -> Integer(Boolean), datetime -> DateTime);
+GeoJSON properties are JSON numbers, strings, booleans and null (NaN), datetimes ISO 8601 text; the
 DataFrame index is not written (put identifiers in columns). geosam's region layers use the
 documented property names ``class_id``, ``class_name``, ``score``, ``area_m2``, ``scene_id``. An empty
 GeoDataFrame still gives a valid file: the GeoPackage keeps every field and the geometry type; a
@@ -78,7 +80,7 @@ def write_geojson(
         path: Output ``.geojson`` path; the ``FeatureCollection`` is named after its stem.
         qml: QGIS style XML written to ``<stem>.qml`` (see :mod:`geosam.io.style`).
         precision: Decimal places of coordinates (7 = about 1 cm at the equator); ``None`` uses the
-            fewest, from 7, that keep every polygon's area within 1 %.
+            fewest, from 7, that move no polygon by more than 1 % of its area.
         max_segment: Densify longer edges (CRS units) before reprojecting, so they keep their course
             (:func:`geosam.geodesy.densify_length`); ``None`` keeps the vertices as they are.
         overwrite: Replace existing files (else :class:`~geosam.errors.OutputError`).
@@ -90,16 +92,11 @@ def write_geojson(
         ValueError: ``gdf`` has no CRS.
         OutputError: The directory cannot take the files; nothing is left behind.
     """
-    import geopandas as gpd
-    import pyogrio
-
-    from geosam.io.rfc7946 import rfc7946_geometries
+    from geosam.io.rfc7946 import rfc7946_geometries, write_feature_collection
 
     target = Path(path)
     _require_crs(gdf, target)
-    geoms, decimals = rfc7946_geometries(
-        gdf.geometry.values, gdf.crs, precision=precision, max_segment=max_segment
-    )
+    geoms, _ = rfc7946_geometries(gdf.geometry.values, gdf.crs, precision=precision, max_segment=max_segment)
     keep = [g is not None for g in geoms]
     if not all(keep):
         log.warning(
@@ -107,18 +104,13 @@ def write_geojson(
             target.name,
             len(keep) - sum(keep),
         )
-    wgs84 = gpd.GeoDataFrame(
-        gdf.drop(columns=gdf.geometry.name)[keep],
-        geometry=[g for g in geoms if g is not None],
-        crs="EPSG:4326",
-    )
+    rows = gdf.drop(columns=gdf.geometry.name).to_dict(orient="records")
     with atomic_paths(_targets(target, qml), overwrite=overwrite) as temps:
-        pyogrio.write_dataframe(
-            wgs84,
+        write_feature_collection(
             temps[0],
-            layer=target.stem,
-            driver="GeoJSON",
-            layer_options={"RFC7946": "YES", "COORDINATE_PRECISION": str(int(decimals))},
+            target.stem,
+            [r for r, k in zip(rows, keep, strict=True) if k],
+            [g for g in geoms if g is not None],
         )
         _write_qml(temps, qml)
     return target
