@@ -22,17 +22,30 @@ Known spellings (case, spaces, ``_`` and ``-`` are ignored):
 
 An unprefixed ``B4`` is *not* guessed: it is red on Sentinel-2 and Landsat 8 but near infrared on
 Landsat 5/7. Unknown names are returned lower-cased without separators and only match themselves.
+
+Unnamed bands. A raster whose bands carry no name geosam recognises (no description, colour
+interpretation gray or undefined) says nothing about what its bands hold. When it has exactly as many
+bands as the model wants (alpha bands aside), they are read in file order, *with a warning* on every run
+that names the order assumed and the two ways to settle it: ``--bands`` (``--bands 3,2,1`` for a file
+stored blue, green, red) or colour interpretation written into the file (``rio edit-info
+--colorinterp red,green,blue``). With any other band count geosam refuses and asks for ``--bands``.
+
+Every ``--bands`` that an error message suggests selects as many bands as the model takes, all of
+them present in the raster (:func:`example_bands`), so the suggestion runs as written.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 
 from geosam.errors import BandError
 from geosam.types import SceneInfo
 
-__all__ = ["CANONICAL_BANDS", "canonical_band_name", "describe_bands", "resolve_bands"]
+__all__ = ["CANONICAL_BANDS", "canonical_band_name", "describe_bands", "example_bands", "resolve_bands"]
+
+log = logging.getLogger(__name__)
 
 CANONICAL_BANDS: tuple[str, ...] = (
     "coastal",
@@ -178,22 +191,50 @@ def describe_bands(info: SceneInfo) -> str:
     )
 
 
-def _find(info: SceneInfo, name: str) -> int | None:
+def example_bands(count: int, n: int) -> str:
+    """A ``--bands`` value selecting ``n`` bands that exist in a ``count``-band raster.
+
+    The first ``n`` bands in file order; with fewer bands than ``n``, the last one repeats (a grey band
+    standing for red, green and blue).
+
+    >>> example_bands(5, 3), example_bands(1, 3), example_bands(2, 3), example_bands(2, 1)
+    ('1,2,3', '1,1,1', '1,2,2', '1')
+    """
+    return ",".join(str(min(i, max(1, count))) for i in range(1, max(1, n) + 1))
+
+
+def _too_few_bands(info: SceneInfo, wanted: Sequence[str]) -> str:
+    """The sentence for a raster with fewer bands than the model takes, with a hint that runs."""
+    n, count = len(wanted), info.count
+    hint = example_bands(count, n)
+    repeat = "a grey band can stand for all of them" if count == 1 else "bands can be repeated"
+    return (
+        f"the model expects {n} bands ({', '.join(wanted)}) but the raster has only {count} "
+        f"({describe_bands(info)}); {repeat}: --bands {hint} (classes are less reliable than from the "
+        "bands the model was trained on), or use a model trained on this raster's bands "
+        "(docs/training.md)"
+    )
+
+
+def _find(info: SceneInfo, name: str, n: int) -> int | None:
+    """The band named ``name`` (any spelling), ``None`` if none; ``n`` bands are being selected."""
     want = canonical_band_name(name)
     hits = [
-        i for i, n in enumerate(info.band_names, start=1) if n is not None and canonical_band_name(n) == want
+        i for i, b in enumerate(info.band_names, start=1) if b is not None and canonical_band_name(b) == want
     ]
     if len(hits) > 1:
         raise BandError(
-            f"band name {name!r} matches bands {hits}; pass --bands with indexes "
-            f"(bands: {describe_bands(info)})",
+            f"band name {name!r} matches bands {hits}; pass --bands with indexes, e.g. --bands "
+            f"{example_bands(info.count, n)} (bands: {describe_bands(info)})",
             info.path,
         )
     return hits[0] if hits else None
 
 
-def _select(info: SceneInfo, bands: Sequence[int | str]) -> tuple[int, ...]:
+def _select(info: SceneInfo, bands: Sequence[int | str], n: int) -> tuple[int, ...]:
+    """Band indexes of an explicit selection; ``n`` is how many bands the model takes (for hints)."""
     out: list[int] = []
+    example = example_bands(info.count, n)
     for b in bands:
         if isinstance(b, bool):
             raise BandError(f"band {b!r} is neither an index nor a name", info.path)
@@ -202,16 +243,16 @@ def _select(info: SceneInfo, bands: Sequence[int | str]) -> tuple[int, ...]:
             if not 1 <= i <= info.count:
                 raise BandError(
                     f"band {i} does not exist; band indexes start at 1 and this raster has "
-                    f"{info.count} band(s): {describe_bands(info)}",
+                    f"{info.count} band(s): {describe_bands(info)}; e.g. --bands {example}",
                     info.path,
                 )
             out.append(i)
             continue
-        found = _find(info, str(b))
+        found = _find(info, str(b), n)
         if found is None:
             raise BandError(
                 f"no band named {b!r} (read as {canonical_band_name(str(b))!r}); the raster has "
-                f"{describe_bands(info)}; pass --bands with indexes, e.g. --bands 3,2,1",
+                f"{describe_bands(info)}; pass --bands with indexes, e.g. --bands {example}",
                 info.path,
             )
         out.append(found)
@@ -232,8 +273,9 @@ def resolve_bands(
        described as ``red``). When ``wanted`` is given too, the counts must agree.
     2. ``wanted`` given: every wanted name is looked up in the scene's band names.
     3. Otherwise, when no scene band has a name geosam recognises and the scene has exactly
-       ``len(wanted)`` bands, the bands are taken in file order (a 3-band unnamed image is read as the
-       model's three bands).
+       ``len(wanted)`` bands besides alpha bands, the bands are taken in file order (a 3-band unnamed
+       image is read as the model's three bands) and a warning says so, with the ``--bands`` that
+       settles it (see the module docstring).
     4. Neither given: all bands in file order, except alpha bands.
 
     Args:
@@ -251,11 +293,12 @@ def resolve_bands(
     if bands is not None:
         if len(bands) == 0:
             raise BandError("the band selection is empty", info.path)
-        chosen = _select(info, bands)
+        chosen = _select(info, bands, len(wanted) if wanted is not None else len(bands))
         if wanted is not None and len(chosen) != len(wanted):
             raise BandError(
-                f"the model expects {len(wanted)} bands ({', '.join(wanted)}) but {len(chosen)} were "
-                f"selected ({', '.join(map(str, bands))})",
+                f"the model expects {len(wanted)} bands ({', '.join(wanted)}) but {len(chosen)} "
+                f"{'was' if len(chosen) == 1 else 'were'} selected ({', '.join(map(str, bands))}); "
+                f"give one scene band per model band, e.g. --bands {example_bands(info.count, len(wanted))}",
                 info.path,
             )
         return chosen
@@ -265,16 +308,62 @@ def resolve_bands(
             for i, n in enumerate(info.band_names, start=1)
             if n is None or canonical_band_name(n) != "alpha"
         )
-    found = [_find(info, w) for w in wanted]
+    found = [_find(info, w, len(wanted)) for w in wanted]
     if all(f is not None for f in found):
         return tuple(f for f in found if f is not None)
-    known = [n for n in info.band_names if n is not None and canonical_band_name(n) in CANONICAL_BANDS]
-    if not known and info.count == len(wanted):
-        return tuple(range(1, info.count + 1))
+    named = [
+        canonical_band_name(n) if n is not None else None for n in info.band_names
+    ]  # canonical names, None where unnamed
+    known = [n for n in named if n is not None and n in CANONICAL_BANDS and n != "alpha"]
+    data_bands = [i for i, n in enumerate(named, start=1) if n != "alpha"]
+    if not known and len(data_bands) == len(wanted):
+        if len(wanted) > 1:  # one band has no order to get wrong
+            _warn_file_order(info, data_bands, wanted)
+        return tuple(data_bands)
+    if info.count < len(wanted) and not known:
+        raise BandError(_too_few_bands(info, wanted), info.path)
     missing = [w for w, f in zip(wanted, found, strict=True) if f is None]
     raise BandError(
         f"cannot find the model's bands {', '.join(missing)} (it expects {', '.join(wanted)}) among the "
-        f"raster's {info.count} band(s): {describe_bands(info)}; pass --bands with one index per model "
-        f"band, e.g. --bands {','.join(str(i) for i in range(1, min(len(wanted), info.count) + 1))}",
+        f"raster's {info.count} band(s): {describe_bands(info)}; pass --bands with one scene band per "
+        f"model band, e.g. --bands {example_bands(info.count, len(wanted))}",
         info.path,
     )
+
+
+def _warn_file_order(info: SceneInfo, bands: Sequence[int], wanted: Sequence[str]) -> None:
+    """The loud warning of rule 3: unnamed bands are read in file order (see the module docstring)."""
+    order = ",".join(map(str, bands))
+    reverse = ",".join(map(str, reversed(bands)))
+    interp = _colorinterp_names(wanted)
+    in_file = (
+        f", or record it in the file: rio edit-info --colorinterp {','.join(interp)} {info.path}"
+        if interp is not None
+        else ""
+    )
+    log.warning(
+        "%s: bands %s have no names and no colour interpretation, so geosam reads them as %s in file "
+        "order. If the file stores them otherwise, pass the right order (--bands %s for %s); pass "
+        "--bands %s to confirm this order and silence this warning%s",
+        info.path,
+        ", ".join(map(str, bands)),
+        ", ".join(wanted),
+        reverse,
+        ", ".join(reversed(wanted)),
+        order,
+        in_file,
+    )
+
+
+def _colorinterp_names(wanted: Sequence[str]) -> list[str] | None:
+    """GDAL colour interpretation names that geosam reads back as ``wanted`` (``None`` if one has none).
+
+    Only names that are also colour interpretations qualify (``red``, ``green``, ``blue``, ``nir``...),
+    so ``rio edit-info --colorinterp`` with them makes the bands findable by name.
+    """
+    from rasterio.enums import ColorInterp
+
+    names = [canonical_band_name(w) for w in wanted]
+    if any(n not in ColorInterp.__members__ or n in ("alpha", "undefined", "gray") for n in names):
+        return None
+    return names

@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 GSD_TOLERANCE = 0.05
 #: Largest tile edge (:class:`~geosam.config.TilingConfig`).
 MAX_TILE = 8192
+#: Largest tile edge derived without a configured tile size (:mod:`geosam.resolution`).
+MAX_MATCHED_TILE = 4096
 #: Default chips per tile side (with a halo of one chip: (8/6)^2 = 1.78 encoder inputs per owned chip).
 TILE_CHIPS = 8
 
@@ -91,6 +93,7 @@ def plan_chip_grid(
     whole_tiles: bool = False,
     scene_shape: tuple[int, int] | None = None,
     name: str = "scene",
+    chip: int | None = None,
 ) -> ChipGrid:
     """The chip grid of one scene (rules in the module docstring).
 
@@ -106,6 +109,8 @@ def plan_chip_grid(
         scene_shape: ``(height, width)``; a scene that fits one default tile gets one tile of whole chips
             covering it, without halo.
         name: Scene name for log lines.
+        chip: The chip edge already chosen by :func:`geosam.resolution.encoding_sizes` (ground GSD,
+            clamps, refusals, logged there); ``None``: derived here from ``model_gsd``/``scene_gsd``.
 
     Returns:
         The :class:`ChipGrid`.
@@ -114,10 +119,14 @@ def plan_chip_grid(
         tile = tiling.tile_size or model_tile
         halo = tiling.halo if tiling.halo is not None else tile // 8
         return ChipGrid(tile, tile, halo, input_size, False, scene_gsd)
-    chip = model_chip
-    matched = False
+    if chip is not None:
+        matched = chip != model_chip
+    else:
+        chip, matched = model_chip, False
     if (
-        match_resolution
+        not matched
+        and chip == model_chip
+        and match_resolution
         and model_gsd
         and scene_gsd
         and abs(scene_gsd - model_gsd) / model_gsd >= GSD_TOLERANCE
@@ -141,9 +150,10 @@ def plan_chip_grid(
             )
     else:
         tile = max(chip * max(TILE_CHIPS, model_tile // model_chip), min_tile)
+        tile = max(min_tile, min(tile, max(chip, (MAX_MATCHED_TILE // chip) * chip)))  # bounded memory
         if scene_shape is not None:
             whole = -(-max(scene_shape) // chip) * chip  # the scene in whole chips
-            if whole <= tile:  # one tile holds the scene: no seams, so no halo needed
+            if whole <= min(tile, MAX_TILE):  # one tile holds the scene: no seams, so no halo needed
                 return ChipGrid(chip, max(whole, min_tile), 0, input_size, matched, scene_gsd)
     if tiling.halo is not None:
         halo = -(-tiling.halo // chip) * chip  # at least the context asked for, in whole chips

@@ -105,12 +105,18 @@ def plan_encoder(
     anchored to the scene grid, so a training chip at the model's GSD is exactly one encoder chip. The
     choice is logged.
 
+    The chip edge is :func:`geosam.resolution.encoding_sizes`'s (GSDs measured on the ground, clamps,
+    refusals).
+
     Args:
         models: The loaded models (chip, tile and encoder input sizes; the bundle's ``gsd_m``).
         info: The scene (its ``gsd_m`` and size).
         match_resolution: Resample chips to the model's ground resolution.
         tile_size: The user's tile size (``TilingConfig.tile_size``), or ``None``.
         halo: The user's halo (``TilingConfig.halo``), or ``None``.
+
+    Raises:
+        InputMismatchError: Matching is on and the scene's pixels measure under 1 cm or over 1 km.
     """
     own_plan = getattr(models.sam, "plan_encoder", None)
     if own_plan is not None:  # SAM 2/3 region models plan their tiles (geosam.infer_sam2/3)
@@ -118,14 +124,15 @@ def plan_encoder(
         return plan
     from geosam.scene_plan import ModelGeometry, scene_encoding
 
+    grid = models.input_size // patch_size(models.bundle.model.encoder)
     # the rule is geosam.chip_grid's, through geosam.scene_plan so that `geosam info` shows the same grid
     enc = scene_encoding(
         ModelGeometry.of_models(models, tile_size=tile_size),
         info,
         match_resolution=match_resolution,
         halo=halo,
+        grid=grid,
     )
-    grid = models.input_size // patch_size(models.bundle.model.encoder)
     return EncoderPlan(enc.tile_size, enc.chip_size, models.input_size, grid, enc.halo)
 
 

@@ -7,9 +7,9 @@ Columns (stable names, documented in ``docs/outputs.md``): ``region_id``, ``clas
 other sources), ``tile_id`` (the owning tile), ``pieces`` (tile pieces merged across seams),
 ``region_source``, ``scene_id`` and ``area_m2``.
 
-``area_m2``: for projected CRSs, ``area_px`` times the pixel area in square metres (CRS units converted);
-for geographic CRSs, the geodesic area on the WGS 84 ellipsoid (``pyproj.Geod.geometry_area_perimeter``).
-Rounded to 0.1 m².
+``area_m2``: the region's true ground area in m², on the ellipsoid of the scene CRS's datum, in every CRS
+(:func:`geosam.geodesy.geodesic_areas_m2`: Karney's geodesic polygon area, or the planar area times the
+local areal scale factor for regions under 100 m), 7 significant digits (centimetre pixels keep theirs).
 """
 
 from __future__ import annotations
@@ -28,27 +28,18 @@ if TYPE_CHECKING:
     from geosam.stitch import RegionTable
     from geosam.tiling import TilePlan
 
-__all__ = ["pixel_area_m2", "region_frame"]
+__all__ = ["areas_m2", "region_frame"]
 
 
-def pixel_area_m2(info: SceneInfo) -> float | None:
-    """Area of one pixel in m² for projected CRSs in metres or other linear units (``None`` otherwise)."""
-    from rasterio.crs import CRS
+def areas_m2(geoms: Any, info: SceneInfo) -> list[float]:
+    """True ground area of each geometry in m², 7 significant digits (see :mod:`geosam.geodesy`).
 
-    crs = CRS.from_user_input(info.crs)
-    if not crs.is_projected:
-        return None
-    a, b, _, d, e, _ = info.transform
-    factor = float(crs.linear_units_factor[1]) if crs.linear_units_factor else 1.0
-    return float(abs(a * e - b * d)) * factor * factor
+    Edges are densified to the pixel, so a region's area is that of its pixels in the scene CRS.
+    """
+    from geosam.geodesy import densify_length, geodesic_areas_m2, round_significant
 
-
-def _geodesic_areas(gdf: gpd.GeoDataFrame) -> np.ndarray:
-    from pyproj import Geod
-
-    geod = Geod(ellps="WGS84")
-    wgs = gdf.to_crs(4326)
-    return np.array([abs(geod.geometry_area_perimeter(g)[0]) for g in wgs.geometry])
+    seg = densify_length(info.crs, info.transform, info.width, info.height, pixel=True)
+    return [round_significant(float(a), 7) for a in geodesic_areas_m2(geoms, info.crs, max_segment=seg)]
 
 
 def _top3(probs: np.ndarray, scheme: ClassScheme) -> list[str]:
@@ -116,9 +107,5 @@ def region_frame(
         gdf = gpd.GeoDataFrame(
             {c: [] for c in ("region_id", "class_id", "class_name", "probability")}, geometry=[], crs=info.crs
         )
-    pix_area = pixel_area_m2(info)
-    if pix_area is not None:
-        gdf["area_m2"] = (gdf["area_px"] * pix_area).round(1) if len(gdf) else []
-    else:
-        gdf["area_m2"] = np.round(_geodesic_areas(gdf), 1) if len(gdf) else []
+    gdf["area_m2"] = areas_m2(gdf.geometry.values, info) if len(gdf) else []
     return gdf

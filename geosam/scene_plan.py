@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -169,6 +170,7 @@ def scene_encoding(
     *,
     match_resolution: bool = True,
     halo: int | None = None,
+    grid: int = 1,
     quiet: bool = False,
 ) -> SceneEncoding:
     """Resolution matching and the scene's chip grid (see the module docstring) for one scene.
@@ -184,12 +186,18 @@ def scene_encoding(
         info: The scene header.
         match_resolution: ``RunConfig.match_resolution``.
         halo: The user's halo (``TilingConfig.halo``), or ``None`` for the default.
+        grid: Encoder feature cells per chip edge (a matched chip has at least this many pixels).
         quiet: Log nothing (``geosam info`` prints the reason instead).
+
+    The chip edge of a chip model is :func:`geosam.resolution.encoding_sizes`'s: both GSDs measured on
+    the ground, clamped to the tiling bounds, and pixels outside 1 cm..1 km refused.
 
     Raises:
         ConfigError: One model chip is more scene pixels than a tile can hold.
+        InputMismatchError: Matching is on and the scene's pixels measure under 1 cm or over 1 km.
     """
     from geosam.chip_grid import plan_chip_grid
+    from geosam.resolution import encoding_sizes
 
     chip, gsd = geom.chip_size, geom.gsd_m
     name = Path(info.path).name
@@ -216,6 +224,30 @@ def scene_encoding(
         reason = f"the scene's {scene_gsd:.3g} m pixels match the model's {gsd:.3g} m (within 5 %)"
     else:
         reason = ""
+    chip_override: int | None = None
+    if geom.region_source != "sam":
+        grid_log_r = logging.getLogger("geosam.resolution")
+        saved_r = grid_log_r.level
+        if quiet:
+            grid_log_r.setLevel(logging.ERROR)
+        try:
+            sizes = encoding_sizes(
+                path=info.path,
+                model_chip=chip,
+                model_tile=geom.tile_size,
+                model_gsd_m=gsd,
+                scene=info.ground_resolution,
+                match=match_resolution,
+                grid=grid,
+                tile_size=geom.tile_size if geom.tile_size_configured else None,
+                scene_shape=info.shape,
+            )
+        finally:
+            if quiet:
+                grid_log_r.setLevel(saved_r)
+        chip_override = sizes.chip
+        if not reason or sizes.clamped:  # the tile size is the chip grid's, below
+            reason = re.sub(r", tiles of \d+ px", "", sizes.note)
     grid_log = logging.getLogger("geosam.chip_grid")
     saved = grid_log.level
     if quiet:
@@ -234,15 +266,11 @@ def scene_encoding(
             whole_tiles=geom.region_source == "sam",
             scene_shape=info.shape,
             name=name,
+            chip=chip_override,
         )
     finally:
         if quiet:
             grid_log.setLevel(saved)
-    if not reason:
-        reason = (
-            f"{scene_gsd:.3g} m scene pixels, model trained at {gsd:.3g} m: {g.chip} px chips resampled "
-            f"to {geom.input_size} px"
-        )
     return SceneEncoding(g.chip, g.tile, scene_gsd, g.matched, reason, g.halo)
 
 

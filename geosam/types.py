@@ -20,6 +20,8 @@ if TYPE_CHECKING:  # imported lazily: keep ``import geosam`` light
     from affine import Affine
     from rasterio.windows import Window
 
+    from geosam.geodesy import GroundResolution
+
 __all__ = ["ClassScheme", "PixelWindow", "SceneInfo", "TileSpec"]
 
 
@@ -246,20 +248,28 @@ class SceneInfo:
         return ((a * a + d * d) ** 0.5, (b * b + e * e) ** 0.5)
 
     @property
-    def gsd_m(self) -> float | None:
-        """Mean pixel size in metres when the CRS is projected (feet etc. converted), else ``None``."""
-        from rasterio.crs import CRS
-        from rasterio.errors import CRSError
+    def ground_resolution(self) -> GroundResolution | None:
+        """Ground size of the pixels at the scene centre (:func:`geosam.geodesy.ground_resolution`).
 
-        crs = CRS.from_wkt(self.crs)
-        if not crs.is_projected:
-            return None
-        try:
-            _, factor = crs.linear_units_factor
-        except CRSError:
-            return None
-        rx, ry = self.res
-        return round(float((rx + ry) / 2 * factor), 6)
+        Measured on the ellipsoid in every CRS: projected ones (any unit, any scale factor, Web Mercator
+        included) and geographic ones. ``None`` when the CRS has no ellipsoid.
+        """
+        from geosam.geodesy import ground_resolution
+
+        return ground_resolution(self.crs, self.transform, self.width, self.height)
+
+    @property
+    def gsd_m(self) -> float | None:
+        """Ground sampling distance in metres, 4 significant digits (``None`` when it cannot be measured).
+
+        The side of the square with one pixel's ground area at the scene centre
+        (:attr:`geosam.geodesy.GroundResolution.mean_m`): 10 m UTM pixels give 10.0, 10 m Web Mercator
+        pixels at 60 N give 5.009, 0.0001 degree pixels at 45 N give 9.3.
+        """
+        from geosam.geodesy import round_significant
+
+        res = self.ground_resolution
+        return None if res is None else round_significant(res.mean_m, 4)
 
 
 def as_tuple6(values: Sequence[float]) -> tuple[float, float, float, float, float, float]:

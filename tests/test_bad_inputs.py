@@ -106,9 +106,13 @@ RASTER_CASES = {
     "zero_size.vrt": (3, "no pixels or no bands"),
     "zero_bands.vrt": (3, "no pixels or no bands"),
     "complex.tif": (3, "complex is not supported"),
-    "two_bands.tif": (3, "cannot find the model's bands"),
+    "two_bands.tif": (3, "the raster has only 2"),
     "missing.tif": (3, "file not found"),
     "a_directory.tif": (3, "is a directory"),
+    # issue 11 field cases
+    "one_band.tif": (3, "--bands 1,1,1"),
+    "paletted_two_bands.tif": (3, "gdal_translate -b 1 -expand rgb"),
+    "missing_source.vrt": (3, ".gone_source.tif is missing"),
 }
 
 
@@ -118,6 +122,54 @@ def test_bad_raster_is_one_line_and_leaves_nothing(case, corpus, tmp_path, capsy
     out = tmp_path / "out"
     args = ["run", str(corpus[case]), "--model", str(corpus["bundle"]), "--out", str(out), *TINY]
     assert_fails(args, capsys, code=code, names=corpus[case], says=says, out_dir=out)
+
+
+def test_implausible_ground_resolution_is_one_line_and_its_remedy_runs(corpus, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["run", str(corpus["tiny_pixels.tif"]), "--model", str(corpus["bundle_10m"]), "--out", str(out)]
+    line = assert_fails(
+        [*args, *TINY], capsys, code=4, names=corpus["tiny_pixels.tif"], says="on the ground", out_dir=out
+    )
+    assert "--no-match-resolution" in line
+    rc, _, err = run_cli([*args, *TINY, "--no-match-resolution"], capsys)
+    assert rc == 0, err
+
+
+@pytest.mark.parametrize(
+    "case", ["paletted.tif", "coarse_300m.tif", "webmerc_60n.tif", "strip_column.tif", "unnamed_bgr.tif"]
+)
+def test_field_cases_that_must_run(case, corpus, tmp_path, capsys):
+    """Inputs real users have (issue 11) that geosam must classify, with outputs that hold."""
+    import json
+
+    import geopandas as gpd
+    from rio_cogeo.cogeo import cog_validate
+    from shapely.geometry import shape
+
+    out = tmp_path / "out"
+    args = ["run", str(corpus[case]), "--model", str(corpus["bundle_10m"]), "--out", str(out), *TINY]
+    rc, _, err = run_cli(args, capsys)
+    assert rc == 0, err
+    stem = Path(case).stem
+    for kind in ("classes", "confidence"):
+        assert cog_validate(out / f"{stem}_{kind}.tif", quiet=True)[0], kind
+    rec = json.loads((out / f"{stem}_run.json").read_text())
+    with rasterio.open(corpus[case]) as src, rasterio.open(out / f"{stem}_classes.tif") as cls:
+        assert (cls.width, cls.height, cls.crs) == (src.width, src.height, src.crs)
+        classes = cls.read(1)
+    if case == "paletted.tif":  # the palette's nodata index stays nodata; colours were classified
+        with rasterio.open(corpus[case]) as src:
+            idx = src.read(1)
+        assert (classes[idx == src.nodata] == 255).all() and (classes[idx != src.nodata] < 255).all()
+        assert rec["scene"]["bands_used"] == [1, 2, 3]
+    if case == "webmerc_60n.tif":  # 10 Mercator metres are 5 m on the ground
+        assert rec["tiling"]["scene_gsd_m"] == pytest.approx(5.0, rel=0.01)
+        gdf = gpd.read_file(out / f"{stem}_regions.gpkg")
+        assert (gdf["area_px"] * 100 / gdf["area_m2"]).between(3.9, 4.1).all()
+    doc = json.loads((out / f"{stem}_regions.geojson").read_text())
+    for f in doc["features"]:
+        g = shape(f["geometry"])
+        assert g.geom_type in ("Polygon", "MultiPolygon") and g.is_valid
 
 
 @pytest.mark.parametrize("case", ["corrupt_tiles.tif", "truncated.tif"])

@@ -52,15 +52,19 @@ def test_info_shows_the_plan_run_uses(tmp_path, bundles, capsys):
     scene = half_empty_scene(tmp_path / "scene.tif")
     lines = info_lines([str(scene), "--model", str(bundles["gsd"])], capsys)
     assert lines["use"] == "red <- band 1, green <- band 2, blue <- band 3"
-    assert lines["encoder"].startswith("64 px chips at 32 px input; 10 m scene pixels, model trained at 20 m")
-    # tile 256, halo 32, stride 192: 3 x 3 grid; the top-left core [0, 192)^2 is all nodata
-    assert lines["tiles"].startswith("8 to process; 256 px tiles (halo 32, stride 192), grid 3 x 3 = 9; ")
-    assert lines["tiles"].endswith("1 empty tiles skipped")
+    assert lines["encoder"].startswith(
+        "64 px chips at 32 px input; pixels of 10 m on the ground, model trained at 20 m"
+    )
+    # the scene fits one tile of whole 64 px chips (geosam.chip_grid): 448 px, no halo
+    assert (
+        lines["tiles"]
+        == "1 to process; 448 px tiles (halo 0, stride 448), grid 1 x 1 = 1; 0 empty tiles skipped"
+    )
 
     assert main(["run", str(scene), "--model", str(bundles["gsd"]), "--out", str(tmp_path / "o")]) == 0
     record = json.loads((tmp_path / "o" / "scene_run.json").read_text())
     t = record["tiling"]
-    assert (t["tiles"], t["skipped_empty"], t["tile_size"], t["halo"], t["chip_size"]) == (8, 1, 256, 32, 64)
+    assert (t["tiles"], t["skipped_empty"], t["tile_size"], t["halo"], t["chip_size"]) == (1, 0, 448, 0, 64)
 
     # run's options change info's plan the same way
     lines = info_lines([str(scene), "--model", str(bundles["gsd"]), "--no-match-resolution"], capsys)
@@ -69,7 +73,7 @@ def test_info_shows_the_plan_run_uses(tmp_path, bundles, capsys):
     )
     assert (
         lines["tiles"]
-        == "21 to process; 128 px tiles (halo 16, stride 96), grid 5 x 5 = 25; 4 empty tiles skipped"
+        == "8 to process; 256 px tiles (halo 32, stride 192), grid 3 x 3 = 9; 1 empty tiles skipped"
     )
     lines = info_lines([str(scene), "--model", str(bundles["gsd"]), "--bands", "3,2,1"], capsys)
     assert lines["use"] == "red <- band 3, green <- band 2, blue <- band 1"
@@ -93,20 +97,22 @@ def test_model_without_gsd_is_logged_on_metric_scenes(tmp_path, bundles, caplog)
     geom = model_geometry(meta, cfg, sam_checkpoint=False)
     with caplog.at_level(logging.INFO, logger="geosam.scene_plan"):
         enc = scene_encoding(geom, scene)
-    assert (enc.chip_size, enc.tile_size, enc.matched) == (32, 128, False)
+    # the 64 x 64 scene fits one tile of whole 32 px chips (geosam.chip_grid): 64 px, no halo
+    assert (enc.chip_size, enc.tile_size, enc.halo, enc.matched) == (32, 64, 0, False)
     msg = [r.getMessage() for r in caplog.records if r.name == "geosam.scene_plan"]
     assert msg == [
         "s.tif: model 'tiny-test-model' records no training GSD, so resolution matching is off: the "
         "scene's 10 m pixels are encoded as 32 px chips as they are; retrain with `geosam train ... "
         "--gsd METRES` to record it"
     ]
-    caplog.clear()  # a scene in degrees: nothing to say
+    caplog.clear()  # a scene in degrees: its ground GSD is measured geodesically, so the same line
     geo = open_scene(
         make_raster(tmp_path / "g.tif", 64, 64, crs="EPSG:4326", transform=(1e-4, 0, 10, 0, -1e-4, 50))
     )
     with caplog.at_level(logging.INFO, logger="geosam.scene_plan"):
         scene_encoding(geom, geo)
-    assert not [r for r in caplog.records if r.name == "geosam.scene_plan"]
+    msg = [r.getMessage() for r in caplog.records if r.name == "geosam.scene_plan"]
+    assert len(msg) == 1 and "the scene's 8.93 m pixels" in msg[0]
 
 
 def test_huge_vrt_is_summarized_in_well_under_a_second(tmp_path, bundles):
@@ -128,10 +134,12 @@ def test_huge_vrt_is_summarized_in_well_under_a_second(tmp_path, bundles):
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert seconds < 0.5 and peak < 4 * 2**20, (seconds, peak)
-    assert desc.plan is not None and desc.plan.grid == (2778, 2778) and desc.plan.n_grid == 7_717_284
+    # --tile-size 96 with 32 px chips: the halo is one chip, and a tile holds it (4 x halo < tile), so
+    # the tile grows to 160 px, stride 96 (geosam.chip_grid)
+    assert desc.plan is not None and desc.plan.grid == (2084, 2084) and desc.plan.n_grid == 4_343_056
     # no overviews: the empty-tile screen would read 40 Gpx, so it is left to `run` and said so
     assert desc.plan.screening == "skipped" and desc.plan.n_tiles is None
-    assert dict(desc.lines())["tiles"].startswith("up to 7,717,284 to process; 96 px tiles (halo 12")
+    assert dict(desc.lines())["tiles"].startswith("up to 4,343,056 to process; 160 px tiles (halo 32")
     # a scene that cannot hold nodata needs no screen: exact count
     plain = make_raster(tmp_path / "plain.tif", 400, 400, count=3, dtype="uint8", fill="random")
     big = open_scene(make_large_vrt(tmp_path / "plain.vrt", plain, 200_000, 200_000))

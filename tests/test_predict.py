@@ -109,9 +109,14 @@ def test_regions_partition_the_scene_and_match_the_class_map(run_default):
     assert gdf["region_id"].is_unique and len(gdf) == res.n_regions > 3
     # no overlaps: summed areas equal the union's area
     assert gdf.geometry.area.sum() == pytest.approx(gdf.geometry.union_all().area, rel=1e-9)
-    # area_m2 is pixel count x 100 m2 (10 m pixels)
-    assert (gdf["area_m2"] == gdf["area_px"] * 100).all()
-    assert np.allclose(gdf.geometry.area, gdf["area_m2"])
+    # area_m2 is the ground area: 10 m UTM pixels at the central meridian (scale factor 0.9996) cover
+    # 100 / 0.9996^2 m2 of ellipsoid each, and the polygons' geodesic areas say the same
+    from pyproj import Geod
+
+    assert np.allclose(gdf["area_m2"], gdf["area_px"] * 100 / 0.9996**2, rtol=2e-6)
+    geod = Geod(ellps="WGS84")
+    ellipsoidal = [abs(geod.geometry_area_perimeter(g)[0]) for g in gdf.to_crs(4326).geometry]
+    assert np.allclose(gdf["area_m2"], ellipsoidal, rtol=1e-6)
     # class map under each region = the region's class
     ids = rasterize(
         zip(gdf.geometry, gdf["region_id"], strict=True), out_shape=shape, transform=transform, dtype="int32"
@@ -253,7 +258,7 @@ def test_scene_is_encoded_at_the_models_ground_resolution(tmp_path):
     # 16 px chips; the 100 x 90 scene fits one tile of 7 x 7 whole chips (112 px), so no halo
     assert rec["tiling"]["chip_size"] == 16 and rec["tiling"]["tile_size"] == 112
     assert rec["tiling"]["halo"] == 0 and res.n_tiles == 1
-    assert rec["tiling"]["scene_gsd_m"] == 20.0
+    assert rec["tiling"]["scene_gsd_m"] == pytest.approx(20 / 0.9996, abs=0.005)  # on the ground
     assert all(s[-2:] == (32, 32) for s in sizes)
     assert sum(s[0] for s in sizes) == res.n_tiles * 49
     off = predict_scene(scene, tmp_path / "out2", models, cfg.model_copy(update={"match_resolution": False}))

@@ -152,12 +152,18 @@ def test_overwrite_replaces_whole_file(tmp_path):
 
 
 def test_failure_leaves_nothing(tmp_path, monkeypatch):
-    def half_write(df, path, **kwargs):
+    import geosam.io.rfc7946 as rfc7946
+
+    def half_write(path, *args, **kwargs):
         with open(path, "w") as f:
             f.write("{ partial")
         raise RuntimeError("driver crashed")
 
-    monkeypatch.setattr(pyogrio, "write_dataframe", half_write)
+    monkeypatch.setattr(pyogrio, "write_dataframe", lambda df, path, **kw: half_write(path))
+    with pytest.raises(RuntimeError, match="driver crashed"):
+        write_gpkg(regions(), tmp_path / "r.gpkg", layer="regions", qml=categorized_fill_qml(SCHEME))
+    assert os.listdir(tmp_path) == []
+    monkeypatch.setattr(rfc7946, "write_feature_collection", half_write)
     with pytest.raises(RuntimeError, match="driver crashed"):
         write_geojson(regions(), tmp_path / "r.geojson", qml=categorized_fill_qml(SCHEME))
     assert os.listdir(tmp_path) == []

@@ -86,7 +86,8 @@ def run_options(f: F) -> F:
             "-b",
             callback=_bands,
             default=None,
-            help="Scene bands in model order, by 1-based index or name: '3,2,1' or 'B04,B03,B02'.",
+            help="Scene bands in model order, by 1-based index or name: '3,2,1' or 'B04,B03,B02' "
+            "(repeats allowed: '1,1,1' gives one grey band to an RGB model).",
         ),
         click.option("--tile-size", type=int, default=None, help="Tile edge in pixels (default: model's)."),
         click.option("--halo", type=int, default=None, help="Overlap context per tile side in pixels."),

@@ -78,7 +78,7 @@ def run(
     sam3_checkpoint: Path | None,
     **options: Any,
 ) -> int:
-    """Classify SCENES (GeoTIFF/COG/VRT, any CRS, 3-13+ bands) into land-cover classes and regions."""
+    """Classify SCENES (GeoTIFF/COG/VRT, any CRS, 1 to 13+ bands) into land-cover classes and regions."""
     from geosam.predict import predict_scene
     from geosam.runtime import load_models
 

@@ -26,6 +26,11 @@ Outputs (``x.tif``):
 Stale GDAL sidecars of an earlier ``x.tif`` (``x.tif.aux.xml``, ``x.tif.ovr``, ``x.tif.msk``) are removed
 when the new file is committed, so they cannot attach to it. One writer per output file; a writer is not
 thread-safe.
+
+Why this module is long: the writer's life cycle (scratch raster, COG conversion with overviews sized
+to the raster, atomic publication with sidecars, abort on any failure) is one state machine; the two
+specialised writers and the whole-array helper are thin wrappers over it, and the class scheme reader
+is its inverse. Splitting them would spread that life cycle over files.
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ __all__ = [
     "RasterWriter",
     "class_map_writer",
     "cog_options",
+    "cog_overview_options",
     "confidence_writer",
     "encode_confidence",
     "read_class_scheme",
@@ -110,6 +116,27 @@ def cog_options(kind: Kind, compress: Compress = "deflate") -> dict[str, str]:
         "PREDICTOR": "NO" if kind == "classes" else "YES",
         "OVERVIEW_RESAMPLING": _OVERVIEW_RESAMPLING[kind],
     }
+
+
+def cog_overview_options(width: int, height: int, blocksize: int = 512) -> dict[str, str]:
+    """Overview options for a ``width x height`` COG whose overviews shrink *both* axes at every level.
+
+    GDAL's ``OVERVIEWS=AUTO`` halves the raster until it fits one block, also when one side is a single
+    pixel: a 1 x 3000 column strip gets three overviews one pixel wide, which readers (rasterio's
+    ``overviews()``, rio-cogeo's validator) see as decimation 1, an invalid COG. Here the number of levels
+    is GDAL's, capped at ``floor(log2(min(width, height)))`` so that every level is at least 2x smaller
+    than the previous one along both axes; rasters one pixel wide or high get no overviews.
+
+    Returns:
+        ``{}`` (GDAL's default), ``{"OVERVIEW_COUNT": n}`` or ``{"OVERVIEWS": "NONE"}``.
+    """
+    auto = 0
+    while max(-(-width // 2**auto), -(-height // 2**auto)) > blocksize:
+        auto += 1
+    both = max(1, min(width, height)).bit_length() - 1  # floor(log2)
+    if both >= auto:
+        return {}
+    return {"OVERVIEWS": "NONE"} if both == 0 else {"OVERVIEW_COUNT": str(both)}
 
 
 def _colormap(scheme: ClassScheme) -> dict[int, tuple[int, int, int, int]]:
@@ -179,7 +206,7 @@ class RasterWriter:
         self.dtype = np.dtype(dtype)
         self.count = int(count)
         self.width, self.height = int(width), int(height)
-        self.options = cog_options(kind, compress)
+        self.options = cog_options(kind, compress) | cog_overview_options(int(width), int(height))
         if self.width <= 0 or self.height <= 0 or self.count <= 0:
             raise ValueError(f"raster size must be positive, not {self.width}x{self.height}x{self.count}")
         if kind == "classes":

@@ -1,9 +1,12 @@
 """Atomic GeoJSON and GeoPackage writers for region and tile polygons.
 
-* :func:`write_geojson`: RFC 7946 GeoJSON, always in EPSG:4326 longitude/latitude (the input is
-  reprojected), written by GDAL with ``RFC7946=YES``: no ``crs`` member, counter-clockwise exterior
-  rings, geometries crossing the antimeridian split, coordinates rounded to ``precision`` decimals
-  (7 decimals = about 1 cm). Use it for the web and for exchange.
+* :func:`write_geojson`: RFC 7946 GeoJSON, always in EPSG:4326 longitude/latitude. The geometries are
+  prepared by :func:`geosam.io.rfc7946.rfc7946_geometries` (reprojected, repaired, split at the
+  antimeridian, snapped to a grid that keeps them valid, counter-clockwise exteriors), so every feature
+  is a valid Polygon or MultiPolygon, also after the coordinates are rounded to as many decimals as
+  the grid needs (7, about 1 cm, or more for centimetre pixels); written by
+  :func:`geosam.io.rfc7946.write_feature_collection` (no ``crs`` member; properties as JSON values,
+  NaN as null), which keeps every coordinate exact. Use it for the web and for exchange.
 * :func:`write_gpkg`: GeoPackage 1.2 (readable by GDAL >= 2.2 and so by every QGIS 3) in the data's
   native CRS, one named layer, with an R-tree spatial index. Use it for area-accurate work.
 
@@ -11,8 +14,9 @@ Both write the file under a temporary name and rename it into place together wit
 ``.qml`` style (``x.geojson``/``x.gpkg`` -> ``x.qml``, see :func:`geosam.io.style.qml_path`), so readers
 never see partial files and a failure leaves nothing behind.
 
-Schema: columns are written in order with types from their dtypes (int32 -> Integer, int64 ->
-Integer64, float -> Real, str -> String, bool -> Integer(Boolean), datetime -> DateTime); the
+Schema: GeoPackage columns are written in order with types from their dtypes (int32 -> Integer,
+int64 -> Integer64, float -> Real, str -> String, bool -> Integer(Boolean), datetime -> DateTime);
+GeoJSON properties are JSON numbers, strings, booleans and null (NaN), datetimes ISO 8601 text; the
 DataFrame index is not written (put identifiers in columns). geosam's region layers use the
 documented property names ``class_id``, ``class_name``, ``score``, ``area_m2``, ``scene_id``. An empty
 GeoDataFrame still gives a valid file: the GeoPackage keeps every field and the geometry type; a
@@ -22,6 +26,7 @@ a table without geometry).
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +38,8 @@ if TYPE_CHECKING:
     import geopandas as gpd
 
 __all__ = ["GPKG_VERSION", "write_geojson", "write_gpkg"]
+
+log = logging.getLogger(__name__)
 
 GPKG_VERSION = "1.2"
 """GeoPackage version written: 1.2 is read without warnings by the GDAL versions QGIS 3.x ships."""
@@ -61,16 +68,21 @@ def write_geojson(
     path: str | os.PathLike[str],
     *,
     qml: str | None = None,
-    precision: int = 7,
+    precision: int | None = None,
+    max_segment: float | None = None,
     overwrite: bool = True,
 ) -> Path:
     """Write ``gdf`` as RFC 7946 GeoJSON in EPSG:4326 (lon/lat), atomically, with an optional style.
 
     Args:
-        gdf: Features in any CRS (it must be set); reprojected to EPSG:4326.
+        gdf: Polygon features in any CRS (it must be set); reprojected to EPSG:4326. Features with
+            nothing polygonal (empty, or outside the CRS's domain) are left out, with a warning.
         path: Output ``.geojson`` path; the ``FeatureCollection`` is named after its stem.
         qml: QGIS style XML written to ``<stem>.qml`` (see :mod:`geosam.io.style`).
-        precision: Decimal places of coordinates (7 = about 1 cm at the equator).
+        precision: Decimal places of coordinates (7 = about 1 cm at the equator); ``None`` uses the
+            fewest, from 7, that move no polygon by more than 1 % of its area.
+        max_segment: Densify longer edges (CRS units) before reprojecting, so they keep their course
+            (:func:`geosam.geodesy.densify_length`); ``None`` keeps the vertices as they are.
         overwrite: Replace existing files (else :class:`~geosam.errors.OutputError`).
 
     Returns:
@@ -80,18 +92,25 @@ def write_geojson(
         ValueError: ``gdf`` has no CRS.
         OutputError: The directory cannot take the files; nothing is left behind.
     """
-    import pyogrio
+    from geosam.io.rfc7946 import rfc7946_geometries, write_feature_collection
 
     target = Path(path)
     _require_crs(gdf, target)
-    wgs84 = gdf if gdf.crs.to_epsg() == 4326 else gdf.to_crs(4326)
+    geoms, _ = rfc7946_geometries(gdf.geometry.values, gdf.crs, precision=precision, max_segment=max_segment)
+    keep = [g is not None for g in geoms]
+    if not all(keep):
+        log.warning(
+            "%s: %d feature(s) without a polygon in longitude/latitude were left out",
+            target.name,
+            len(keep) - sum(keep),
+        )
+    rows = gdf.drop(columns=gdf.geometry.name).to_dict(orient="records")
     with atomic_paths(_targets(target, qml), overwrite=overwrite) as temps:
-        pyogrio.write_dataframe(
-            wgs84,
+        write_feature_collection(
             temps[0],
-            layer=target.stem,
-            driver="GeoJSON",
-            layer_options={"RFC7946": "YES", "COORDINATE_PRECISION": str(int(precision))},
+            target.stem,
+            [r for r, k in zip(rows, keep, strict=True) if k],
+            [g for g in geoms if g is not None],
         )
         _write_qml(temps, qml)
     return target

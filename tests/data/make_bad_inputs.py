@@ -61,8 +61,19 @@ CASES: dict[str, str] = {
     "large.vrt": "20,000 x 20,000 pixel VRT over good.tif (metadata only, no pixels written)",
     "missing.tif": "(not written) a path that does not exist",
     "a_directory.tif": "a directory named .tif",
+    # field cases (issue 11): inputs real users have
+    "one_band.tif": "1 band for a 3-band (RGB) model: the hint must be --bands 1,1,1, which runs",
+    "paletted.tif": "one paletted band (64 colours, nodata index): read as its RGB colours",
+    "paletted_two_bands.tif": "a paletted band beside a plain one: refused with the gdal_translate command",
+    "missing_source.vrt": "a VRT whose source file was deleted: reported as missing, naming the source",
+    "tiny_pixels.tif": "1 mm pixels (degrees written as metres, typically): refused with the 10 m model",
+    "coarse_300m.tif": "300 m pixels for the 10 m model: runs with clamped chips and a warning",
+    "webmerc_60n.tif": "Web Mercator at 60 N, 10 'Mercator metres' (5 m on the ground) per pixel",
+    "strip_column.tif": "a 1 x 1200 pixel column strip",
+    "unnamed_bgr.tif": "3 bands stored blue, green, red with no names and no colour interpretation",
     # model files
     "bundle": "a valid tiny bundle (the control)",
+    "bundle_10m": "the control bundle recording a 10 m training GSD (resolution matching on)",
     "bundle_no_meta": "bundle folder without model.json",
     "bundle_bad_json": "model.json is not JSON",
     "bundle_not_bundle": "model.json is JSON but not a geosam bundle",
@@ -186,6 +197,51 @@ def _rasters(d: Path, rng: np.random.Generator) -> None:
     (d / "a_file").write_text("not a directory\n", encoding="utf-8")
 
 
+def _field_rasters(d: Path, rng: np.random.Generator) -> None:
+    """Issue 11's kinds: band identity, palettes, VRT sources, ground resolution, strips."""
+    import rasterio
+    from pyproj import Transformer
+
+    from geosam.testing import make_raster
+
+    _raster(d / "one_band.tif", count=1, dtype="uint8", seed=int(rng.integers(1 << 31)))
+    idx = rng.integers(0, 64, size=(SIDE, SIDE)).astype(np.uint8)
+    colours = {i: (*(int(v) for v in rng.integers(0, 256, 3)), 255) for i in range(64)}
+    profile = {"driver": "GTiff", "width": SIDE, "height": SIDE, "dtype": "uint8", "crs": "EPSG:32633",
+               "transform": rasterio.Affine(10, 0, 500000, 0, -10, 5000000)}  # fmt: skip
+    with rasterio.open(d / "paletted.tif", "w", count=1, nodata=int(idx[0, 0]), **profile) as ds:
+        ds.write(idx, 1)
+        ds.write_colormap(1, colours)
+    with rasterio.open(d / "paletted_two_bands.tif", "w", count=2, **profile) as ds:
+        ds.write(np.stack([idx, idx]))
+        ds.write_colormap(1, colours)
+    gone = _raster(d / ".gone_source.tif", seed=int(rng.integers(1 << 31)))
+    from geosam.testing import make_large_vrt
+
+    make_large_vrt(d / "missing_source.vrt", gone, SIDE, SIDE, overview_from_source=False)
+    gone.unlink()
+    rgb = ["red", "green", "blue"]
+    _raster(
+        d / "tiny_pixels.tif",
+        dtype="uint8",
+        transform=(0.001, 0, 500000, 0, -0.001, 5000000),
+        colorinterp=rgb,
+    )
+    _raster(
+        d / "coarse_300m.tif", dtype="uint8", transform=(300, 0, 500000, 0, -300, 5000000), colorinterp=rgb
+    )
+    x0, y0 = Transformer.from_crs(4326, 3857, always_xy=True).transform(10.0, 60.0)
+    _raster(
+        d / "webmerc_60n.tif",
+        dtype="uint8",
+        crs="EPSG:3857",
+        transform=(10, 0, x0, 0, -10, y0),
+        colorinterp=rgb,
+    )
+    make_raster(d / "strip_column.tif", 1, 1200, count=3, dtype="uint8", fill="random", colorinterp=rgb)
+    _raster(d / "unnamed_bgr.tif", dtype="uint8", colorinterp=["gray", "undefined", "undefined"])
+
+
 def _tamper_json(bundle: Path, edit: Callable[[dict[str, Any]], None]) -> None:
     meta_path = bundle / "model.json"
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
@@ -200,6 +256,8 @@ def _models(d: Path, rng: np.random.Generator) -> None:
     from geosam.testing_models import make_tiny_bundle, make_tiny_sam_checkpoint
 
     bundle = make_tiny_bundle(d / "bundle", seed=int(rng.integers(1 << 31)))
+    shutil.copytree(bundle, d / "bundle_10m")
+    _tamper_json(d / "bundle_10m", lambda m: m.update(gsd_m=10.0))
 
     def variant(name: str) -> Path:
         dst = d / name
@@ -275,6 +333,7 @@ def make_bad_inputs(
             p.unlink()
     rng = np.random.default_rng(seed)
     _rasters(d, rng)
+    _field_rasters(d, np.random.default_rng(seed + 11))
     _configs(d)
     if models:
         _models(d, rng)
