@@ -221,20 +221,68 @@ def mask_generator(sam: Sam, cfg: SegmentConfig) -> SamAutomaticMaskGenerator:
     )
 
 
+#: Memory the SAM mask decoder may use per call on a CPU (bytes): ViT-B's decoder at 1024 px needs about
+#: 32 MB per prompt (the embedding repeated per prompt through the two-way transformer, the upscaled
+#: mask features), so 32 prompts per call; 64 (segment-anything's default) peaked 1.8 GB above the
+#: weights for the same speed (``docs/performance.md``).
+CPU_DECODER_BYTES = 2**30
+#: Prompts whose full-resolution logits are post-processed together (upsampling, stability score,
+#: thresholding): 3 masks per prompt, float32, at the tile size.
+POSTPROCESS_PROMPTS = 4
+
+
+def decoder_bytes_per_prompt(channels: int, grid: tuple[int, int]) -> int:
+    """Estimated peak bytes of SAM's mask decoder per prompt: 8 float32 copies of the ``(C, h, w)`` embedding.
+
+    Measured for ViT-B at 1024 px (``C = 256``, 64 x 64): 16 prompts 685 MB, 32 prompts 980 MB,
+    64 prompts 1.8 GB above the weights, i.e. under 32 MiB per prompt.
+    """
+    return 8 * channels * grid[0] * grid[1] * 4
+
+
+def prompts_per_call(points_per_batch: int, n_points: int, embedding: torch.Tensor) -> int:
+    """How many point prompts the mask decoder takes per call on ``embedding``'s device.
+
+    On a CPU, ``points_per_batch`` lowered to what fits :data:`CPU_DECODER_BYTES`; on a GPU, as many
+    prompts of the grid as fit half of the device's free memory (at least ``points_per_batch`` when
+    that fits), since large batches keep a GPU busy. The masks do not depend on it: every prompt is
+    decoded on its own and NMS runs once over all of them.
+
+    Args:
+        points_per_batch: segment-anything's ``points_per_batch``.
+        n_points: Prompts in the grid.
+        embedding: ``(1, C, h, w)`` image embedding.
+    """
+    import torch
+
+    per = decoder_bytes_per_prompt(int(embedding.shape[1]), (int(embedding.shape[2]), int(embedding.shape[3])))
+    if embedding.device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(embedding.device)
+        fit = max(1, (free // 2) // per)
+        return int(max(1, min(n_points, max(fit, 1))))
+    return int(max(1, min(points_per_batch, CPU_DECODER_BYTES // per)))
+
+
 def generate_single_crop(
     gen: SamAutomaticMaskGenerator, h: int, w: int
 ) -> tuple[list[np.ndarray], list[tuple[float, float]]]:
     """segment-anything's ``generate`` for ``crop_n_layers=0`` and ``min_mask_region_area=0``, minus RLE.
 
     The same steps, functions and order as segment-anything's ``_process_crop``/``_process_batch``: the
-    point grid in batches of ``points_per_batch``, three masks per point, the predicted-IoU filter,
-    stability score and its filter, thresholding, boxes, the crop-edge filter, and box NMS over all
-    batches. segment-anything then run-length encodes every surviving mask of every batch, deep-copies
-    the RLE lists when it concatenates batches, and decodes the NMS survivors back to arrays for
+    point grid in batches, three masks per point, the predicted-IoU filter, stability score and its
+    filter, thresholding, boxes, the crop-edge filter, and box NMS over all batches. segment-anything
+    then run-length encodes every surviving mask of every batch, deep-copies the RLE lists when it
+    concatenates batches, and decodes the NMS survivors back to arrays for
     ``output_mode="binary_mask"``; on a 2-core CPU that round trip costs more than the mask decoder
     itself (noisy masks have long RLEs). Here masks are kept bit-packed (1 bit per pixel: 128 KiB for a
     1024 px tile) and only the NMS survivors are unpacked. The result equals ``generate``'s masks and
     scores, in its order (``tests/test_segment.py`` compares them).
+
+    Memory: the decoder takes :func:`prompts_per_call` prompts per call (what ``SamPredictor.predict_torch``
+    does for one batch: prompt encoder, mask decoder, ``postprocess_masks``), and the full-resolution
+    logits are post-processed :data:`POSTPROCESS_PROMPTS` prompts at a time, so a 1024 px tile never
+    holds 64 prompts x 3 full-size float masks (800 MB) at once. Neither changes any mask: each prompt
+    is decoded and post-processed on its own.
 
     Args:
         gen: A generator whose ``predictor`` has the tile's embedding set.
@@ -254,36 +302,52 @@ def generate_single_crop(
     from torchvision.ops.boxes import batched_nms
 
     pred = gen.predictor
-    threshold = pred.model.mask_threshold
+    model = pred.model
+    threshold = model.mask_threshold
     crop_box = [0, 0, w, h]
     points_for_image = gen.point_grids[0] * np.array((h, w))[None, ::-1]
+    per_call = prompts_per_call(gen.points_per_batch, len(points_for_image), pred.features)
     packed: list[np.ndarray] = []
     ious, stabs, boxes = [], [], []
-    for (points,) in batch_iterator(gen.points_per_batch, points_for_image):
+    dense_pe = model.prompt_encoder.get_dense_pe()
+    for (points,) in batch_iterator(per_call, points_for_image):
         in_points = torch.as_tensor(pred.transform.apply_coords(points, (h, w)), device=pred.device)
         in_labels = torch.ones(in_points.shape[0], dtype=torch.int, device=in_points.device)
-        logits, iou_preds, _ = pred.predict_torch(
-            in_points[:, None, :], in_labels[:, None], multimask_output=True, return_logits=True
+        # SamPredictor.predict_torch, with the upsampling to the tile deferred to the chunks below
+        sparse, dense = model.prompt_encoder(
+            points=(in_points[:, None, :], in_labels[:, None]), boxes=None, masks=None
         )
-        logits, iou = logits.flatten(0, 1), iou_preds.flatten(0, 1)
-        del iou_preds
-        if gen.pred_iou_thresh > 0.0:
-            keep = iou > gen.pred_iou_thresh
-            logits, iou = logits[keep], iou[keep]
-        stab = calculate_stability_score(logits, threshold, gen.stability_score_offset)
-        if gen.stability_score_thresh > 0.0:
-            keep = stab >= gen.stability_score_thresh
-            logits, iou, stab = logits[keep], iou[keep], stab[keep]
-        binary = logits > threshold
-        del logits
-        box = batched_mask_to_box(binary)
-        keep = ~is_box_near_crop_edge(box, crop_box, [0, 0, w, h])
-        if not torch.all(keep):
-            binary, iou, stab, box = binary[keep], iou[keep], stab[keep], box[keep]
-        packed.extend(np.packbits(binary.cpu().numpy().reshape(len(binary), h * w), axis=1))
-        ious.append(iou.cpu())
-        stabs.append(stab.cpu())
-        boxes.append(box.cpu())
+        low_res, iou_preds = model.mask_decoder(
+            image_embeddings=pred.features,
+            image_pe=dense_pe,
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=True,
+        )
+        del sparse, dense
+        for c in range(0, len(low_res), POSTPROCESS_PROMPTS):
+            logits = model.postprocess_masks(
+                low_res[c : c + POSTPROCESS_PROMPTS], pred.input_size, pred.original_size
+            ).flatten(0, 1)
+            iou = iou_preds[c : c + POSTPROCESS_PROMPTS].flatten(0, 1)
+            if gen.pred_iou_thresh > 0.0:
+                keep = iou > gen.pred_iou_thresh
+                logits, iou = logits[keep], iou[keep]
+            stab = calculate_stability_score(logits, threshold, gen.stability_score_offset)
+            if gen.stability_score_thresh > 0.0:
+                keep = stab >= gen.stability_score_thresh
+                logits, iou, stab = logits[keep], iou[keep], stab[keep]
+            binary = logits > threshold
+            del logits
+            box = batched_mask_to_box(binary)
+            keep = ~is_box_near_crop_edge(box, crop_box, [0, 0, w, h])
+            if not torch.all(keep):
+                binary, iou, stab, box = binary[keep], iou[keep], stab[keep], box[keep]
+            packed.extend(np.packbits(binary.cpu().numpy().reshape(len(binary), h * w), axis=1))
+            ious.append(iou.cpu())
+            stabs.append(stab.cpu())
+            boxes.append(box.cpu())
+        del low_res, iou_preds
     if not packed:
         return [], []
     iou_all, stab_all, box_all = torch.cat(ious), torch.cat(stabs), torch.cat(boxes)
