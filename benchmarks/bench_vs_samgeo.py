@@ -44,6 +44,7 @@ than ViT-B at 1024 px); ``--peer`` forces the samgeo side on.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -63,9 +64,7 @@ SAMGEO_VERSION = "1.4.2"
 #: What the samgeo environment gets: geosam's torch pins first (from the local wheel index), then samgeo.
 SAMGEO_REQUIREMENTS = (["torch==2.14.1", "torchvision==0.29.1"], [f"segment-geospatial=={SAMGEO_VERSION}"])
 DEFAULT_SAMGEO_VENV = Path(
-    os.environ.get(
-        "GEOSAM_SAMGEO_VENV", Path.home() / ".cache" / "geosam-bench" / f"samgeo-{SAMGEO_VERSION}"
-    )
+    os.environ.get("GEOSAM_SAMGEO_VENV", Path.home() / ".cache" / "geosam-bench" / f"samgeo-{SAMGEO_VERSION}")
 )
 
 #: The generator settings both tools get (segment-anything's argument names).
@@ -199,10 +198,8 @@ def measure_process(cmd: list[str], env: dict[str, str], cwd: Path, poll_s: floa
             except psutil.Error:
                 procs = []
             for p in procs:
-                try:
+                with contextlib.suppress(psutil.Error):
                     total += p.memory_info().rss
-                except psutil.Error:
-                    pass
             polled = max(polled, total)
             time.sleep(poll_s)
         wall = time.perf_counter() - t0
@@ -557,8 +554,8 @@ def run(
         ),
         "allocator": {"geosam": "the CLI's own (MALLOC_* set at start)", "samgeo": "glibc defaults"},
         "caveats": [
-            "random weights: masks and classes are meaningless; compute per pass equals the real checkpoint's",
-            "permissive thresholds (predicted IoU and stability 0) and an 8 x 8 point grid instead of 32 x 32",
+            "random weights: masks and classes are meaningless; compute per pass equals the real one's",
+            "permissive thresholds (predicted IoU and stability 0), an 8 x 8 point grid instead of 32 x 32",
             "geosam also classifies every region and writes COGs, GeoJSON, a tiles layer and a QGIS project",
         ],
         "runs": runs,

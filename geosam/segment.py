@@ -223,9 +223,10 @@ def mask_generator(sam: Sam, cfg: SegmentConfig) -> SamAutomaticMaskGenerator:
 
 #: Memory the SAM mask decoder may use per call on a CPU (bytes): ViT-B's decoder at 1024 px needs about
 #: 32 MB per prompt (the embedding repeated per prompt through the two-way transformer, the upscaled
-#: mask features), so 32 prompts per call; 64 (segment-anything's default) peaked 1.8 GB above the
-#: weights for the same speed (``docs/performance.md``).
-CPU_DECODER_BYTES = 2**30
+#: mask features), so 16 prompts per call. Measured with the CLI's allocator settings: 16 prompts
+#: 466 MB, 32 prompts 1,042 MB, 64 (segment-anything's default) 1.8 GB above the weights, at the same
+#: CPU time per tile (``docs/performance.md``).
+CPU_DECODER_BYTES = 2**29
 #: Prompts whose full-resolution logits are post-processed together (upsampling, stability score,
 #: thresholding): 3 masks per prompt, float32, at the tile size.
 POSTPROCESS_PROMPTS = 4
@@ -234,8 +235,8 @@ POSTPROCESS_PROMPTS = 4
 def decoder_bytes_per_prompt(channels: int, grid: tuple[int, int]) -> int:
     """Estimated peak bytes of SAM's mask decoder per prompt: 8 float32 copies of the ``(C, h, w)`` embedding.
 
-    Measured for ViT-B at 1024 px (``C = 256``, 64 x 64): 16 prompts 685 MB, 32 prompts 980 MB,
-    64 prompts 1.8 GB above the weights, i.e. under 32 MiB per prompt.
+    ViT-B at 1024 px (``C = 256``, 64 x 64): 32 MiB per prompt, an upper bound of what was measured
+    (16 prompts 466-685 MB, 32 prompts 980-1,042 MB, 64 prompts 1.8 GB above the weights).
     """
     return 8 * channels * grid[0] * grid[1] * 4
 
@@ -255,7 +256,8 @@ def prompts_per_call(points_per_batch: int, n_points: int, embedding: torch.Tens
     """
     import torch
 
-    per = decoder_bytes_per_prompt(int(embedding.shape[1]), (int(embedding.shape[2]), int(embedding.shape[3])))
+    c, gh, gw = (int(v) for v in embedding.shape[1:4])
+    per = decoder_bytes_per_prompt(c, (gh, gw))
     if embedding.device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(embedding.device)
         fit = max(1, (free // 2) // per)

@@ -72,7 +72,7 @@ def test_build_encoder_swaps_only_global_blocks_and_matches_segment_anything():
     torch.manual_seed(0)
     ours = build_encoder(cfg)
     kinds = [type(b.attn) for b in ours.blocks]
-    for i, blk in enumerate(ours.blocks):
+    for i in range(len(ours.blocks)):
         expected = QueryChunkedAttention if i in cfg.global_attn_indexes else Attention
         assert kinds[i] is expected, (i, kinds[i])
     # a plain segment-anything encoder with the same weights gives the same features

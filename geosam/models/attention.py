@@ -24,7 +24,7 @@ Transformer Backbones for Object Detection" (ViTDet, 2022) for the decomposed re
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -41,7 +41,7 @@ DEFAULT_MAX_BYTES = 128 * 2**20
 def _attention_base() -> type[nn.Module]:
     from segment_anything.modeling.image_encoder import Attention
 
-    return Attention
+    return cast("type[nn.Module]", Attention)
 
 
 class QueryChunkedAttention(nn.Module):
@@ -54,20 +54,23 @@ class QueryChunkedAttention(nn.Module):
         max_bytes: Upper bound on the attention-map block in bytes (at least one query row is used).
     """
 
-    def __init__(self, attn: nn.Module, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    rel_pos_h: nn.Parameter
+    rel_pos_w: nn.Parameter
+
+    def __init__(self, attn: Any, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         super().__init__()
-        self.num_heads: int = attn.num_heads
-        self.scale: float = attn.scale
-        self.qkv = attn.qkv
-        self.proj = attn.proj
-        self.use_rel_pos: bool = attn.use_rel_pos
+        self.num_heads: int = int(attn.num_heads)
+        self.scale: float = float(attn.scale)
+        self.qkv: nn.Linear = attn.qkv
+        self.proj: nn.Linear = attn.proj
+        self.use_rel_pos: bool = bool(attn.use_rel_pos)
         if self.use_rel_pos:
             self.rel_pos_h = attn.rel_pos_h
             self.rel_pos_w = attn.rel_pos_w
         self.max_bytes = int(max_bytes)
 
     @classmethod
-    def from_attention(cls, attn: nn.Module, max_bytes: int = DEFAULT_MAX_BYTES) -> QueryChunkedAttention:
+    def from_attention(cls, attn: Any, max_bytes: int = DEFAULT_MAX_BYTES) -> QueryChunkedAttention:
         """Wrap a segment-anything ``Attention`` (its ``qkv``, ``proj`` and relative-position tables)."""
         return cls(attn, max_bytes)
 
@@ -106,7 +109,8 @@ class QueryChunkedAttention(nn.Module):
             out[:, r0 * w : r1 * w] = attn @ v
             del attn
         y = out.view(b, self.num_heads, h, w, -1).permute(0, 2, 3, 1, 4).reshape(b, h, w, -1)
-        return self.proj(y)  # type: ignore[no-any-return]
+        out_proj: torch.Tensor = self.proj(y)
+        return out_proj
 
 
 def chunk_global_attention(encoder: ImageEncoderViT, max_bytes: int = DEFAULT_MAX_BYTES) -> int:

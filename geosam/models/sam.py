@@ -147,7 +147,7 @@ def load_state_dict(
             # torch warns (on stderr) about pickle protocols its weights-only unpickler was not built
             # for; the load is refused or succeeds all the same, and the CLI keeps errors to one line.
             warnings.simplefilter("ignore", UserWarning)
-            obj = torch.load(p, map_location=map_location, weights_only=True)
+            obj = _torch_load(p, map_location)
     except pickle.UnpicklingError as err:
         raise CheckpointError(_refusal(str(err)), p) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
@@ -160,6 +160,22 @@ def load_state_dict(
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError("not a state_dict (expected a mapping of parameter names to tensors)", p)
     return {str(k): v for k, v in obj.items()}
+
+
+def _torch_load(path: Path, map_location: str | torch.device) -> object:
+    """``torch.load(weights_only=True)``, memory-mapped when the file allows it.
+
+    Memory-mapped tensors are read from the page cache while they are copied into the model, so the
+    state dict never takes a second copy of the weights on the heap (with the CLI's allocator settings
+    freed heap memory is kept, so that copy would stay resident: 375 MB for ViT-B). Files in
+    PyTorch's legacy (pre-zip) format cannot be mapped and are read as before.
+    """
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=True)
+    except RuntimeError as err:
+        if "mmap" not in str(err):
+            raise
+        return torch.load(path, map_location=map_location, weights_only=True)
 
 
 _UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
