@@ -302,19 +302,23 @@ def _finish(
         The number of regions (written, or found when region layers are off).
     """
     from geosam.io import scene_writer
-    from geosam.region_table import region_frame
+    from geosam.io.region_stream import RegionLayerStream, completion_positions
 
     scheme = _scheme(models)
     table = stitched.stitcher.finish(cfg.segment.min_region_area)
     tags = scene_writer.scene_tags(plan.path, models.bundle.meta.name, models.region_source)
-    polygons = scene_writer.write_maps(
-        scratch / _PROVISIONAL, plan.tiles, table, stitched.tile_probs, outputs, scheme, cfg.output, tags
-    )
-    if polygons is None:
+    maps = (scratch / _PROVISIONAL, plan.tiles, table, stitched.tile_probs, outputs, scheme, cfg.output, tags)
+    if not cfg.output.regions:
+        scene_writer.write_maps(*maps)
         return int(table.count)
-    regions = region_frame(polygons, table, plan.tiles, scheme, models.region_source)
-    scene_writer.write_regions(regions, outputs, scheme, cfg.output)
-    return len(regions)
+    # region polygons are written as soon as no later tile can touch them (memory: the open ones)
+    order = [spec.index for spec in plan.tiles.tiles]
+    complete = completion_positions(table.lookup, stitched.stitcher.piece_tiles(), order, table.count)
+    with RegionLayerStream(
+        outputs, scratch, table, plan.tiles, scheme, models.region_source, cfg.output
+    ) as stream:
+        scene_writer.write_maps(*maps, regions=stream, complete_after=complete)
+    return stream.count
 
 
 def _record(

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from rasterio.io import DatasetWriter
     from shapely.geometry.base import BaseGeometry
 
+    from geosam.io.region_stream import RegionLayerStream
     from geosam.stitch import RegionTable
     from geosam.tiling import TilePlan
 
@@ -91,8 +92,15 @@ def write_maps(
     scheme: ClassScheme,
     cfg: OutputConfig,
     tags: Mapping[str, str],
+    *,
+    regions: RegionLayerStream | None = None,
+    complete_after: np.ndarray | None = None,
 ) -> dict[int, BaseGeometry] | None:
     """The finishing pass: class map and confidence COGs, and the regions' polygons.
+
+    With ``regions`` and ``complete_after`` the polygons are streamed: after each tile core, the
+    regions that no later core can reach are dissolved and handed to ``regions``
+    (:class:`~geosam.io.region_stream.RegionLayerStream`), so memory holds only the open ones.
 
     Args:
         provisional: The provisional region-id raster of the first pass.
@@ -103,10 +111,13 @@ def write_maps(
         scheme: Class names and colours.
         cfg: Output settings (compression, confidence dtype, overwrite, regions).
         tags: Dataset tags for both COGs.
+        regions: Where completed regions go (streamed region layers), or ``None`` to return them all.
+        complete_after: ``(M + 1,)`` position in ``tiles.tiles`` after which each final region is
+            complete (:func:`~geosam.io.region_stream.completion_positions`); needed with ``regions``.
 
     Returns:
-        Final region id -> dissolved (Multi)Polygon in scene coordinates, or ``None`` when
-        ``cfg.regions`` is off.
+        Final region id -> dissolved (Multi)Polygon in scene coordinates; ``None`` when
+        ``cfg.regions`` is off or the polygons were streamed to ``regions``.
     """
     import rasterio
     from affine import Affine
@@ -134,7 +145,7 @@ def write_maps(
         ) as conf_w,
         rasterio.open(provisional) as prov,
     ):
-        for spec in tiles.tiles:
+        for pos, spec in enumerate(tiles.tiles):
             win = spec.core
             p = prov.read(1, window=win.to_rasterio())
             invalid = p < 0
@@ -151,13 +162,22 @@ def write_maps(
             if cfg.regions and has.any():
                 wt = scene_transform @ Affine.translation(win.col_off, win.row_off)
                 polys.add(window_polygons(final.astype(np.int32), wt))
+            if cfg.regions and regions is not None and complete_after is not None:
+                done = np.flatnonzero(complete_after == pos)
+                if len(done):
+                    regions.add(polys.pop_dissolved(done.tolist()))
         for spec in tiles.skipped:
             win = spec.core
             cls_w.write(win, np.full((win.height, win.width), scheme.nodata, np.uint8))
             conf_w.write(
                 win, encode_confidence(np.full((win.height, win.width), np.nan), cfg.confidence_dtype)
             )
-    return polys.dissolve() if cfg.regions else None
+    if not cfg.regions:
+        return None
+    if regions is not None:
+        regions.add(polys.dissolve())  # regions without a completion position (none expected)
+        return None
+    return polys.dissolve()
 
 
 def write_regions(
