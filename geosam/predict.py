@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,7 +236,12 @@ def _infer_tiles(
     progress: bool,
     on_tile: Callable[[int, int], None] | None,
 ) -> _Stitched:
-    """Phase 3: every tile through :class:`~geosam.inference.TileInference`, stitched as it comes."""
+    """Phase 3: every tile through :class:`~geosam.inference.TileInference`, stitched as it comes.
+
+    The next tiles are read and stretched on a background thread while the current ones are encoded,
+    finished tiles are stitched on another (:mod:`geosam.tile_pipeline`), and on a GPU several tiles
+    share one encoder call; on a CPU tiles go one at a time, as before.
+    """
     import torch
 
     from geosam.io.read import read_tile
@@ -243,6 +249,7 @@ def _infer_tiles(
     from geosam.progress import progress_iter
     from geosam.stitch import SceneStitcher
     from geosam.stretch import apply_stretch
+    from geosam.tile_pipeline import SerialWorker, batched, prefetch, tiles_per_call
 
     tiles = plan.tiles
     infer = tile_inference(models, plan.encoder, cfg.segment, batch_size=cfg.batch_size)
@@ -251,23 +258,43 @@ def _infer_tiles(
     )
     tile_probs: dict[int, np.ndarray] = {}
     tile_valid_px: dict[int, int] = {}
+    run_batch = getattr(infer, "run_batch", None)
+    per_call = tiles_per_call(models.device, cfg.batch_size, plan.encoder.chips_per_tile) if run_batch else 1
+
+    def read(spec: TileSpec) -> tuple[np.ndarray, np.ndarray, float]:
+        t0 = time.perf_counter()
+        tile = read_tile(plan.path, spec, plan.bands)
+        data = apply_stretch(tile.data, tile.valid, plan.stretch)
+        return data, tile.valid, time.perf_counter() - t0
+
+    def stitch(res: TileResult, provisional: DatasetWriter) -> None:
+        t0 = time.perf_counter()
+        tile_valid_px[res.spec.index] = _stitch_tile(stitcher, provisional, res.spec, res)
+        tile_probs[res.spec.index] = res.tile_probs
+        timer.add("stitch", time.perf_counter() - t0)
+
+    done = 0
     # no_grad scoped to the tile loop: a global set_grad_enabled(False) would leak into the caller
     # (a training run later in the same process would have no gradients)
-    with torch.no_grad(), provisional_raster(scratch / _PROVISIONAL, plan.info) as provisional:
+    with (
+        torch.no_grad(),
+        provisional_raster(scratch / _PROVISIONAL, plan.info) as provisional,
+        SerialWorker[None]() as post,
+    ):
         # the scratch raster starts as nodata (-1) everywhere; skipped tiles stay so
         items = progress_iter(tiles.tiles, f"{tiles.scene_id}: tiles", enabled=progress)
-        for done, spec in enumerate(items, 1):
-            with timer.stage("read"):
-                tile = read_tile(plan.path, spec, plan.bands)
-                data = apply_stretch(tile.data, tile.valid, plan.stretch)
-            res = infer(data, tile.valid, spec)
-            for stage, seconds in res.seconds.items():
-                timer.add(stage, seconds)
-            with timer.stage("stitch"):
-                tile_valid_px[spec.index] = _stitch_tile(stitcher, provisional, spec, res)
-                tile_probs[spec.index] = res.tile_probs
-            if on_tile:
-                on_tile(done, len(tiles.tiles))
+        for group in batched(prefetch(items, read, depth=max(2, per_call)), per_call):
+            for _, (_, _, read_s) in group:
+                timer.add("read", read_s)
+            batch = [(data, valid, spec) for spec, (data, valid, _) in group]
+            results = run_batch(batch) if run_batch else [infer(*batch[0])]
+            for res in results:
+                for stage, seconds in res.seconds.items():
+                    timer.add(stage, seconds)
+                post.submit(stitch, res, provisional)
+                done += 1
+                if on_tile:
+                    on_tile(done, len(tiles.tiles))
     return _Stitched(stitcher, tile_probs, tile_valid_px)
 
 

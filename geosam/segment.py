@@ -119,9 +119,10 @@ class SamRegions:
 
     source = "sam"
 
-    def __init__(self, sam: Sam, cfg: SegmentConfig) -> None:
+    def __init__(self, sam: Sam, cfg: SegmentConfig, *, precision: str = "fp32") -> None:
         self.generator = mask_generator(sam, cfg)
         self.min_region_area = cfg.min_region_area
+        self.precision = precision
 
     def __call__(self, tile: np.ndarray, embedding: torch.Tensor, valid: np.ndarray) -> Regions:
         """Regions of one tile.
@@ -137,7 +138,7 @@ class SamRegions:
 
         h, w = valid.shape
         with predictor_embedding(self.generator.predictor, embedding, (h, w)), torch.inference_mode():
-            masks, scores = generate_single_crop(self.generator, h, w)
+            masks, scores = generate_single_crop(self.generator, h, w, precision=self.precision)
         return paint_masks(masks, scores, valid, self.min_region_area, "sam")
 
 
@@ -174,8 +175,10 @@ class RegionMaker(Protocol):
         ...
 
 
-def region_maker(source: str, sam: Sam | None, cfg: SegmentConfig) -> RegionMaker:
+def region_maker(source: str, sam: Sam | None, cfg: SegmentConfig, *, precision: str = "fp32") -> RegionMaker:
     """The region maker for a resolved region source (``sam``, ``felzenszwalb`` or ``tiles``), built once.
+
+    ``precision`` is the SAM mask decoder's (:func:`generate_single_crop`).
 
     Raises:
         ValueError: ``sam`` without a SAM model, or an unknown source.
@@ -183,7 +186,7 @@ def region_maker(source: str, sam: Sam | None, cfg: SegmentConfig) -> RegionMake
     if source == "sam":
         if sam is None:
             raise ValueError("region source 'sam' needs a SAM model")
-        return SamRegions(sam, cfg)
+        return SamRegions(sam, cfg, precision=precision)
     if source == "felzenszwalb":
         return FelzenszwalbRegions(cfg)
     if source == "tiles":
@@ -266,7 +269,7 @@ def prompts_per_call(points_per_batch: int, n_points: int, embedding: torch.Tens
 
 
 def generate_single_crop(
-    gen: SamAutomaticMaskGenerator, h: int, w: int
+    gen: SamAutomaticMaskGenerator, h: int, w: int, *, precision: str = "fp32"
 ) -> tuple[list[np.ndarray], list[tuple[float, float]]]:
     """segment-anything's ``generate`` for ``crop_n_layers=0`` and ``min_mask_region_area=0``, minus RLE.
 
@@ -286,10 +289,15 @@ def generate_single_crop(
     holds 64 prompts x 3 full-size float masks (800 MB) at once. Neither changes any mask: each prompt
     is decoded and post-processed on its own.
 
+    Precision: with ``bf16``/``fp16`` the prompt encoder and mask decoder run under autocast (what a
+    GPU is fast at); their low-resolution logits and scores are cast to float32 before the upsampling,
+    thresholds and NMS, which always run in float32.
+
     Args:
         gen: A generator whose ``predictor`` has the tile's embedding set.
         h: Tile height in pixels (the encoder input).
         w: Tile width in pixels.
+        precision: ``fp32`` (default), ``bf16`` or ``fp16`` for the decoder.
 
     Returns:
         Boolean ``(h, w)`` masks and their ``(predicted_iou, stability_score)``.
@@ -302,6 +310,8 @@ def generate_single_crop(
         is_box_near_crop_edge,
     )
     from torchvision.ops.boxes import batched_nms
+
+    from geosam.encode import autocast_context
 
     pred = gen.predictor
     model = pred.model
@@ -316,16 +326,18 @@ def generate_single_crop(
         in_points = torch.as_tensor(pred.transform.apply_coords(points, (h, w)), device=pred.device)
         in_labels = torch.ones(in_points.shape[0], dtype=torch.int, device=in_points.device)
         # SamPredictor.predict_torch, with the upsampling to the tile deferred to the chunks below
-        sparse, dense = model.prompt_encoder(
-            points=(in_points[:, None, :], in_labels[:, None]), boxes=None, masks=None
-        )
-        low_res, iou_preds = model.mask_decoder(
-            image_embeddings=pred.features,
-            image_pe=dense_pe,
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=True,
-        )
+        with autocast_context(pred.features.device, precision):
+            sparse, dense = model.prompt_encoder(
+                points=(in_points[:, None, :], in_labels[:, None]), boxes=None, masks=None
+            )
+            low_res, iou_preds = model.mask_decoder(
+                image_embeddings=pred.features,
+                image_pe=dense_pe,
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=True,
+            )
+        low_res, iou_preds = low_res.float(), iou_preds.float()
         del sparse, dense
         for c in range(0, len(low_res), POSTPROCESS_PROMPTS):
             logits = model.postprocess_masks(
