@@ -41,10 +41,13 @@ __all__ = [
     "SamRegions",
     "felzenszwalb_regions",
     "generate_single_crop",
+    "keep_masks_on_device",
     "mask_generator",
+    "pack_bits",
     "paint_masks",
     "region_maker",
     "sam_regions",
+    "unpack_bits",
 ]
 
 
@@ -268,6 +271,40 @@ def prompts_per_call(points_per_batch: int, n_points: int, embedding: torch.Tens
     return int(max(1, min(points_per_batch, CPU_DECODER_BYTES // per)))
 
 
+_BIT_WEIGHTS = (128, 64, 32, 16, 8, 4, 2, 1)
+
+
+def keep_masks_on_device(device: torch.device) -> bool:
+    """Whether candidate masks are packed and filtered on ``device`` (GPUs) instead of on the host."""
+    return device.type != "cpu"
+
+
+def pack_bits(masks: torch.Tensor) -> torch.Tensor:
+    """``np.packbits(masks, axis=1)`` on the tensor's device: ``(n, L)`` bool -> ``(n, ceil(L / 8))`` uint8.
+
+    Bits are big-endian within each byte, as numpy's; the last byte is zero-padded.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    n, length = masks.shape
+    pad = (-length) % 8
+    x = masks.to(torch.uint8)
+    if pad:
+        x = F.pad(x, (0, pad))
+    weights = torch.tensor(_BIT_WEIGHTS, dtype=torch.uint8, device=masks.device)
+    return (x.view(n, -1, 8) * weights).sum(dim=2, dtype=torch.uint8)
+
+
+def unpack_bits(packed: torch.Tensor, length: int) -> torch.Tensor:
+    """Inverse of :func:`pack_bits`: ``(n, B)`` uint8 -> ``(n, length)`` bool on the same device."""
+    import torch
+
+    weights = torch.tensor(_BIT_WEIGHTS, dtype=torch.uint8, device=packed.device)
+    bits = (packed.unsqueeze(-1) & weights) != 0
+    return bits.reshape(packed.shape[0], -1)[:, :length]
+
+
 def generate_single_crop(
     gen: SamAutomaticMaskGenerator, h: int, w: int, *, precision: str = "fp32"
 ) -> tuple[list[np.ndarray], list[tuple[float, float]]]:
@@ -280,7 +317,8 @@ def generate_single_crop(
     concatenates batches, and decodes the NMS survivors back to arrays for
     ``output_mode="binary_mask"``; on a 2-core CPU that round trip costs more than the mask decoder
     itself (noisy masks have long RLEs). Here masks are kept bit-packed (1 bit per pixel: 128 KiB for a
-    1024 px tile) and only the NMS survivors are unpacked. The result equals ``generate``'s masks and
+    1024 px tile; on a GPU packed on the GPU by :func:`pack_bits`, so candidates never cross to the
+    host) and only the NMS survivors are unpacked. The result equals ``generate``'s masks and
     scores, in its order (``tests/test_segment.py`` compares them).
 
     Memory: the decoder takes :func:`prompts_per_call` prompts per call (what ``SamPredictor.predict_torch``
@@ -319,7 +357,9 @@ def generate_single_crop(
     crop_box = [0, 0, w, h]
     points_for_image = gen.point_grids[0] * np.array((h, w))[None, ::-1]
     per_call = prompts_per_call(gen.points_per_batch, len(points_for_image), pred.features)
+    on_gpu = keep_masks_on_device(pred.features.device)
     packed: list[np.ndarray] = []
+    packed_dev: list[torch.Tensor] = []  # on a GPU the masks stay there, packed, until NMS
     ious, stabs, boxes = [], [], []
     dense_pe = model.prompt_encoder.get_dense_pe()
     for (points,) in batch_iterator(per_call, points_for_image):
@@ -357,18 +397,26 @@ def generate_single_crop(
             keep = ~is_box_near_crop_edge(box, crop_box, [0, 0, w, h])
             if not torch.all(keep):
                 binary, iou, stab, box = binary[keep], iou[keep], stab[keep], box[keep]
-            packed.extend(np.packbits(binary.cpu().numpy().reshape(len(binary), h * w), axis=1))
+            if on_gpu:
+                packed_dev.append(pack_bits(binary.reshape(len(binary), h * w)))
+            else:
+                packed.extend(np.packbits(binary.cpu().numpy().reshape(len(binary), h * w), axis=1))
             ious.append(iou.cpu())
             stabs.append(stab.cpu())
             boxes.append(box.cpu())
         del low_res, iou_preds
-    if not packed:
+    if not packed and not any(len(p) for p in packed_dev):
         return [], []
     iou_all, stab_all, box_all = torch.cat(ious), torch.cat(stabs), torch.cat(boxes)
     order = batched_nms(
         box_all.float(), iou_all, torch.zeros(len(box_all)), iou_threshold=gen.box_nms_thresh
     ).tolist()
-    masks = [np.unpackbits(packed[i], count=h * w).reshape(h, w).astype(bool) for i in order]
+    if on_gpu:
+        kept = torch.cat(packed_dev)[torch.as_tensor(order, dtype=torch.long, device=pred.device)]
+        bits = unpack_bits(kept, h * w).cpu().numpy()
+        masks = [bits[j].reshape(h, w) for j in range(len(order))]
+    else:
+        masks = [np.unpackbits(packed[i], count=h * w).reshape(h, w).astype(bool) for i in order]
     scores = [(float(iou_all[i]), float(stab_all[i])) for i in order]
     return masks, scores
 

@@ -105,3 +105,37 @@ def test_decoder_batches_do_not_change_the_masks(monkeypatch):
         for m, m0 in zip(masks, masks0, strict=True):
             np.testing.assert_array_equal(m, m0)
         np.testing.assert_allclose(scores, scores0, atol=1e-5)
+
+
+@pytest.mark.parametrize("length", [1, 7, 8, 9, 64, 1000])
+def test_pack_bits_equals_numpy(length):
+    from geosam.segment import pack_bits, unpack_bits
+
+    rng = np.random.default_rng(length)
+    m = rng.random((5, length)) > 0.5
+    packed = pack_bits(torch.from_numpy(m))
+    np.testing.assert_array_equal(packed.numpy(), np.packbits(m, axis=1))
+    np.testing.assert_array_equal(unpack_bits(packed, length).numpy(), m)
+
+
+def test_device_packing_path_gives_the_same_masks(monkeypatch):
+    """The GPU branch (masks packed and kept on the device until NMS), exercised on the CPU."""
+    import geosam.segment as seg
+    from geosam.config import SegmentConfig
+    from geosam.models.sam import build_sam, predictor_embedding
+
+    torch.manual_seed(1)
+    sam = build_sam(SamConfig.preset("tiny", img_size=128)).eval()
+    emb = torch.randn(1, sam.image_encoder.neck[0].out_channels, 8, 8)
+    cfg = SegmentConfig(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    out = []
+    for on_device in (False, True):
+        monkeypatch.setattr(seg, "keep_masks_on_device", lambda _d, v=on_device: v)
+        gen = mask_generator(sam, cfg)
+        with predictor_embedding(gen.predictor, emb, (128, 128)), torch.inference_mode():
+            out.append(generate_single_crop(gen, 128, 128))
+    (m0, s0), (m1, s1) = out
+    assert len(m0) == len(m1) > 0 and s0 == s1
+    for a, b in zip(m0, m1, strict=True):
+        assert b.dtype == bool
+        np.testing.assert_array_equal(a, b)
