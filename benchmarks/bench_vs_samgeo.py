@@ -5,12 +5,14 @@ segment-geospatial's own virtual environment) on the same scenes, with the same 
 checkpoint in Meta's format and the same automatic-mask-generator settings: an 8 x 8 point grid,
 predicted-IoU and stability thresholds 0 (random weights give no confident masks), box NMS 0.7, fp32 on
 the CPU, and the same 1024 px tiles encoded once each (``geosam --tile-size 1024 --halo 0``; samgeo's
-``generate(batch=True, batch_sample_size=(1024, 1024), bound=0)``). Runs are interleaved, geosam then
-samgeo, ``--repeats`` times per scene, so both see the same machine load.
+``generate(batch=True, batch_sample_size=(1024, 1024), bound=0)``) and the same pixels (``geosam --stretch
+dtype``: uint8 values / 255, normalised with SAM's own mean and std by the probe bundle, which is what
+samgeo feeds SAM; nodata is the one difference: geosam fills it with the mean, samgeo reads it as 0).
+Runs are interleaved, geosam then samgeo, ``--repeats`` times per scene, so both see the same load.
 
 Per run: wall time of the whole process (interpreter start, imports, model loading included), peak
-resident memory of the whole process tree (the larger of the kernel's ``ru_maxrss`` of the child and
-the summed RSS of the tree polled every 50 ms) and the number of polygons written. Per scene: medians,
+resident memory of the whole process tree (the larger of each process's ``VmHWM`` and the summed RSS
+of the tree, polled every 50 ms) and the number of polygons written. Per scene: medians,
 the ratios of medians (samgeo / geosam: above 1 means geosam is faster or smaller) and the IoU of the
 two tools' mask rasters over the scene's valid pixels (geosam's region polygons rasterized on the
 scene grid against samgeo's mask GeoTIFF).
@@ -171,12 +173,26 @@ def ensure_samgeo(venv: Path, *, install: bool = True) -> Path:
 # -- measuring a process --------------------------------------------------------------------------------
 
 
+def _status_kb(pid: int, key: str) -> int:
+    """A ``VmHWM``/``VmRSS`` line of ``/proc/<pid>/status`` in KiB (0 when the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith(key):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 def measure_process(cmd: list[str], env: dict[str, str], cwd: Path, poll_s: float = 0.05) -> dict[str, Any]:
     """Run ``cmd`` to completion: wall seconds, peak RSS of its process tree (MB), exit code, output.
 
-    The peak is the larger of the kernel's ``ru_maxrss`` for the child (exact for one process, across a
-    re-exec) and the sum of the RSS of the child and its descendants polled every ``poll_s`` seconds
-    (children that run at the same time add up).
+    Polled every ``poll_s`` seconds: each process's own high-water mark (``VmHWM``, exact for one
+    process; reset by ``exec``, so the re-exec of the ``geosam`` CLI starts afresh) and the sum of the
+    current RSS of the process and its descendants (children running at the same time add up). The
+    peak is the larger of the two. The kernel's ``ru_maxrss`` is not used: a child spawned by this
+    process inherits this process's resident size at the fork in it.
     """
     import psutil
 
@@ -185,13 +201,8 @@ def measure_process(cmd: list[str], env: dict[str, str], cwd: Path, poll_s: floa
         proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out_f, stderr=err_f)
         ps = psutil.Process(proc.pid)
         polled = 0
-        rusage = None
-        status = 0
-        while True:
-            pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                rusage = ru
-                break
+        hwm_kb = 0
+        while proc.poll() is None:
             total = 0
             try:
                 procs = [ps, *ps.children(recursive=True)]
@@ -200,19 +211,19 @@ def measure_process(cmd: list[str], env: dict[str, str], cwd: Path, poll_s: floa
             for p in procs:
                 with contextlib.suppress(psutil.Error):
                     total += p.memory_info().rss
+                hwm_kb = max(hwm_kb, _status_kb(p.pid, "VmHWM"))
             polled = max(polled, total)
             time.sleep(poll_s)
         wall = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
         out_f.seek(0)
         err_f.seek(0)
         stdout = out_f.read().decode(errors="replace")
         stderr = err_f.read().decode(errors="replace")
-    maxrss_mb = rusage.ru_maxrss / 1024 if rusage else 0.0  # KiB on Linux
+    hwm_mb = hwm_kb / 1024
     return {
         "wall_s": wall,
-        "peak_rss_mb": max(maxrss_mb, polled / 2**20),
-        "maxrss_mb": maxrss_mb,
+        "peak_rss_mb": max(hwm_mb, polled / 2**20),
+        "hwm_mb": hwm_mb,
         "polled_tree_mb": polled / 2**20,
         "rc": proc.returncode,
         "stdout": stdout,
@@ -272,6 +283,8 @@ def geosam_command(tools: Tools, scene: Path, out: Path) -> list[str]:
         str(g["stability_score_thresh"]),
         "--min-region-area",
         "0",
+        "--stretch",
+        "dtype",
         "--device",
         "cpu",
         "--precision",
@@ -330,7 +343,7 @@ def run_samgeo(tools: Tools, scene: Path, out: Path) -> dict[str, Any]:
 
 
 def _public(m: dict[str, Any]) -> dict[str, Any]:
-    return {k: m[k] for k in ("wall_s", "peak_rss_mb", "maxrss_mb", "polled_tree_mb")}
+    return {k: m[k] for k in ("wall_s", "peak_rss_mb", "hwm_mb", "polled_tree_mb")}
 
 
 # -- agreement of the masks -----------------------------------------------------------------------------
