@@ -588,6 +588,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--peer", action=argparse_bool(), default=None, help="run samgeo too (default: full)")
     ap.add_argument("--samgeo-venv", type=Path, default=DEFAULT_SAMGEO_VENV)
     ap.add_argument("--no-install", action="store_true", help="fail instead of installing samgeo")
+    ap.add_argument("--name", default=None, help="result file stem (default vs_samgeo[_reduced])")
     a = ap.parse_args(argv)
     scenes = ["rgb"] if a.reduced else a.scenes
     run(
@@ -599,7 +600,7 @@ def main(argv: list[str] | None = None) -> None:
         peer=a.peer,
         samgeo_venv=a.samgeo_venv,
         install=not a.no_install,
-        name="vs_samgeo_reduced" if a.reduced else "vs_samgeo",
+        name=a.name or ("vs_samgeo_reduced" if a.reduced else "vs_samgeo"),
     )
 
 
