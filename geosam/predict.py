@@ -245,7 +245,7 @@ def _infer_tiles(
     import torch
 
     from geosam.io.read import read_tile
-    from geosam.io.scene_writer import provisional_raster
+    from geosam.io.scene_writer import provisional_raster, stitch_tile
     from geosam.progress import progress_iter
     from geosam.stitch import SceneStitcher
     from geosam.stretch import apply_stretch
@@ -269,7 +269,7 @@ def _infer_tiles(
 
     def stitch(res: TileResult, provisional: DatasetWriter) -> None:
         t0 = time.perf_counter()
-        tile_valid_px[res.spec.index] = _stitch_tile(stitcher, provisional, res.spec, res)
+        tile_valid_px[res.spec.index] = stitch_tile(stitcher, provisional, res)
         tile_probs[res.spec.index] = res.tile_probs
         timer.add("stitch", time.perf_counter() - t0)
 
@@ -296,23 +296,6 @@ def _infer_tiles(
                 if on_tile:
                     on_tile(done, len(tiles.tiles))
     return _Stitched(stitcher, tile_probs, tile_valid_px)
-
-
-def _stitch_tile(stitcher: SceneStitcher, provisional: DatasetWriter, spec: TileSpec, res: TileResult) -> int:
-    """Add a tile's regions to the stitcher and its core's provisional ids to the scratch raster.
-
-    Returns:
-        The number of valid pixels in the tile's core.
-    """
-    scene_labels = stitcher.add_tile(
-        spec, res.labels, res.region_probs, res.predicted_iou, res.stability_score
-    )
-    rs, cs = spec.core_slices
-    core_valid = res.valid[rs, cs]
-    provisional.write(
-        np.where(core_valid, scene_labels[rs, cs], -1).astype(np.int32), 1, window=spec.core.to_rasterio()
-    )
-    return int(core_valid.sum())
 
 
 def _finish(

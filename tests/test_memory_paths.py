@@ -15,13 +15,13 @@ import torch
 from geosam.config import RunConfig
 from geosam.models import sam as sam_mod
 from geosam.models.sam_config import SamConfig
-from geosam.segment import (
+from geosam.sam_masks import (
     CPU_DECODER_BYTES,
     decoder_bytes_per_prompt,
     generate_single_crop,
-    mask_generator,
     prompts_per_call,
 )
+from geosam.segment import mask_generator
 from geosam.testing_models import make_tiny_bundle, make_tiny_sam_checkpoint
 
 
@@ -81,7 +81,7 @@ def test_prompts_per_call_follows_the_budget():
 
 def test_decoder_batches_do_not_change_the_masks(monkeypatch):
     """Masks with 1, 3 or all prompts per decoder call are identical (a tiny SAM at 128 px)."""
-    import geosam.segment as seg
+    import geosam.sam_masks as seg
     from geosam.config import SegmentConfig
     from geosam.models.sam import build_sam, predictor_embedding
 
@@ -109,7 +109,7 @@ def test_decoder_batches_do_not_change_the_masks(monkeypatch):
 
 @pytest.mark.parametrize("length", [1, 7, 8, 9, 64, 1000])
 def test_pack_bits_equals_numpy(length):
-    from geosam.segment import pack_bits, unpack_bits
+    from geosam.sam_masks import pack_bits, unpack_bits
 
     rng = np.random.default_rng(length)
     m = rng.random((5, length)) > 0.5
@@ -120,7 +120,7 @@ def test_pack_bits_equals_numpy(length):
 
 def test_device_packing_path_gives_the_same_masks(monkeypatch):
     """The GPU branch (masks packed and kept on the device until NMS), exercised on the CPU."""
-    import geosam.segment as seg
+    import geosam.sam_masks as seg
     from geosam.config import SegmentConfig
     from geosam.models.sam import build_sam, predictor_embedding
 

@@ -30,14 +30,16 @@ if TYPE_CHECKING:
     from rasterio.io import DatasetWriter
     from shapely.geometry.base import BaseGeometry
 
+    from geosam.inference import TileResult
     from geosam.io.region_stream import RegionLayerStream
-    from geosam.stitch import RegionTable
+    from geosam.stitch import RegionTable, SceneStitcher
     from geosam.tiling import TilePlan
 
 __all__ = [
     "PROVISIONAL_PROFILE",
     "provisional_raster",
     "scene_tags",
+    "stitch_tile",
     "write_maps",
     "write_project",
     "write_regions",
@@ -72,6 +74,24 @@ def provisional_raster(path: Path, info: SceneInfo) -> Iterator[DatasetWriter]:
     }
     with rasterio.open(path, "w", **profile) as ds:
         yield ds
+
+
+def stitch_tile(stitcher: SceneStitcher, provisional: DatasetWriter, res: TileResult) -> int:
+    """Add a tile's regions to the stitcher and its core's provisional ids to the provisional raster.
+
+    Returns:
+        The number of valid pixels in the tile's core.
+    """
+    spec = res.spec
+    scene_labels = stitcher.add_tile(
+        spec, res.labels, res.region_probs, res.predicted_iou, res.stability_score
+    )
+    rs, cs = spec.core_slices
+    core_valid = res.valid[rs, cs]
+    provisional.write(
+        np.where(core_valid, scene_labels[rs, cs], -1).astype(np.int32), 1, window=spec.core.to_rasterio()
+    )
+    return int(core_valid.sum())
 
 
 def scene_tags(scene: str, model_name: str, region_source: str) -> dict[str, str]:

@@ -55,10 +55,8 @@ SAM_PIXEL_STD = (58.395, 57.12, 57.375)
 def build_encoder(cfg: SamConfig) -> ImageEncoderViT:
     """Build a randomly initialised ``ImageEncoderViT`` exactly as ``build_sam`` does for ``cfg``.
 
-    The global-attention blocks compute their attention in blocks of query rows
-    (:func:`geosam.models.attention.chunk_global_attention`): the same result and state dict as
-    segment-anything's module, without its full ``(heads, L, L)`` attention maps (ViT-B at 1024 px:
-    about 2 GiB less peak memory per pass, and faster on CPU).
+    Global attention runs in blocks of query rows (:mod:`geosam.models.attention`): same result and
+    state dict, about 2 GiB less peak memory per ViT-B pass at 1024 px.
     """
     from segment_anything.modeling import ImageEncoderViT
 
@@ -163,12 +161,10 @@ def load_state_dict(
 
 
 def _torch_load(path: Path, map_location: str | torch.device) -> object:
-    """``torch.load(weights_only=True)``, memory-mapped when the file allows it.
+    """``torch.load(weights_only=True)``, memory-mapped unless the file is in the legacy (pre-zip) format.
 
-    Memory-mapped tensors are read from the page cache while they are copied into the model, so the
-    state dict never takes a second copy of the weights on the heap (with the CLI's allocator settings
-    freed heap memory is kept, so that copy would stay resident: 375 MB for ViT-B). Files in
-    PyTorch's legacy (pre-zip) format cannot be mapped and are read as before.
+    Mapped tensors are copied into the model from the page cache: no second copy of the weights on
+    the heap, where the CLI's allocator settings would keep it resident (375 MB for ViT-B).
     """
     try:
         return torch.load(path, map_location=map_location, weights_only=True, mmap=True)
