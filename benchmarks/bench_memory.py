@@ -32,11 +32,29 @@ def peak_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 scene, model, ckpt, cfg_json = sys.argv[1:5]
+regions_mode = sys.argv[6]
 import torch
+import geosam.predict
 from geosam.config import parse_config
 from geosam.predict import predict_scene, process_tile
 from geosam.runtime import load_models
 cfg = parse_config(json.loads(cfg_json))
+
+def collected_finish(plan, models, cfg, stitched, scratch, outputs):
+    # the control: every region's polygon kept until the end, then one frame written (before streaming)
+    from geosam.io import scene_writer
+    from geosam.region_table import region_frame
+    scheme = models.bundle.meta.class_scheme
+    table = stitched.stitcher.finish(cfg.segment.min_region_area)
+    tags = scene_writer.scene_tags(plan.path, models.bundle.meta.name, models.region_source)
+    polygons = scene_writer.write_maps(scratch / geosam.predict._PROVISIONAL, plan.tiles, table,
+                                       stitched.tile_probs, outputs, scheme, cfg.output, tags)
+    regions = region_frame(polygons, table, plan.tiles, scheme, models.region_source)
+    scene_writer.write_regions(regions, outputs, scheme, cfg.output)
+    return len(regions)
+
+if regions_mode == "collected":
+    geosam.predict._finish = collected_finish
 models = load_models(model, ckpt or None, cfg)
 sys.path.insert(0, sys.argv[5])
 from _fixtures import scene_tiles
@@ -56,8 +74,12 @@ print(json.dumps({"baseline_mb": base, "peak_mb": peak_mb(), "seconds": time.per
 """
 
 
-def measure(scene: Path, setup: Any) -> dict[str, Any]:
-    """Run :data:`CHILD` on ``scene`` in a fresh interpreter; returns its JSON line."""
+def measure(scene: Path, setup: Any, regions: str = "streamed") -> dict[str, Any]:
+    """Run :data:`CHILD` on ``scene`` in a fresh interpreter; returns its JSON line.
+
+    ``regions``: ``streamed`` (geosam: polygons written as regions complete) or ``collected`` (the
+    control: every polygon kept in memory and written at the end, as before streaming).
+    """
     env = dict(os.environ)
     out = subprocess.run(
         [
@@ -69,6 +91,7 @@ def measure(scene: Path, setup: Any) -> dict[str, Any]:
             str(setup.sam_checkpoint or ""),
             json.dumps(setup.cfg.to_json_dict()),
             str(Path(__file__).resolve().parent),
+            regions,
         ],
         check=True,
         capture_output=True,
@@ -79,7 +102,11 @@ def measure(scene: Path, setup: Any) -> dict[str, Any]:
 
 
 def run(
-    size: str = "full", results: str | None = None, work: str | None = None, with_sam: bool = True
+    size: str = "full",
+    results: str | None = None,
+    work: str | None = None,
+    with_sam: bool = True,
+    with_control: bool = True,
 ) -> dict[str, Any]:
     import rasterio
 
@@ -90,40 +117,49 @@ def run(
     scenes = {
         f * f: mosaic_vrt(wd / f"mosaic_{base_scene.stem}_{f}x{f}.vrt", base_scene, f, f) for f in factors
     }
-    setups = [(default_setup(size, wd), factors)]
+    default = default_setup(size, wd)
+    # (set-up, factor, region layers): the default model streamed at every size, with the collected
+    # control at the smallest and largest; SAM ViT-B streamed at 1x and 4x
+    plan = [(default, f, "streamed") for f in factors]
+    if with_control:
+        plan += [(default, f, "collected") for f in (factors[0], factors[-1])]
     if with_sam:
-        setups.append((sam_setup(size, wd), factors[:2]))
+        sam = sam_setup(size, wd)
+        plan += [(sam, f, "streamed") for f in factors[:2]]
+    setups = list({s.name: s for s, _, _ in plan}.values())
     rows = []
     t_start = time.perf_counter()
-    for setup, fs in setups:
-        for f in fs:
-            scene = scenes[f * f]
-            with rasterio.open(scene) as ds:
-                w, h, count = ds.width, ds.height, ds.count
-            m = measure(scene, setup)
-            m.update(
-                setup=setup.name,
-                area=f"{f * f}x",
-                width=w,
-                height=h,
-                scene_float32_mb=w * h * count * 4 / 2**20,
-                growth_mb=m["peak_mb"] - m["baseline_mb"],
-            )
-            rows.append(m)
-            print(
-                f"  {setup.name} {f * f}x ({w}x{h}): peak {m['peak_mb']:.0f} MB, "
-                f"growth {m['growth_mb']:.0f} MB, "
-                f"{m['tiles']} tiles, {m['seconds']:.1f} s",
-                flush=True,
-            )
-    for setup, _ in setups:
-        mine = [r for r in rows if r["setup"] == setup.name]
-        for r in mine:
-            r["peak_vs_1x"] = r["peak_mb"] / mine[0]["peak_mb"]
+    for setup, f, mode in plan:
+        scene = scenes[f * f]
+        with rasterio.open(scene) as ds:
+            w, h, count = ds.width, ds.height, ds.count
+        m = measure(scene, setup, mode)
+        m.update(
+            setup=setup.name,
+            regions_layers=mode,
+            area=f"{f * f}x",
+            width=w,
+            height=h,
+            scene_float32_mb=w * h * count * 4 / 2**20,
+            growth_mb=m["peak_mb"] - m["baseline_mb"],
+        )
+        rows.append(m)
+        print(
+            f"  {setup.name} {mode} {f * f}x ({w}x{h}): peak {m['peak_mb']:.0f} MB, "
+            f"growth {m['growth_mb']:.0f} MB, "
+            f"{m['tiles']} tiles, {m['seconds']:.1f} s",
+            flush=True,
+        )
+    for setup in setups:
+        for mode in ("streamed", "collected"):
+            mine = [r for r in rows if r["setup"] == setup.name and r["regions_layers"] == mode]
+            for r in mine:
+                r["peak_vs_1x"] = r["peak_mb"] / mine[0]["peak_mb"]
     harness.table(
         rows,
         [
             "setup",
+            "regions_layers",
             "area",
             "width",
             "height",
@@ -142,7 +178,7 @@ def run(
     harness.finish(header)
     data = {
         **header,
-        "setups": [s.describe() for s, _ in setups],
+        "setups": [s.describe() for s in setups],
         "base_scene": str(base_scene),
         "runs": rows,
     }
@@ -154,8 +190,9 @@ def main(argv: list[str] | None = None) -> None:
     harness.ensure_allocator_env()
     ap = harness.base_parser(__doc__.splitlines()[0])
     ap.add_argument("--no-sam", action="store_true", help="only the default-model set-up")
+    ap.add_argument("--no-control", action="store_true", help="skip the collected-polygons control runs")
     a = ap.parse_args(argv)
-    run(a.size, a.results, a.work, not a.no_sam)
+    run(a.size, a.results, a.work, not a.no_sam, not a.no_control)
 
 
 if __name__ == "__main__":

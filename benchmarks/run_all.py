@@ -37,6 +37,7 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     "memory": ("bench_memory.py", []),
     "scaling": ("bench_scaling.py", []),
     "calibration": ("bench_calibration.py", []),
+    "vs_samgeo": ("bench_vs_samgeo.py", ["--reduced"]),
 }
 
 
@@ -72,7 +73,8 @@ def headline(name: str, data: dict[str, Any]) -> list[str]:
     elif name == "memory":
         for r in data["runs"]:
             out.append(
-                f"{r['setup']} {r['area']}: peak {r['peak_mb']:.0f} MB (growth {r['growth_mb']:.0f} MB)"
+                f"{r['setup']} {r.get('regions_layers', '')} {r['area']}: peak {r['peak_mb']:.0f} MB "
+                f"(x{r.get('peak_vs_1x', 1.0):.2f} vs 1x, growth {r['growth_mb']:.0f} MB)"
             )
     elif name == "calibration":
         c, d = data["calibration"], data["domain"]
@@ -80,6 +82,16 @@ def headline(name: str, data: dict[str, Any]) -> list[str]:
         out.append(f"{ece} (cross-fitted; T {c['temperature_all']:.3f})")
         if d["auroc_target_pooled"] is not None:
             out.append(f"out-of-domain AUROC (NAIP + Raleigh) {d['auroc_target_pooled']:.3f}")
+    elif name.startswith("vs_samgeo"):
+        for r in data["summary"]:
+            if "wall_ratio" in r:
+                out.append(
+                    f"{r['scene']}: geosam {r['geosam_wall_s']:.0f} s / {r['geosam_peak_rss_mb']:.0f} MB, "
+                    f"samgeo {r['samgeo_wall_s']:.0f} s / {r['samgeo_peak_rss_mb']:.0f} MB: "
+                    f"x{r['wall_ratio']:.2f} time, x{r['rss_ratio']:.2f} memory, mask IoU {r['mask_iou']:.2f}"
+                )
+            else:
+                out.append(f"{r['scene']}: geosam {r['geosam_wall_s']:.0f} s (samgeo not run)")
     elif name.startswith("scaling"):
         for r in data["runs"]:
             out.append(f"workers={r['workers']}: {r['scenes_per_min']:.2f} scenes/min")
@@ -118,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
             failed.append(name)
     print(f"== headline numbers ({a.size}, {time.perf_counter() - t0:.0f} s in all) ==")
     for name in a.only or list(BENCHMARKS):
-        path = results / f"{harness.result_name(name, a.size)}.json"
+        stem = "vs_samgeo_reduced" if name == "vs_samgeo" and a.size == "full" else name
+        path = results / f"{harness.result_name(stem, a.size)}.json"
         if path.is_file():
             for line in headline(name, json.loads(path.read_text(encoding="utf-8"))):
                 print(f"{name}: {line}")

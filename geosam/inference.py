@@ -10,6 +10,7 @@ whole run configuration.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -94,45 +95,64 @@ class TileInference:
             valid: ``(T, T)`` valid pixels.
             spec: The tile (``T = encoder.tile_size``).
         """
+        return self.run_batch([(tile_data, valid, spec)])[0]
+
+    def run_batch(self, tiles: Sequence[tuple[np.ndarray, np.ndarray, TileSpec]]) -> list[TileResult]:
+        """:meth:`__call__` for several tiles, encoded by one encoder call (a GPU's batch).
+
+        The tiles' embeddings come from one :func:`~geosam.encode.encode_tiles` call (``chip_batch``
+        inputs per forward pass); regions and classes then follow tile by tile. Each result's
+        ``encode`` seconds are the batch's share.
+
+        Args:
+            tiles: ``(tile_data, valid, spec)`` per tile, as for :meth:`__call__`.
+        """
         import torch
 
         from geosam.classify import classify_tile
         from geosam.encode import encode_tiles, fill_invalid
         from geosam.segment import Regions
 
-        secs: dict[str, float] = {}
+        if not tiles:
+            return []
         t0 = time.perf_counter()
         fill = self.fill
         if fill is None:
             model_mean: torch.Tensor = self.model.mean  # type: ignore[assignment]  # a registered buffer
             fill = model_mean.detach().cpu().numpy().reshape(-1)
-        x = torch.from_numpy(fill_invalid(tile_data, valid, fill))[None].to(self.device)
+        x = np.stack([fill_invalid(data, valid, fill) for data, valid, _ in tiles])
+        xt = torch.from_numpy(x).to(self.device, non_blocking=True)
         feats = encode_tiles(
-            self.model, x, self.encoder, precision=self.precision, chip_batch=self.chip_batch
+            self.model, xt, self.encoder, precision=self.precision, chip_batch=self.chip_batch
         )
-        t1 = time.perf_counter()
-        secs["encode"] = t1 - t0
-        domain_scores = np.zeros(0)
-        if self.domain is not None and valid.any():
-            from geosam.domain import tile_scores
+        del xt
+        encode_s = (time.perf_counter() - t0) / len(tiles)
+        out = []
+        for i, (data, valid, spec) in enumerate(tiles):
+            t1 = time.perf_counter()
+            emb = feats[i : i + 1]
+            regions = self.regions(data, emb, valid) if valid.any() else Regions.empty(valid.shape)
+            t2 = time.perf_counter()
+            classes = classify_tile(self.model, emb[0], valid, regions.labels, regions.count)
+            domain_scores = np.zeros(0)
+            if self.domain is not None and valid.any():
+                from geosam.domain import tile_scores
 
-            domain_scores = tile_scores(self.domain, feats[0], valid, self.encoder.grid)
-        regions = self.regions(tile_data, feats, valid) if valid.any() else Regions.empty(valid.shape)
-        t2 = time.perf_counter()
-        secs["segment"] = t2 - t1
-        classes = classify_tile(self.model, feats[0], valid, regions.labels, regions.count)
-        secs["classify"] = time.perf_counter() - t2
-        return TileResult(
-            spec,
-            regions.labels,
-            valid,
-            classes.regions,
-            regions.predicted_iou,
-            regions.stability_score,
-            classes.tile,
-            secs,
-            domain_scores,
-        )
+                domain_scores = tile_scores(self.domain, emb[0], valid, self.encoder.grid)
+            out.append(
+                TileResult(
+                    spec,
+                    regions.labels,
+                    valid,
+                    classes.regions,
+                    regions.predicted_iou,
+                    regions.stability_score,
+                    classes.tile,
+                    {"encode": encode_s, "segment": t2 - t1, "classify": time.perf_counter() - t2},
+                    domain_scores,
+                )
+            )
+        return out
 
 
 def tile_inference(
@@ -162,7 +182,14 @@ def tile_inference(
     return TileInference(
         model=models.bundle.model,
         encoder=encoder,
-        regions=region_maker(models.region_source, models.sam, segment, chip_size=encoder.chip_size),
+        # the mask decoder follows the encoder's precision on GPUs; on CPUs it stays float32
+        regions=region_maker(
+            models.region_source,
+            models.sam,
+            segment,
+            chip_size=encoder.chip_size,
+            precision=models.precision if models.device.type == "cuda" else "fp32",
+        ),
         device=models.device,
         precision=models.precision,
         chip_batch=max(1, batch_size) * 16,

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -255,13 +256,19 @@ def _infer_tiles(
     progress: bool,
     on_tile: Callable[[int, int], None] | None,
 ) -> _Stitched:
-    """Phase 3: every tile through :class:`~geosam.inference.TileInference`, stitched as it comes."""
+    """Phase 3: every tile through :class:`~geosam.inference.TileInference`, stitched as it comes.
+
+    The next tiles are read and stretched on a background thread while the current ones are encoded,
+    finished tiles are stitched on another (:mod:`geosam.tile_pipeline`), and on a GPU several tiles
+    share one encoder call; on a CPU tiles go one at a time, as before.
+    """
     import torch
 
     from geosam.io.read import read_tile
-    from geosam.io.scene_writer import provisional_raster
+    from geosam.io.scene_writer import provisional_raster, stitch_tile
     from geosam.progress import progress_iter
     from geosam.stitch import SceneStitcher
+    from geosam.tile_pipeline import SerialWorker, batched, prefetch, tiles_per_call
 
     tiles = plan.tiles
     infer = tile_inference(models, plan.encoder, cfg.segment, batch_size=cfg.batch_size)
@@ -271,46 +278,49 @@ def _infer_tiles(
     tile_probs: dict[int, np.ndarray] = {}
     tile_valid_px: dict[int, int] = {}
     tile_domain: dict[int, np.ndarray] = {}
+    run_batch = getattr(infer, "run_batch", None)
+    per_call = tiles_per_call(models.device, cfg.batch_size, plan.encoder.chips_per_tile) if run_batch else 1
+
+    def read(spec: TileSpec) -> tuple[np.ndarray, np.ndarray, float]:
+        t0 = time.perf_counter()
+        tile = read_tile(plan.path, spec, plan.bands)
+        data = plan.preprocessing.apply(tile.data, tile.valid)
+        return data, tile.valid, time.perf_counter() - t0
+
+    def stitch(res: TileResult, provisional: DatasetWriter) -> None:
+        t0 = time.perf_counter()
+        tile_valid_px[res.spec.index] = stitch_tile(stitcher, provisional, res)
+        tile_probs[res.spec.index] = res.tile_probs
+        tile_domain[res.spec.index] = res.domain_scores
+        timer.add("stitch", time.perf_counter() - t0)
+
+    done = 0
     # no_grad scoped to the tile loop: a global set_grad_enabled(False) would leak into the caller
     # (a training run later in the same process would have no gradients)
-    with torch.no_grad(), provisional_raster(scratch / _PROVISIONAL, plan.info) as provisional:
+    with (
+        torch.no_grad(),
+        provisional_raster(scratch / _PROVISIONAL, plan.info) as provisional,
+        SerialWorker[None]() as post,
+    ):
         # the scratch raster starts as nodata (-1) everywhere; skipped tiles stay so
         items = progress_iter(tiles.tiles, f"{tiles.scene_id}: tiles", enabled=progress, unit="tiles")
-        for done, spec in enumerate(items, 1):
-            with timer.stage("read"):
-                tile = read_tile(plan.path, spec, plan.bands)
-                data = plan.preprocessing.apply(tile.data, tile.valid)
-            res = infer(data, tile.valid, spec)
-            for stage, seconds in res.seconds.items():
-                timer.add(stage, seconds)
-            with timer.stage("stitch"):
-                tile_valid_px[spec.index] = _stitch_tile(stitcher, provisional, spec, res)
-                tile_probs[spec.index] = res.tile_probs
-                tile_domain[spec.index] = res.domain_scores
-            if on_tile:
-                on_tile(done, len(tiles.tiles))
+        for group in batched(prefetch(items, read, depth=max(2, per_call)), per_call):
+            for _, (_, _, read_s) in group:
+                timer.add("read", read_s)
+            batch = [(data, valid, spec) for spec, (data, valid, _) in group]
+            results = run_batch(batch) if run_batch else [infer(*batch[0])]
+            for res in results:
+                for stage, seconds in res.seconds.items():
+                    timer.add(stage, seconds)
+                post.submit(stitch, res, provisional)
+                done += 1
+                if on_tile:
+                    on_tile(done, len(tiles.tiles))
     from geosam.domain_check import check_scene, tile_ratios
 
     stats, name = models.bundle.domain, Path(plan.path).name
     domain = check_scene(tile_domain, stats, name, models.bundle.meta.name)  # one WARNING if out of domain
     return _Stitched(stitcher, tile_probs, tile_valid_px, domain, tile_ratios(tile_domain, stats))
-
-
-def _stitch_tile(stitcher: SceneStitcher, provisional: DatasetWriter, spec: TileSpec, res: TileResult) -> int:
-    """Add a tile's regions to the stitcher and its core's provisional ids to the scratch raster.
-
-    Returns:
-        The number of valid pixels in the tile's core.
-    """
-    scene_labels = stitcher.add_tile(
-        spec, res.labels, res.region_probs, res.predicted_iou, res.stability_score
-    )
-    rs, cs = spec.core_slices
-    core_valid = res.valid[rs, cs]
-    provisional.write(
-        np.where(core_valid, scene_labels[rs, cs], -1).astype(np.int32), 1, window=spec.core.to_rasterio()
-    )
-    return int(core_valid.sum())
 
 
 def _finish(
@@ -329,27 +339,23 @@ def _finish(
         The number of regions (written, or found when region layers are off).
     """
     from geosam.io import scene_writer
-    from geosam.region_table import region_frame
+    from geosam.io.region_stream import RegionLayerStream, completion_positions
 
     scheme = _scheme(models)
     table = stitched.stitcher.finish(cfg.segment.min_region_area)
     tags = scene_writer.scene_tags(plan.path, models.bundle.meta.name, models.region_source)
-    polygons = scene_writer.write_maps(
-        scratch / _PROVISIONAL,
-        plan.tiles,
-        table,
-        stitched.tile_probs,
-        outputs,
-        scheme,
-        cfg.output,
-        tags,
-        progress=progress,
-    )
-    if polygons is None:
+    maps = (scratch / _PROVISIONAL, plan.tiles, table, stitched.tile_probs, outputs, scheme, cfg.output, tags)
+    if not cfg.output.regions:
+        scene_writer.write_maps(*maps, progress=progress)
         return int(table.count)
-    regions = region_frame(polygons, table, plan.tiles, scheme, models.region_source)
-    scene_writer.write_regions(regions, outputs, scheme, cfg.output)
-    return len(regions)
+    # region polygons are written as soon as no later tile can touch them (memory: the open ones)
+    order = [spec.index for spec in plan.tiles.tiles]
+    complete = completion_positions(table.lookup, stitched.stitcher.piece_tiles(), order, table.count)
+    with RegionLayerStream(
+        outputs, scratch, table, plan.tiles, scheme, models.region_source, cfg.output
+    ) as stream:
+        scene_writer.write_maps(*maps, regions=stream, complete_after=complete, progress=progress)
+    return stream.count
 
 
 def _record(

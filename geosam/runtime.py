@@ -22,6 +22,7 @@ from geosam.models.bundle import LoadedBundle
 if TYPE_CHECKING:
     import torch
     from segment_anything.modeling import Sam
+    from torch import nn
 
     from geosam.infer_sam2 import Sam2MaskDecoder
     from geosam.infer_sam3 import Sam3Concepts
@@ -181,7 +182,13 @@ def load_models(
                 "for felzenszwalb regions",
                 str(model) if model is not None else None,
             )
-        bundle = load_bundle(model, sam_checkpoint=sam_checkpoint, device="cpu", img_size=tile)
+        # a bundle on the frozen checkpoint takes the encoder just loaded (one copy of the weights)
+        shared: nn.Module | None = None
+        if meta.encoder.source == "sam_checkpoint":
+            shared = sam.get_submodule("image_encoder")
+        bundle = load_bundle(
+            model, sam_checkpoint=sam_checkpoint, device="cpu", img_size=tile, sam_encoder=shared
+        )
         if bundle.meta.encoder.source == "bundle":
             log.warning(
                 "the bundle's encoder was fine-tuned: SAM's mask decoder runs on its embedding "

@@ -4,8 +4,8 @@
 predicted-IoU and stability-score filters and box NMS, with its argument names and defaults) on an image
 embedding the caller has already computed, so the encoder runs once per tile and the same embedding
 also feeds the classifier. Only single-crop generation is supported (``crop_n_layers=0``): extra crop
-layers would need new encoder passes. :func:`generate_single_crop` is that generator's single-crop path
-without its run-length-encoding round trip (same masks, scores and order).
+layers would need new encoder passes. :func:`generate_single_crop` (:mod:`geosam.sam_masks`) is that
+generator's single-crop path without its run-length-encoding round trip (same masks, scores and order).
 
 ``felzenszwalb_regions`` is the fallback when no SAM mask decoder is available: graph-based
 superpixels (scikit-image) of the stretched tile pixels. Outputs say which source made the regions;
@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from geosam.config import SegmentConfig
+from geosam.sam_masks import generate_single_crop
 
 if TYPE_CHECKING:
     import torch
@@ -120,9 +121,10 @@ class SamRegions:
 
     source = "sam"
 
-    def __init__(self, sam: Sam, cfg: SegmentConfig) -> None:
+    def __init__(self, sam: Sam, cfg: SegmentConfig, *, precision: str = "fp32") -> None:
         self.generator = mask_generator(sam, cfg)
         self.min_region_area = cfg.min_region_area
+        self.precision = precision
 
     def __call__(self, tile: np.ndarray, embedding: torch.Tensor, valid: np.ndarray) -> Regions:
         """Regions of one tile.
@@ -138,7 +140,7 @@ class SamRegions:
 
         h, w = valid.shape
         with predictor_embedding(self.generator.predictor, embedding, (h, w)), torch.inference_mode():
-            masks, scores = generate_single_crop(self.generator, h, w)
+            masks, scores = generate_single_crop(self.generator, h, w, precision=self.precision)
         return paint_masks(masks, scores, valid, self.min_region_area, "sam")
 
 
@@ -197,12 +199,14 @@ class ChipRegions:
 
 
 def region_maker(
-    source: str, sam: Sam | None, cfg: SegmentConfig, *, chip_size: int | None = None
+    source: str, sam: Sam | None, cfg: SegmentConfig, *, chip_size: int | None = None, precision: str = "fp32"
 ) -> RegionMaker:
     """The region maker for a resolved region source (``sam``, ``felzenszwalb``, ``tiles``, ``chips``).
 
     Built once per scene; ``chips`` (one region per encoder chip, :mod:`geosam.chip_grid`) needs the
     scene's ``chip_size``.
+
+    ``precision`` is the SAM mask decoder's (:func:`generate_single_crop`).
 
     Raises:
         ValueError: ``sam`` without a SAM model, ``chips`` without a chip size, or an unknown source.
@@ -210,7 +214,7 @@ def region_maker(
     if source == "sam":
         if sam is None:
             raise ValueError("region source 'sam' needs a SAM model")
-        return SamRegions(sam, cfg)
+        return SamRegions(sam, cfg, precision=precision)
     if source == "felzenszwalb":
         return FelzenszwalbRegions(cfg)
     if source == "tiles":
@@ -250,80 +254,6 @@ def mask_generator(sam: Sam, cfg: SegmentConfig) -> SamAutomaticMaskGenerator:
         min_mask_region_area=0,
         output_mode="binary_mask",
     )
-
-
-def generate_single_crop(
-    gen: SamAutomaticMaskGenerator, h: int, w: int
-) -> tuple[list[np.ndarray], list[tuple[float, float]]]:
-    """segment-anything's ``generate`` for ``crop_n_layers=0`` and ``min_mask_region_area=0``, minus RLE.
-
-    The same steps, functions and order as segment-anything's ``_process_crop``/``_process_batch``: the
-    point grid in batches of ``points_per_batch``, three masks per point, the predicted-IoU filter,
-    stability score and its filter, thresholding, boxes, the crop-edge filter, and box NMS over all
-    batches. segment-anything then run-length encodes every surviving mask of every batch, deep-copies
-    the RLE lists when it concatenates batches, and decodes the NMS survivors back to arrays for
-    ``output_mode="binary_mask"``; on a 2-core CPU that round trip costs more than the mask decoder
-    itself (noisy masks have long RLEs). Here masks are kept bit-packed (1 bit per pixel: 128 KiB for a
-    1024 px tile) and only the NMS survivors are unpacked. The result equals ``generate``'s masks and
-    scores, in its order (``tests/test_segment.py`` compares them).
-
-    Args:
-        gen: A generator whose ``predictor`` has the tile's embedding set.
-        h: Tile height in pixels (the encoder input).
-        w: Tile width in pixels.
-
-    Returns:
-        Boolean ``(h, w)`` masks and their ``(predicted_iou, stability_score)``.
-    """
-    import torch
-    from segment_anything.utils.amg import (
-        batch_iterator,
-        batched_mask_to_box,
-        calculate_stability_score,
-        is_box_near_crop_edge,
-    )
-    from torchvision.ops.boxes import batched_nms
-
-    pred = gen.predictor
-    threshold = pred.model.mask_threshold
-    crop_box = [0, 0, w, h]
-    points_for_image = gen.point_grids[0] * np.array((h, w))[None, ::-1]
-    packed: list[np.ndarray] = []
-    ious, stabs, boxes = [], [], []
-    for (points,) in batch_iterator(gen.points_per_batch, points_for_image):
-        in_points = torch.as_tensor(pred.transform.apply_coords(points, (h, w)), device=pred.device)
-        in_labels = torch.ones(in_points.shape[0], dtype=torch.int, device=in_points.device)
-        logits, iou_preds, _ = pred.predict_torch(
-            in_points[:, None, :], in_labels[:, None], multimask_output=True, return_logits=True
-        )
-        logits, iou = logits.flatten(0, 1), iou_preds.flatten(0, 1)
-        del iou_preds
-        if gen.pred_iou_thresh > 0.0:
-            keep = iou > gen.pred_iou_thresh
-            logits, iou = logits[keep], iou[keep]
-        stab = calculate_stability_score(logits, threshold, gen.stability_score_offset)
-        if gen.stability_score_thresh > 0.0:
-            keep = stab >= gen.stability_score_thresh
-            logits, iou, stab = logits[keep], iou[keep], stab[keep]
-        binary = logits > threshold
-        del logits
-        box = batched_mask_to_box(binary)
-        keep = ~is_box_near_crop_edge(box, crop_box, [0, 0, w, h])
-        if not torch.all(keep):
-            binary, iou, stab, box = binary[keep], iou[keep], stab[keep], box[keep]
-        packed.extend(np.packbits(binary.cpu().numpy().reshape(len(binary), h * w), axis=1))
-        ious.append(iou.cpu())
-        stabs.append(stab.cpu())
-        boxes.append(box.cpu())
-    if not packed:
-        return [], []
-    iou_all, stab_all, box_all = torch.cat(ious), torch.cat(stabs), torch.cat(boxes)
-    order = batched_nms(
-        box_all.float(), iou_all, torch.zeros(len(box_all)), iou_threshold=gen.box_nms_thresh
-    ).tolist()
-    masks = [np.unpackbits(packed[i], count=h * w).reshape(h, w).astype(bool) for i in order]
-    scores = [(float(iou_all[i]), float(stab_all[i])) for i in order]
-    return masks, scores
 
 
 def felzenszwalb_regions(image: np.ndarray, valid: np.ndarray, cfg: SegmentConfig) -> Regions:

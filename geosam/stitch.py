@@ -319,6 +319,16 @@ class SceneStitcher:
             pieces=np.array([len(r[0]) for r in rows], np.int32),
         )
 
+    def piece_tiles(self) -> np.ndarray:
+        """``(P + 1,)`` int64: the tile index each provisional id came from (entry 0: -1).
+
+        A provisional id is written only over its own tile's core, so a final region lies in the
+        cores of its pieces' tiles (what :func:`geosam.io.region_stream.completion_positions` needs).
+        """
+        out = np.full(self.next_id, -1, np.int64)
+        out[1:] = np.asarray(self.p.tile, np.int64)
+        return out
+
     def _owner(self, r: float, c: float, members: list[int], areas: np.ndarray) -> int:
         tiles = {self.p.tile[mm - 1] for mm in members}
         for t in tiles:

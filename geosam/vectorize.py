@@ -55,12 +55,22 @@ class PolygonCollector:
 
     def dissolve(self) -> dict[int, Any]:
         """One (multi)polygon per id, with pieces unioned and made valid."""
-        import shapely
+        return {rid: _dissolve(polys) for rid, polys in self._pieces.items()}
 
+    def pop_dissolved(self, ids: Iterable[int]) -> dict[int, Any]:
+        """Dissolve the pieces of ``ids`` (those collected) and forget them (streamed region layers)."""
         out: dict[int, Any] = {}
-        for rid, polys in self._pieces.items():
-            geom = polys[0] if len(polys) == 1 else shapely.union_all(polys)
-            if not geom.is_valid:
-                geom = shapely.make_valid(geom)
-            out[rid] = geom
+        for rid in ids:
+            polys = self._pieces.pop(int(rid), None)
+            if polys:
+                out[int(rid)] = _dissolve(polys)
         return out
+
+
+def _dissolve(polys: list[Any]) -> Any:
+    import shapely
+
+    geom = polys[0] if len(polys) == 1 else shapely.union_all(polys)
+    if not geom.is_valid:
+        geom = shapely.make_valid(geom)
+    return geom

@@ -187,3 +187,91 @@ def test_hiera_level_dilution_measure():
     assert share[0] == pytest.approx(1.0)
     assert share[1] == pytest.approx(1 / 16)
     assert share[2] == pytest.approx((1 + 0.5**2) / 1.5)
+
+
+def test_gpu_check_cpu_tiny(tmp_path, work):
+    """benchmarks/gpu_check.sh --smoke: the GPU script's whole path on a CPU at a tiny size.
+
+    No GPU was lent to this project's development machine; on one, ``bash benchmarks/gpu_check.sh``
+    runs the same code at the Sentinel-2 size.
+    """
+    import os
+    import subprocess
+
+    env = {**os.environ, "PYTHON": sys.executable, "GEOSAM_BENCH_WORK": str(work)}
+    out = subprocess.run(
+        ["bash", str(BENCH / "gpu_check.sh"), "--smoke", "--results", str(tmp_path), "--work", str(work)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=900,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    data = json.loads((tmp_path / "gpu_throughput_smoke.json").read_text())
+    s = data["summary"]
+    assert s["device"] == "cpu" and s["gpu"] is None and s["gpu_busy_pct"] is None
+    assert s["full_scene_measured"] and s["measured_tiles"] == s["full_scene_tiles"] > 1
+    assert s["tiles_per_s"] > 0 and s["projected_full_scene_s"] >= s["model_load_s"]
+    assert "projected full" in out.stdout
+
+
+def test_vs_samgeo_geosam_side_smoke(work, tmp_path):
+    """bench_vs_samgeo's geosam side as a whole process (tiny model); samgeo needs ViT-B, see bench tests."""
+    import bench_vs_samgeo as b
+
+    data = b.run("smoke", results=str(tmp_path), work=str(work), repeats=1, peer=False)
+    (row,) = data["summary"]
+    assert row["tiles"] > 0 and row["geosam_wall_s"] > 0 and row["geosam_peak_rss_mb"] > 100
+    assert "wall_ratio" not in row  # no peer, no ratio invented
+    assert (tmp_path / "vs_samgeo_smoke.json").is_file()
+    assert "--halo 0" in data["geosam_command"] and "--stretch dtype" in data["geosam_command"]
+
+
+def test_measure_process_sums_the_tree(tmp_path):
+    """Peak RSS of a process tree: a parent and a child holding 150 MB each at the same time."""
+    import bench_vs_samgeo as b
+
+    child = "import time; y = bytearray(150 * 2**20); time.sleep(1.5)"
+    code = (
+        "import subprocess, sys, time\n"
+        "x = bytearray(150 * 2**20)\n"
+        f"p = subprocess.Popen([sys.executable, '-c', {child!r}])\n"
+        "time.sleep(1.0); p.wait()\n"
+    )
+    m = b.measure_process([sys.executable, "-c", code], dict(__import__("os").environ), tmp_path)
+    assert m["rc"] == 0
+    assert 150 <= m["hwm_mb"] < 280  # the largest single process
+    assert m["polled_tree_mb"] >= 290  # both at once
+    assert m["peak_rss_mb"] == max(m["hwm_mb"], m["polled_tree_mb"])
+
+
+def test_mask_iou(tmp_path):
+    import bench_vs_samgeo as b
+    import geopandas as gpd
+    import rasterio
+    from shapely.geometry import box
+
+    from geosam.testing import make_raster
+
+    where = np.zeros((40, 50), bool)
+    where[:, :10] = True  # nodata strip: left out of the IoU
+    scene = make_raster(
+        tmp_path / "s.tif", 50, 40, count=3, dtype="uint8", fill=9, nodata=0, nodata_where=where
+    )
+    with rasterio.open(scene) as ds:
+        t, crs = ds.transform, ds.crs
+        profile = {**ds.profile, "count": 1}
+    # geosam: columns 0..29 (20 valid columns); samgeo: columns 20..49 (30 valid columns); overlap 10
+    x0, y0 = t @ (0, 0)
+    x30, y40 = t @ (30, 40)
+    gpd.GeoDataFrame({"region_id": [1]}, geometry=[box(x0, y40, x30, y0)], crs=crs).to_file(
+        tmp_path / "g.gpkg"
+    )
+    mask = np.zeros((1, 40, 50), np.uint8)
+    mask[0, :, 20:] = 255
+    with rasterio.open(tmp_path / "m.tif", "w", **profile) as ds:
+        ds.write(mask)
+    r = b.mask_iou(scene, tmp_path / "g.gpkg", tmp_path / "m.tif")
+    assert r["iou"] == pytest.approx(10 / 40)
+    assert r["geosam_cover"] == pytest.approx(20 / 40) and r["samgeo_cover"] == pytest.approx(30 / 40)

@@ -31,13 +31,16 @@ if TYPE_CHECKING:
     from shapely.geometry.base import BaseGeometry
 
     from geosam.domain_check import DomainReport
-    from geosam.stitch import RegionTable
+    from geosam.inference import TileResult
+    from geosam.io.region_stream import RegionLayerStream
+    from geosam.stitch import RegionTable, SceneStitcher
     from geosam.tiling import TilePlan
 
 __all__ = [
     "PROVISIONAL_PROFILE",
     "provisional_raster",
     "scene_tags",
+    "stitch_tile",
     "write_maps",
     "write_project",
     "write_regions",
@@ -74,6 +77,24 @@ def provisional_raster(path: Path, info: SceneInfo) -> Iterator[DatasetWriter]:
         yield ds
 
 
+def stitch_tile(stitcher: SceneStitcher, provisional: DatasetWriter, res: TileResult) -> int:
+    """Add a tile's regions to the stitcher and its core's provisional ids to the provisional raster.
+
+    Returns:
+        The number of valid pixels in the tile's core.
+    """
+    spec = res.spec
+    scene_labels = stitcher.add_tile(
+        spec, res.labels, res.region_probs, res.predicted_iou, res.stability_score
+    )
+    rs, cs = spec.core_slices
+    core_valid = res.valid[rs, cs]
+    provisional.write(
+        np.where(core_valid, scene_labels[rs, cs], -1).astype(np.int32), 1, window=spec.core.to_rasterio()
+    )
+    return int(core_valid.sum())
+
+
 def scene_tags(scene: str, model_name: str, region_source: str) -> dict[str, str]:
     """GDAL dataset tags written into the class map and confidence COGs."""
     return {
@@ -94,8 +115,14 @@ def write_maps(
     tags: Mapping[str, str],
     *,
     progress: bool = False,
+    regions: RegionLayerStream | None = None,
+    complete_after: np.ndarray | None = None,
 ) -> dict[int, BaseGeometry] | None:
     """The finishing pass: class map and confidence COGs, and the regions' polygons.
+
+    With ``regions`` and ``complete_after`` the polygons are streamed: after each tile core, the
+    regions that no later core can reach are dissolved and handed to ``regions``
+    (:class:`~geosam.io.region_stream.RegionLayerStream`), so memory holds only the open ones.
 
     Args:
         provisional: The provisional region-id raster of the first pass.
@@ -107,10 +134,13 @@ def write_maps(
         cfg: Output settings (compression, confidence dtype, overwrite, regions).
         tags: Dataset tags for both COGs.
         progress: Report progress over the tiles' cores (:func:`geosam.progress.progress_iter`).
+        regions: Where completed regions go (streamed region layers), or ``None`` to return them all.
+        complete_after: ``(M + 1,)`` position in ``tiles.tiles`` after which each final region is
+            complete (:func:`~geosam.io.region_stream.completion_positions`); needed with ``regions``.
 
     Returns:
-        Final region id -> dissolved (Multi)Polygon in scene coordinates, or ``None`` when
-        ``cfg.regions`` is off.
+        Final region id -> dissolved (Multi)Polygon in scene coordinates; ``None`` when
+        ``cfg.regions`` is off or the polygons were streamed to ``regions``.
     """
     import rasterio
     from affine import Affine
@@ -139,7 +169,8 @@ def write_maps(
         ) as conf_w,
         rasterio.open(provisional) as prov,
     ):
-        for spec in progress_iter(tiles.tiles, f"{tiles.scene_id}: writing", enabled=progress, unit="tiles"):
+        items = progress_iter(tiles.tiles, f"{tiles.scene_id}: writing", enabled=progress, unit="tiles")
+        for pos, spec in enumerate(items):
             win = spec.core
             p = prov.read(1, window=win.to_rasterio())
             invalid = p < 0
@@ -156,13 +187,22 @@ def write_maps(
             if cfg.regions and has.any():
                 wt = scene_transform @ Affine.translation(win.col_off, win.row_off)
                 polys.add(window_polygons(final.astype(np.int32), wt))
+            if cfg.regions and regions is not None and complete_after is not None:
+                done = np.flatnonzero(complete_after == pos)
+                if len(done):
+                    regions.add(polys.pop_dissolved(done.tolist()))
         for spec in tiles.skipped:
             win = spec.core
             cls_w.write(win, np.full((win.height, win.width), scheme.nodata, np.uint8))
             conf_w.write(
                 win, encode_confidence(np.full((win.height, win.width), np.nan), cfg.confidence_dtype)
             )
-    return polys.dissolve() if cfg.regions else None
+    if not cfg.regions:
+        return None
+    if regions is not None:
+        regions.add(polys.dissolve())  # regions without a completion position (none expected)
+        return None
+    return polys.dissolve()
 
 
 def write_regions(

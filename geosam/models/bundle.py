@@ -43,6 +43,8 @@ from geosam.preprocess import PercentileScaling, Preprocessing, upgrade_v1
 from geosam.types import ClassScheme
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from geosam.models.classifier import LandCoverModel
 
 __all__ = [
@@ -376,6 +378,7 @@ def load_bundle(
     device: str = "cpu",
     img_size: int | None = None,
     sam2_model: Any = None,
+    sam_encoder: nn.Module | None = None,
 ) -> LoadedBundle:
     """Load a bundle (default: the packaged default model), verifying its weights hash.
 
@@ -387,6 +390,9 @@ def load_bundle(
             embeddings interpolated), e.g. to run SAM's decoder on whole tiles.
         sam2_model: For bundles on a frozen SAM 2 encoder: the already loaded ``SAM2Base`` of
             ``sam_checkpoint``, whose image encoder is used (the checkpoint is not read twice).
+        sam_encoder: For bundles on a frozen SAM checkpoint: that checkpoint's image encoder, already
+            loaded at ``img_size`` (:func:`geosam.runtime.load_models` passes the one of the SAM it loads
+            for masks), used instead of reading the checkpoint a second time.
 
     Raises:
         WeightsNotFoundError: Missing folder/files, or a needed SAM checkpoint not given.
@@ -451,11 +457,17 @@ def load_bundle(
                 "the SAM checkpoint is not the one this bundle was trained on (sha256 differs)",
                 sam_checkpoint,
             )
-        encoder, sam_cfg = load_sam(sam_checkpoint, img_size=cfg.img_size, encoder_only=True)
-        if meta.head.in_dim != sam_cfg.out_chans:
+        if sam_encoder is not None:
+            encoder = sam_encoder
+            neck0 = encoder.get_submodule("neck.0")
+            out_chans = int(getattr(neck0, "out_channels", 0))
+        else:
+            encoder, sam_cfg = load_sam(sam_checkpoint, img_size=cfg.img_size, encoder_only=True)
+            out_chans = sam_cfg.out_chans
+        if meta.head.in_dim != out_chans:
             raise BundleError(
                 f"the head takes {meta.head.in_dim} features but the SAM checkpoint's encoder gives "
-                f"{sam_cfg.out_chans}",
+                f"{out_chans}",
                 folder,
             )
         if cfg.in_chans != 3:
