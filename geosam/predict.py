@@ -21,6 +21,10 @@
 The files are listed in :mod:`geosam.outputs`. A run that fails, is interrupted (SIGINT, SIGTERM) or is
 killed leaves the scene's earlier complete set or the new complete set, never a mix (what holds under
 ``kill -9`` is spelled out in :mod:`geosam.io.transaction`).
+
+Why this module is long: it is the one place where the stages meet, and a recipe read in one
+file is the point (segment-anything's ``generate()`` is the model); each phase is its own short
+function, the stages themselves live in their modules.
 """
 
 from __future__ import annotations

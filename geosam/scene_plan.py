@@ -14,6 +14,10 @@ Two decisions, both pure (no torch, no pixels):
 
 :func:`scene_tiling` combines them into the :class:`~geosam.config.TilingConfig` that
 :func:`geosam.tiling.plan_tiles` (``run``) and :func:`geosam.tiling.summarize_plan` (``info``) take.
+
+Why this module is long: ``geosam run`` and ``geosam info`` must take the same decision, so the
+decision and the words ``info`` prints about it live together; the geometry rules themselves are in
+:mod:`geosam.chip_grid` and :mod:`geosam.resolution`.
 """
 
 from __future__ import annotations

@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Sam2Regions", "generate_single_crop_sam2", "sam2_regions"]
 
+#: Logit threshold of a mask: SAM2AutomaticMaskGenerator's ``mask_threshold`` default (0.0), as SAM 1's
+#: ``Sam.mask_threshold``; geosam's config has no such option (schema version 2 removed it).
+MASK_THRESHOLD = 0.0
+
 
 def generate_single_crop_sam2(
     predictor: Any, cfg: SegmentConfig, h: int, w: int
@@ -40,7 +44,7 @@ def generate_single_crop_sam2(
     Args:
         predictor: A ``SAM2ImagePredictor`` with ``_features`` and ``_orig_hw`` of the tile set.
         cfg: ``points_per_side``, ``points_per_batch``, ``pred_iou_thresh``, ``stability_score_thresh``,
-            ``stability_score_offset``, ``mask_threshold`` and ``box_nms_thresh`` (the generator's names).
+            ``stability_score_offset`` and ``box_nms_thresh`` (the generator's names).
         h: Tile height in pixels.
         w: Tile width in pixels.
 
@@ -70,11 +74,11 @@ def generate_single_crop_sam2(
         if cfg.pred_iou_thresh > 0.0:
             keep = iou > cfg.pred_iou_thresh
             logits, iou = logits[keep], iou[keep]
-        stab = amg.calculate_stability_score(logits, cfg.mask_threshold, cfg.stability_score_offset)
+        stab = amg.calculate_stability_score(logits, MASK_THRESHOLD, cfg.stability_score_offset)
         if cfg.stability_score_thresh > 0.0:
             keep = stab >= cfg.stability_score_thresh
             logits, iou, stab = logits[keep], iou[keep], stab[keep]
-        binary = logits > cfg.mask_threshold
+        binary = logits > MASK_THRESHOLD
         del logits
         box = amg.batched_mask_to_box(binary)
         keep = ~amg.is_box_near_crop_edge(box, crop_box, [0, 0, w, h])

@@ -75,6 +75,7 @@ CHILD = r"""
 import sys, time
 from pathlib import Path
 
+import geosam.io.region_stream as rs
 import geosam.io.scene_writer as sw
 from geosam.cli.main import main
 from geosam.io.transaction import SceneTransaction
@@ -102,6 +103,8 @@ def after(fn, name):
 
 for name in ("write_maps", "write_regions", "write_tiles_layer", "write_project"):
     setattr(sw, name, after(getattr(sw, name), name))
+# region layers are streamed: they land when the stream closes (write_regions only writes empty layers)
+rs.RegionLayerStream.close = after(rs.RegionLayerStream.close, "write_regions")
 SceneTransaction._checkpoint = staticmethod(pause)
 sys.exit(main(args))
 """
@@ -241,18 +244,21 @@ def rerun(earlier, bundle, tmp_path):
 
 @pytest.mark.parametrize("where", ["write_maps", "write_regions", "write_tiles_layer", "write_project"])
 def test_failed_rerun_leaves_the_old_complete_set(where, rerun, monkeypatch):
+    import geosam.io.region_stream as rs
     import geosam.io.scene_writer as sw
 
     folder, run = rerun
     old = complete_set(folder)
     assert old is not None
-    real = getattr(sw, where)
+    # region layers are streamed: they land when the stream closes
+    owner, attr = (rs.RegionLayerStream, "close") if where == "write_regions" else (sw, where)
+    real = getattr(owner, attr)
 
     def fail(*a, **k):
         real(*a, **k)  # the output lands (staged), then the run fails
         raise RuntimeError(f"simulated failure after {where}")
 
-    monkeypatch.setattr(sw, where, fail)
+    monkeypatch.setattr(owner, attr, fail)
     with pytest.raises(RuntimeError, match="simulated failure"):
         run()
     assert complete_set(folder) == old and scratch(folder) == []
