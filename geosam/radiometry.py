@@ -117,14 +117,14 @@ def read_band_scaling(path: str | os.PathLike[str], bands: Sequence[int]) -> Ban
     Raises:
         RasterError: The file cannot be opened (see :func:`geosam.io.read.open_scene`).
     """
-    import rasterio
-
+    from geosam.io._open import _open
     from geosam.io.env import geosam_env
     from geosam.io.read import open_scene
 
     info = open_scene(path)  # raises the geosam errors for missing or unreadable files
     p = os.fspath(path)
-    with geosam_env(p), rasterio.open(p) as ds:
+    # geosam's opener: a paletted band comes back as its colour table's red, green, blue bands
+    with geosam_env(p), _open(p) as ds:
         scales = tuple(float(ds.scales[b - 1] if ds.scales[b - 1] is not None else 1.0) for b in bands)
         offsets = tuple(float(ds.offsets[b - 1] if ds.offsets[b - 1] is not None else 0.0) for b in bands)
         nbits = {ds.tags(b, "IMAGE_STRUCTURE").get("NBITS") for b in bands}

@@ -534,4 +534,5 @@ def test_large_scene_is_planned_and_read_in_bounded_time_and_memory(corpus, caps
     # info shows run's plan (here without resolution matching, which would ask for tiles over 8192 px)
     rc, stdout, err = run_cli(["info", str(vrt), "--tile-size", "1024", "--no-match-resolution"], capsys)
     assert rc == 0, err
-    assert "20000 x 20000 px" in stdout and "729 to process; 1024 px tiles (halo 128" in stdout
+    # the default model's 64 px chips: the halo is one chip (geosam.chip_grid), stride 1024 - 2 x 64 = 896
+    assert "20000 x 20000 px" in stdout and "529 to process; 1024 px tiles (halo 64," in stdout

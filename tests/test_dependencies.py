@@ -57,8 +57,16 @@ def test_every_runtime_dependency_is_imported_or_explained():
     assert sorted(unused) == sorted(NOT_IMPORTED), "declared, never imported: drop it or say why"
 
 
+#: modules of the optional extras (imported lazily, only when a SAM 2 / SAM 3 checkpoint is used)
+EXTRA_MODULES = {"sam2": {"sam2", "hydra", "omegaconf"}, "sam3": {"sam3", "open_clip"}}
+
+
 def test_every_third_party_import_is_declared():
     declared = set().union(*(modules_of(r) for r in PYPROJECT["project"]["dependencies"]))
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    for extra, mods in EXTRA_MODULES.items():
+        assert extra in extras
+        declared |= mods
     stdlib = set(sys.stdlib_module_names)
     third_party = imported(ROOT / "geosam") - stdlib - {"geosam", "IPython"}  # IPython: optional probe
     assert sorted(third_party - declared) == []
@@ -69,7 +77,6 @@ def test_test_and_benchmark_libraries_are_extras():
     runtime = {dist_name(r) for r in PYPROJECT["project"]["dependencies"]}
     assert "rio-cogeo" in {dist_name(r) for r in extras["dev"]} and "rio-cogeo" not in runtime
     assert "psutil" in {dist_name(r) for r in extras["bench"]} and "psutil" not in runtime
-    assert "scipy" not in runtime  # skimage brings it; geosam itself has no use for it
     assert not {"rio_cogeo", "psutil"} & imported(ROOT / "geosam")
     assert "psutil" in imported(ROOT / "benchmarks")
 

@@ -143,20 +143,28 @@ class RegionLayerStream:
     def _append_gpkg(self, frame: gpd.GeoDataFrame) -> None:
         import pyogrio
 
+        from geosam.io.atomic import output_error
         from geosam.io.vector import GPKG_VERSION
 
         first = not self._gpkg.exists()
-        pyogrio.write_dataframe(
-            frame,
-            self._gpkg,
-            layer="regions",
-            driver="GPKG",
-            append=not first,
-            promote_to_multi=True,
-            geometry_type="MultiPolygon",
-            dataset_options={"VERSION": GPKG_VERSION} if first else None,
-            layer_options={"SPATIAL_INDEX": "YES"} if first else None,
-        )
+        try:
+            pyogrio.write_dataframe(
+                frame,
+                self._gpkg,
+                layer="regions",
+                driver="GPKG",
+                append=not first,
+                promote_to_multi=True,
+                geometry_type="MultiPolygon",
+                dataset_options={"VERSION": GPKG_VERSION} if first else None,
+                layer_options={"SPATIAL_INDEX": "YES"} if first else None,
+            )
+        except Exception as exc:  # a full disk: one line naming the layer, as write_gpkg does
+            target = self.outputs.path("regions_gpkg")
+            err = output_error(exc, self._gpkg.parent, target.name)
+            if err is None:
+                raise
+            raise err from exc
 
     def _append_geojson(self, frame: gpd.GeoDataFrame) -> None:
         from geosam.io.vector import write_geojson

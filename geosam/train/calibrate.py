@@ -63,11 +63,23 @@ class Posthoc:
 
 
 def _outputs(
-    model: Any, data: ChipData, idx: np.ndarray, size: int, batch: int, features: Any = None
+    model: Any,
+    data: ChipData,
+    idx: np.ndarray,
+    size: int,
+    batch: int,
+    features: Any = None,
+    fill: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(logits (n, K), pooled features (n, D))`` of chips ``idx``, both uncalibrated float64."""
+    """``(logits (n, K), pooled features (n, D))`` of chips ``idx``, both uncalibrated float64.
+
+    The chips reach the model as in training and in ``geosam run``: the bundle preprocessing's 0..1
+    values, invalid pixels given ``fill`` (:func:`geosam.preprocess.fill_values`; ``None``: the model
+    mean), resampled with the preprocessing's kernel.
+    """
     import torch
-    import torch.nn.functional as F
+
+    from geosam.preprocess import resample_chips
 
     device = next(model.parameters()).device
     logits, feats = [], []
@@ -78,9 +90,9 @@ def _outputs(
             if features is not None:
                 pooled = features[b].to(device).float()
             else:
-                x = torch.from_numpy(data.to_unit(b)).to(device)
-                if x.shape[-1] != size:
-                    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+                f = fill if fill is not None else model.mean.detach().cpu().numpy().reshape(-1)
+                x = torch.from_numpy(data.model_input(b, f)).to(device)
+                x = resample_chips(x, size, data.record.resampling)
                 pooled = model.features(x).float().mean(dim=(2, 3))
             logits.append(model.head(pooled).double().cpu().numpy())
             feats.append(pooled.double().cpu().numpy())
@@ -109,6 +121,7 @@ def fit_posthoc(
     fit_per_class: int | None = DEFAULT_FIT_PER_CLASS,
     seed: int = 0,
     features: Any = None,
+    fill: np.ndarray | None = None,
 ) -> Posthoc:
     """Fit the temperature on ``val_idx`` and the domain statistics on ``train_idx`` (module docstring).
 
@@ -122,6 +135,7 @@ def fit_posthoc(
         fit_per_class: Cap of training chips per class for the Gaussians (``None``: all).
         seed: Seed of the capped sample and of the cross-fitting folds.
         features: ``(N, D)`` pooled features of all chips if already computed (probe mode).
+        fill: Per-band 0..1 value of invalid pixels, as in training (``None``: the model mean).
 
     Raises:
         DataError: Fewer than 2 validation chips.
@@ -133,9 +147,9 @@ def fit_posthoc(
     head.set_temperature(1.0)
     try:
         size = size or data.chip_size
-        val_logits, val_feats = _outputs(model, data, val_idx, size, batch, features)
+        val_logits, val_feats = _outputs(model, data, val_idx, size, batch, features, fill)
         fit_idx = _capped(data.labels, train_idx, fit_per_class, seed)
-        _, fit_feats = _outputs(model, data, fit_idx, size, batch, features)
+        _, fit_feats = _outputs(model, data, fit_idx, size, batch, features, fill)
     finally:
         head.set_temperature(saved)
     labels = data.labels[val_idx]

@@ -468,7 +468,9 @@ def train(
     if cfg.calibrate:
         from geosam.train.calibrate import fit_posthoc
 
-        post = fit_posthoc(model, data, train_idx, val_idx, size=size, seed=cfg.seed, features=features)
+        post = fit_posthoc(
+            model, data, train_idx, val_idx, size=size, seed=cfg.seed, features=features, fill=fill
+        )
     elapsed = time.time() - t_start
     chip = data.chip_size
     meta = BundleMeta(
