@@ -184,7 +184,7 @@ from geosam.ingest import load_ingest_config, run_ingest
 victim = sys.argv[2]
 real = sw.write_project
 
-def crash(outputs, crs, cfg):
+def crash(outputs, crs, cfg, **kw):
     if outputs.classes.name == victim + "_classes.tif":  # half of the scene's outputs are written
         os.kill(os.getpid(), signal.SIGKILL)
     return real(outputs, crs, cfg)
