@@ -68,6 +68,7 @@ class TileResult:
     stability_score: np.ndarray
     tile_probs: np.ndarray
     seconds: dict[str, float]
+    dense_probs: np.ndarray | None = None  # (K, T, T) pixel probabilities of a dense model
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,7 @@ def output_paths(scene: str | os.PathLike[str], out_dir: str | os.PathLike[str])
         "regions_geojson": d / f"{stem}_regions.geojson",
         "regions_gpkg": d / f"{stem}_regions.gpkg",
         "tiles_gpkg": d / f"{stem}_tiles.gpkg",
+        "probabilities": d / f"{stem}_probabilities.tif",
         "qgis_project": d / f"{stem}.qgs",
         "record": d / f"{stem}_run.json",
     }
@@ -145,7 +147,7 @@ def process_tile(
     """
     import torch
 
-    from geosam.classify import classify_tile
+    from geosam.classify import TileClasses, classify_tile
     from geosam.encode import EncoderPlan, encode_tiles, fill_invalid
     from geosam.segment import Regions, felzenszwalb_regions, sam_regions
 
@@ -169,7 +171,17 @@ def process_tile(
         regions = Regions.empty(valid.shape, "tiles")
     t2 = time.perf_counter()
     secs["segment"] = t2 - t1
-    classes = classify_tile(model, feats[0], valid, regions.labels, regions.count)
+    dense = None
+    if model.dense is not None:  # per-pixel classes; regions and tile take their mean (geosam.dense)
+        from geosam.dense import dense_probabilities, mean_probabilities
+
+        dense = dense_probabilities(model, feats, x[0].cpu().numpy(), valid)
+        classes = TileClasses(
+            mean_probabilities(dense, valid.astype(np.int32), 1)[0],
+            mean_probabilities(dense, regions.labels, regions.count),
+        )
+    else:
+        classes = classify_tile(model, feats[0], valid, regions.labels, regions.count)
     secs["classify"] = time.perf_counter() - t2
     return TileResult(
         spec,
@@ -180,6 +192,7 @@ def process_tile(
         regions.stability_score,
         classes.tile,
         secs,
+        dense,
     )
 
 
@@ -325,6 +338,11 @@ def predict_scene(
             "BIGTIFF": "IF_SAFER",
         }
         stitcher = SceneStitcher(list(plan.tiles), info.shape, plan.halo, k, cfg.segment.seam_match_iou)
+        dense = None
+        if models.bundle.model.dense is not None:
+            from geosam.dense_output import ProbabilityScratch
+
+            dense = ProbabilityScratch(scratch_dir / "probabilities.tif", info, k)
         tile_probs: dict[int, np.ndarray] = {}
         tile_valid_px: dict[int, int] = {}
         from geosam.progress import progress_iter
@@ -350,6 +368,8 @@ def predict_scene(
                 rs, cs = spec.core_slices
                 core = np.where(res.valid[rs, cs], scene_labels[rs, cs], -1).astype(np.int32)
                 prov.write(core, 1, window=spec.core.to_rasterio())
+                if dense is not None and res.dense_probs is not None:
+                    dense.write(spec.core, res.dense_probs[:, rs, cs])
                 tile_probs[spec.index] = res.tile_probs
                 tile_valid_px[spec.index] = int(res.valid[rs, cs].sum())
                 secs["stitch"] += time.perf_counter() - t1
@@ -358,8 +378,10 @@ def predict_scene(
         t2 = time.perf_counter()
         table = stitcher.finish(cfg.segment.min_region_area)
         n_regions = _finish_outputs(
-            path, info, plan, table, tile_probs, prov_path, paths, scheme, cfg, models
+            path, info, plan, table, tile_probs, prov_path, paths, scheme, cfg, models, dense
         )
+        if dense is not None:
+            dense.close()
         secs["finish"] += time.perf_counter() - t2
         _write_tiles_layer(info, plan, tile_probs, tile_valid_px, scheme, paths, cfg)
         if cfg.output.qgis_project:
@@ -371,6 +393,7 @@ def predict_scene(
         )
         record["tiling"]["chip_size"] = chip  # scene pixels per encoder chip (after resolution matching)
         record["tiling"]["scene_gsd_m"] = info.gsd_m
+        record["classes_from"] = _classes_from(models, cfg)
         from geosam.io.atomic import atomic_path
 
         with atomic_path(paths["record"]) as tmp:
@@ -445,8 +468,9 @@ def _finish_outputs(
     scheme: ClassScheme,
     cfg: RunConfig,
     models: Models,
+    dense: Any = None,
 ) -> int:
-    """Second pass over the scratch raster: class map, confidence, polygons."""
+    """Second pass over the scratch raster: class map, confidence, polygons (and pixel probabilities)."""
     import geopandas as gpd
     import rasterio
 
@@ -477,7 +501,15 @@ def _finish_outputs(
             paths["confidence"], dtype=cfg.output.confidence_dtype, tags=tags, **common
         ) as conf_w,
         rasterio.open(prov_path) as prov,
+        contextlib.ExitStack() as stack,
     ):
+        prob_w = None
+        if dense is not None and cfg.dense.probabilities:
+            from geosam.dense_output import probability_writer
+
+            prob_w = stack.enter_context(
+                probability_writer(paths["probabilities"], info, scheme, tags=tags, **common)
+            )
         all_cores = [(s, True) for s in plan.tiles] + [(s, False) for s in plan.skipped]
         for spec, processed in all_cores:
             win = spec.core
@@ -487,6 +519,8 @@ def _finish_outputs(
                     win,
                     encode_confidence(np.full((win.height, win.width), np.nan), cfg.output.confidence_dtype),
                 )
+                if prob_w is not None:
+                    prob_w.write(win, np.full((len(scheme), win.height, win.width), 255, np.uint8))
                 continue
             p = prov.read(1, window=win.to_rasterio())
             invalid = p < 0
@@ -497,6 +531,20 @@ def _finish_outputs(
             has = final > 0
             cls[has] = region_class[final[has] - 1]
             conf[has] = region_conf[final[has] - 1]
+            if dense is not None:  # per-pixel classes, refined by the regions (geosam.dense_output)
+                from geosam.dense_output import finish_window
+
+                cls, conf = finish_window(
+                    dense,
+                    win,
+                    final,
+                    region_class,
+                    region_conf,
+                    invalid,
+                    refine=cfg.dense.refine == "regions",
+                    nodata=scheme.nodata,
+                    prob_writer=prob_w,
+                )
             cls[invalid] = scheme.nodata
             cls_w.write(win, cls)
             conf_w.write(win, encode_confidence(conf, cfg.output.confidence_dtype, mask=invalid))
@@ -655,6 +703,16 @@ def _write_project(info: Any, paths: dict[str, Path], scheme: ClassScheme, cfg: 
                 style=qml_path(paths["regions_gpkg"]).name,
             )
         )
+    if paths["probabilities"].exists():
+        layers.append(
+            QgisLayer(
+                paths["probabilities"].name,
+                "class probabilities",
+                "raster",
+                style=qml_path(paths["probabilities"]).name,
+                visible=False,
+            )
+        )
     layers.append(
         QgisLayer(
             paths["confidence"].name,
@@ -752,6 +810,27 @@ def _run_record(
         "outputs": {k: p.name for k, p in paths.items() if k != "record" and p.exists()},
         "timings_s": {k: round(v, 3) for k, v in secs.items()},
         "versions": _versions(),
+    }
+
+
+def _classes_from(models: Models, cfg: RunConfig) -> dict[str, str]:
+    """Which head produced which output (recorded in the run record)."""
+    if models.bundle.model.dense is None:
+        return {
+            "head": "chip",
+            "class_map": "region class (classifier on the encoder features pooled over the region); "
+            "the tile's class where no region",
+            "regions": "classifier on the encoder features pooled over the region",
+        }
+    refine = cfg.dense.refine == "regions"
+    return {
+        "head": "dense",
+        "class_map": "region class (arg-max of the mean pixel probabilities of the dense head inside the "
+        "region); the pixel's own class where no region"
+        if refine
+        else "the dense head's class of each pixel",
+        "regions": "arg-max of the mean pixel probabilities of the dense head inside the region",
+        "probabilities": "dense head, per pixel" if cfg.dense.probabilities else "not written",
     }
 
 

@@ -59,6 +59,14 @@ def _train_options(f: F) -> F:
             "an official SAM checkpoint (sam_vit_b_01ec64.pth; geosam never downloads it) [default: small].",
         ),
         click.option(
+            "--head",
+            type=click.Choice(["chip", "dense"]),
+            help="chip: classify chips, regions and tiles from pooled encoder features; dense: classify "
+            "every pixel (the encoder's features plus the pixels and their local context; regions then "
+            "take the mean pixel probabilities). Dense is for scene sources [default: chip; dense for "
+            "polygons].",
+        ),
+        click.option(
             "--mode",
             type=click.Choice(["probe", "last_n", "full"]),
             help="probe: frozen encoder, cached embeddings, train the head only (needs a pretrained "
@@ -139,6 +147,15 @@ def _train_options(f: F) -> F:
 def _scene_options(f: F) -> F:
     """Options of the scene sources (polygons, raster)."""
     options = [
+        click.option(
+            "--cv",
+            "cv",
+            type=int,
+            help="Also run K-fold spatially grouped cross-validation (folds of whole polygons or blocks, "
+            "stratified, seeded by --seed): train on K-1 folds, classify the scene with `geosam run`, "
+            "score the held-out labels; prints per-fold and mean accuracy, kappa and F1 and writes "
+            "<out>/report/cv.json. Takes about K times the training plus K runs.",
+        ),
         click.option(
             "--chip-size", type=int, default=64, show_default=True, help="Chip edge in scene pixels."
         ),
@@ -242,6 +259,7 @@ Examples:
 
 
 _TRAIN_KEYS = (
+    "head",
     "out",
     "backbone",
     "mode",
@@ -339,6 +357,79 @@ def _run(ctx: click.Context, cfg: TrainConfig, data: ChipData) -> None:
     )
 
 
+def _summary(result: Any, cv_result: Any = None) -> None:
+    """Print the validation figures of a training result (and write the CV report into its bundle)."""
+    import json
+
+    m = result.metrics
+    t = result.meta.training
+    if m.get("n"):
+        click.echo(
+            f"validation ({m['n']} {'pixels' if t.get('head') == 'dense' else 'chips'}, best epoch "
+            f"{t['best_epoch']} of {t['epochs_run']}, {result.seconds:.0f} s): overall accuracy "
+            f"{m['overall_accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}, kappa {m['kappa']:.3f}"
+        )
+    else:
+        click.echo(f"trained in {result.seconds:.0f} s (no class had two polygons/blocks to validate on)")
+    if cv_result is not None:
+        report = result.bundle / "report"
+        report.mkdir(exist_ok=True)
+        (report / "cv.json").write_text(json.dumps(cv_result.to_dict(), indent=2) + "\n", encoding="utf-8")
+    click.echo(f"bundle: {result.bundle}  (model.json, weights.safetensors)")
+    click.echo(f"report: {result.bundle / 'report'}")
+
+
+def _cross_validate_polygons(
+    ctx: click.Context,
+    scene: Path,
+    labels: Path,
+    class_column: str,
+    cfg: TrainConfig,
+    sampling: dict[str, Any],
+    k: int,
+) -> Any:
+    """Run ``--cv K`` for the polygons source and print per-fold and pooled figures."""
+    from geosam.io.read import open_scene
+    from geosam.train.cv import cross_validate_polygons
+    from geosam.train.workflows import polygons_fold_workflow
+
+    train_opts = {f: getattr(cfg, f) for f in cfg.model_fields_set if f not in ("out", "resume", "cache_dir")}
+    layer = sampling.pop("layer")
+    workflow = polygons_fold_workflow(
+        scene, class_column=class_column, train=train_opts, sampling=sampling, progress=_progress(ctx)
+    )
+    click.echo(f"{k}-fold cross-validation, polygons never split (seed {cfg.seed})", err=True)
+
+    def on_fold(r: Any) -> None:
+        m = r.metrics
+        click.echo(
+            f"  fold {r.fold + 1}/{k}: {m['n']} pixels of {len(r.test_polygons)} polygons: overall "
+            f"accuracy {m['overall_accuracy']:.3f}, kappa {m['kappa']:.3f}, macro-F1 {m['macro_f1']:.3f} "
+            f"({r.seconds:.0f} s)",
+            err=True,
+        )
+
+    res = cross_validate_polygons(
+        open_scene(scene),
+        labels,
+        workflow,
+        k=k,
+        seed=cfg.seed,
+        class_column=class_column,
+        layer=layer,
+        on_fold=on_fold,
+    )
+    sampling["layer"] = layer
+    p, mean, std = res.pooled, res.mean, res.std
+    click.echo(
+        f"cross-validation ({res.n_pixels} reference pixels, each predicted once): overall accuracy "
+        f"{p['overall_accuracy']:.3f}, kappa {p['kappa']:.3f}, macro-F1 {p['macro_f1']:.3f}, mIoU "
+        f"{p['miou']:.3f}; per fold {mean['overall_accuracy']:.3f} +- {std['overall_accuracy']:.3f}"
+    )
+    click.echo("  per-class F1: " + ", ".join(f"{c} {v['f1']:.2f}" for c, v in p["per_class"].items()))
+    return res
+
+
 def _options_to_config(config_path: Path | None, kw: dict[str, Any]) -> TrainConfig:
     return build_config(config_path, {k: kw.pop(k) for k in _TRAIN_KEYS})
 
@@ -387,7 +478,13 @@ def folder(
 )
 @click.argument("scene", type=click.Path(path_type=Path))
 @click.argument("labels", type=click.Path(path_type=Path))
-@click.option("--class-column", required=True, help="Attribute of LABELS holding each polygon's class.")
+@click.option(
+    "--field",
+    "--class-column",
+    "class_column",
+    required=True,
+    help="Attribute of LABELS holding each polygon's class (--class-column is the same option).",
+)
 @click.option("--layer", help="Layer of a multi-layer LABELS file (GeoPackage) [default: the first].")
 @click.option(
     "--max-per-polygon", type=int, default=50, show_default=True, help="At most this many chips per polygon."
@@ -411,26 +508,28 @@ def polygons(
     band_names: str | None,
     **kw: Any,
 ) -> None:
-    """Train on chips of SCENE centred inside the polygons of LABELS (any CRS; reprojected)."""
-    from geosam.train.scene_chips import polygon_chips
+    """Train on SCENE with the polygons of LABELS (any CRS; reprojected)."""
+    from geosam.train.workflows import polygons_head, train_polygons
 
-    cfg = _options_to_config(config_path, kw)
-    data = polygon_chips(
-        scene,
-        labels,
-        class_column=class_column,
-        chip_size=chip_size,
-        layer=layer,
-        bands=_csv(bands),
-        band_names=_csv(band_names),
-        spacing=spacing,
-        max_per_polygon=max_per_polygon,
-        max_per_class=cfg.max_per_class,
-        max_nodata=max_nodata,
-        seed=cfg.seed,
-        progress=_progress(ctx),
+    cv = kw.pop("cv")
+    cfg = polygons_head(_options_to_config(config_path, kw))
+    sampling: dict[str, Any] = {
+        "layer": layer,
+        "chip_size": chip_size,
+        "bands": _csv(bands),
+        "band_names": _csv(band_names),
+        "spacing": spacing,
+        "max_per_polygon": max_per_polygon,
+        "max_nodata": max_nodata,
+    }
+    cv_result = None
+    if cv is not None:
+        cv_result = _cross_validate_polygons(ctx, scene, labels, class_column, cfg, sampling, cv)
+    click.echo(f"training the {cfg.head} head on {scene.name} with {labels.name} ({class_column})", err=True)
+    result = train_polygons(
+        scene, labels, class_column=class_column, cfg=cfg, progress=_progress(ctx), **sampling
     )
-    _run(ctx, cfg, data)
+    _summary(result, cv_result)
 
 
 def _parse_classes(value: str | None) -> dict[int, str] | None:

@@ -7,15 +7,49 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["TrainConfig"]
+__all__ = ["DenseOptions", "TrainConfig"]
+
+
+class DenseOptions(BaseModel):
+    """Options of the dense (per-pixel) head (``head: dense``); see :mod:`geosam.train.dense`.
+
+    Attributes:
+        patch_size: Training patch edge in scene pixels (rounded to a multiple of the chip size).
+        patches: Training patches sampled once around the labels (TorchGeo ``RandomGeoSampler``),
+            read once and revisited every epoch with random flips and rotations.
+        steps: Optimisation steps over the whole run (``batch_size`` patches each).
+        decoder: segmentation-models-pytorch decoder over the encoder levels: ``upernet`` or ``fpn``.
+        decoder_channels: Decoder width.
+        pixel_channels: Width of the per-pixel branch (bands and local means; 0 = none).
+        context: Local-mean window edges (odd, pixels) of the per-pixel branch.
+        use_encoder: Feed the encoder's features to the head (``False``: pixel branch only).
+        encoder_dropout: Channel dropout on the encoder features while training.
+        class_weights: Weight the loss by inverse class frequency (capped at 10x).
+        margin: Context in pixels around each labelled polygon or block that patches may cover.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    patch_size: int = Field(32, ge=8, le=2048)
+    patches: int = Field(256, ge=1)
+    steps: int = Field(300, ge=1)
+    decoder: Literal["upernet", "fpn"] = "upernet"
+    decoder_channels: int = Field(64, ge=8)
+    pixel_channels: int = Field(32, ge=0)
+    context: tuple[int, ...] = (3, 7)
+    use_encoder: bool = True
+    encoder_dropout: float = Field(0.0, ge=0, lt=1)
+    class_weights: bool = True
+    margin: int = Field(8, ge=0)
 
 
 class TrainConfig(BaseModel):
     """How to train a classifier.
 
     Attributes:
-        backbone: ``small``/``tiny`` (geosam's CPU-trainable SAM configurations, randomly initialised)
-            or a path to an official SAM checkpoint (``sam_vit_b_01ec64.pth``...).
+        backbone: ``small``/``tiny`` (geosam's CPU-trainable SAM configurations, randomly initialised),
+            ``default`` (the packaged default model's trained encoder) or a path to an official SAM
+            checkpoint (``sam_vit_b_01ec64.pth``...).
         mode: ``probe`` (frozen encoder, cached embeddings, linear head), ``last_n`` (train the last
             ``last_n`` blocks, the neck and the head) or ``full`` (everything).
         last_n: Blocks to train in ``last_n`` mode.
@@ -43,6 +77,9 @@ class TrainConfig(BaseModel):
         save_dtype: Weight storage dtype of the bundle.
         name: Model name recorded in the bundle.
         tile_size: Recommended scene tile size recorded in the bundle (multiple of the chip size).
+        head: ``chip`` (a classifier of chips, regions and tiles from pooled encoder features) or
+            ``dense`` (per-pixel classes: :mod:`geosam.train.dense`; scene sources only).
+        dense: Options of the dense head.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -73,13 +110,15 @@ class TrainConfig(BaseModel):
     save_dtype: Literal["float32", "float16"] = "float32"
     name: str = "geosam-model"
     tile_size: int | None = Field(None, ge=16)
+    head: Literal["chip", "dense"] = "chip"
+    dense: DenseOptions = Field(default_factory=DenseOptions)
 
     @model_validator(mode="after")
     def _backbone(self) -> TrainConfig:
-        if self.backbone not in ("small", "tiny") and not self.backbone.endswith(
+        if self.backbone not in ("small", "tiny", "default") and not self.backbone.endswith(
             (".pth", ".pt", ".safetensors")
         ):
             raise ValueError(
-                f"backbone must be 'small', 'tiny' or a SAM checkpoint path, not {self.backbone!r}"
+                f"backbone must be 'small', 'tiny', 'default' or a SAM checkpoint path, not {self.backbone!r}"
             )
         return self
