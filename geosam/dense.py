@@ -27,7 +27,7 @@ def dense_probabilities(model: Any, features: Any, tile: np.ndarray, valid: np.n
 
     Args:
         model: A ``LandCoverModel`` with a dense head.
-        features: ``(1, C, h, w)`` torch encoder features of the tile (from :func:`geosam.encode.encode_tiles`).
+        features: ``(1, C, h, w)`` torch encoder features of the tile (``geosam.encode.encode_tiles``).
         tile: ``(N, H, W)`` stretched 0..1 pixels, invalid pixels filled (model mean).
         valid: ``(H, W)`` valid pixels.
     """

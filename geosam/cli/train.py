@@ -399,16 +399,6 @@ def _cross_validate_polygons(
         scene, class_column=class_column, train=train_opts, sampling=sampling, progress=_progress(ctx)
     )
     click.echo(f"{k}-fold cross-validation, polygons never split (seed {cfg.seed})", err=True)
-
-    def on_fold(r: Any) -> None:
-        m = r.metrics
-        click.echo(
-            f"  fold {r.fold + 1}/{k}: {m['n']} pixels of {len(r.test_polygons)} polygons: overall "
-            f"accuracy {m['overall_accuracy']:.3f}, kappa {m['kappa']:.3f}, macro-F1 {m['macro_f1']:.3f} "
-            f"({r.seconds:.0f} s)",
-            err=True,
-        )
-
     res = cross_validate_polygons(
         open_scene(scene),
         labels,
@@ -417,9 +407,73 @@ def _cross_validate_polygons(
         seed=cfg.seed,
         class_column=class_column,
         layer=layer,
-        on_fold=on_fold,
+        on_fold=_fold_printer(k),
     )
     sampling["layer"] = layer
+    _print_cv(res)
+    return res
+
+
+def _cross_validate_raster(
+    ctx: click.Context,
+    scene: Path,
+    label_raster: Path,
+    classes: dict[int, str] | None,
+    cfg: TrainConfig,
+    sampling: dict[str, Any],
+    k: int,
+) -> Any:
+    """Run ``--cv K`` for the label-raster source (blocks of --block-chips x --chip-size pixels)."""
+    from geosam.io.read import open_scene
+    from geosam.train.cv import cross_validate_raster, raster_reference
+    from geosam.train.workflows import raster_fold_workflow
+
+    info = open_scene(scene)
+    block = sampling["block_chips"] * sampling["chip_size"]
+    _, class_map = raster_reference(
+        info, label_raster, classes=classes, label_nodata=sampling["label_nodata"]
+    )
+    train_opts = {f: getattr(cfg, f) for f in cfg.model_fields_set if f not in ("out", "resume", "cache_dir")}
+    workflow = raster_fold_workflow(
+        scene,
+        label_raster,
+        classes=class_map,
+        block=block,
+        label_nodata=sampling["label_nodata"],
+        train=train_opts,
+        sampling={k_: v for k_, v in sampling.items() if k_ != "label_nodata"},
+        progress=_progress(ctx),
+    )
+    click.echo(f"{k}-fold cross-validation, {block} px blocks never split (seed {cfg.seed})", err=True)
+    res = cross_validate_raster(
+        info,
+        label_raster,
+        workflow,
+        k=k,
+        seed=cfg.seed,
+        classes=class_map,
+        label_nodata=sampling["label_nodata"],
+        block=block,
+        on_fold=_fold_printer(k),
+    )
+    _print_cv(res)
+    return res
+
+
+def _fold_printer(k: int) -> Any:
+    def on_fold(r: Any) -> None:
+        m = r.metrics
+        click.echo(
+            f"  fold {r.fold + 1}/{k}: {m['n']} pixels of {len(r.test_polygons)} groups: overall "
+            f"accuracy {m['overall_accuracy']:.3f}, kappa {m['kappa']:.3f}, macro-F1 {m['macro_f1']:.3f} "
+            f"({r.seconds:.0f} s)",
+            err=True,
+        )
+
+    return on_fold
+
+
+def _print_cv(res: Any) -> None:
     p, mean, std = res.pooled, res.mean, res.std
     click.echo(
         f"cross-validation ({res.n_pixels} reference pixels, each predicted once): overall accuracy "
@@ -427,7 +481,6 @@ def _cross_validate_polygons(
         f"{p['miou']:.3f}; per fold {mean['overall_accuracy']:.3f} +- {std['overall_accuracy']:.3f}"
     )
     click.echo("  per-class F1: " + ", ".join(f"{c} {v['f1']:.2f}" for c, v in p["per_class"].items()))
-    return res
 
 
 def _options_to_config(config_path: Path | None, kw: dict[str, Any]) -> TrainConfig:
@@ -592,24 +645,82 @@ def raster(
     band_names: str | None,
     **kw: Any,
 ) -> None:
-    """Train on chips of SCENE where LABEL_RASTER has a class id (any grid; read nearest-neighbour)."""
-    from geosam.train.scene_chips import raster_chips
+    """Train on SCENE where LABEL_RASTER has a class id (any grid; read nearest-neighbour)."""
+    from geosam.train.workflows import train_raster
 
+    cv = kw.pop("cv")
     cfg = _options_to_config(config_path, kw)
-    data = raster_chips(
-        scene,
-        label_raster,
-        chip_size=chip_size,
-        classes=_parse_classes(classes),
-        label_rule="centre" if label_rule == "centre" else "majority",
-        label_nodata=label_nodata,
-        bands=_csv(bands),
-        band_names=_csv(band_names),
-        spacing=spacing,
-        block_chips=block_chips,
-        max_per_class=cfg.max_per_class,
-        max_nodata=max_nodata,
-        seed=cfg.seed,
-        progress=_progress(ctx),
+    sampling: dict[str, Any] = {
+        "label_rule": label_rule,
+        "label_nodata": label_nodata,
+        "block_chips": block_chips,
+        "chip_size": chip_size,
+        "bands": _csv(bands),
+        "band_names": _csv(band_names),
+        "spacing": spacing,
+        "max_nodata": max_nodata,
+    }
+    class_map = _parse_classes(classes)
+    cv_result = None
+    if cv is not None:
+        cv_result = _cross_validate_raster(ctx, scene, label_raster, class_map, cfg, sampling, cv)
+    click.echo(f"training the {cfg.head} head on {scene.name} with {label_raster.name}", err=True)
+    result = train_raster(
+        scene, label_raster, cfg=cfg, classes=class_map, progress=_progress(ctx), **sampling
     )
-    _run(ctx, cfg, data)
+    _summary(result, cv_result)
+
+
+TORCHGEO_HELP = """Train on a TorchGeo dataset already on disk in TorchGeo's layout (never downloaded).
+
+\b
+NAME: eurosat, eurosat100 (classification: the chip classifier) or landcoverai (semantic
+segmentation: the dense head). ROOT is the dataset's `root` folder as TorchGeo expects it.
+
+\b
+Examples:
+  # EuroSAT 13-band (torchgeo.datasets.EuroSAT layout under data/eurosat)
+  geosam train torchgeo eurosat --root data/eurosat --max-per-class 500 --out eurosat_ms_model
+  # LandCover.ai (pre-chipped: output/*.jpg, *_m.png, train.txt, val.txt): dense head
+  geosam train torchgeo landcoverai --root data/landcoverai --out lcai_dense
+"""
+
+
+@train.command(
+    "torchgeo",
+    help=TORCHGEO_HELP,
+    epilog=_COMMON_EXAMPLES,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
+)
+@click.argument("name")
+@click.option(
+    "--root", required=True, type=click.Path(path_type=Path), help="The dataset's folder (TorchGeo layout)."
+)
+@click.option(
+    "--split",
+    type=click.Choice(["train", "val", "test"]),
+    default="train",
+    show_default=True,
+    help="Split to train on (segmentation datasets validate on `val`).",
+)
+@_train_options
+@click.pass_context
+def torchgeo_cmd(
+    ctx: click.Context,
+    /,
+    name: str,
+    root: Path,
+    split: str,
+    config_path: Path | None,
+    band_names: str | None,
+    **kw: Any,
+) -> None:
+    """Train on TorchGeo dataset NAME found under ROOT."""
+    from geosam.train.workflows import train_torchgeo
+
+    if band_names is not None:
+        raise ConfigError("--band-names does not apply to TorchGeo datasets: their bands are known")
+    cfg = _options_to_config(config_path, kw)
+    click.echo(f"training on TorchGeo {name} ({split}) from {root}", err=True)
+    result = train_torchgeo(name, root, cfg=cfg, split=split, progress=_progress(ctx))
+    _summary(result)

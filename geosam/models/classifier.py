@@ -81,6 +81,17 @@ class LandCoverModel(nn.Module):
         out: torch.Tensor = self.encoder((x - mean) / std)
         return out
 
+    @property
+    def classifier(self) -> ClassifierHead:
+        """The region/tile classifier head.
+
+        Raises:
+            ValueError: A dense-only model (no classifier head).
+        """
+        if self.head is None:
+            raise ValueError("this model has no classifier head (it is a dense model)")
+        return self.head
+
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """``(x - mean) / std`` of ``(B, N, H, W)`` 0..1 inputs (what the encoder and the dense head read)."""
         mean: torch.Tensor = self.mean  # type: ignore[assignment]

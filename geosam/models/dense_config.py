@@ -47,7 +47,8 @@ class DenseHeadConfig:
         if len(self.in_channels) != len(self.strides) or not self.in_channels:
             raise ValueError("in_channels and strides need one entry per encoder level")
         if len(self.in_channels) not in (1, 4):
-            raise ValueError(f"1 (ViT) or 4 (Hiera) encoder levels are supported, not {len(self.in_channels)}")
+            n = len(self.in_channels)
+            raise ValueError(f"1 (ViT) or 4 (Hiera) encoder levels are supported, not {n}")
         if not self.use_encoder and not self.pixel_channels:
             raise ValueError("a dense head needs the encoder, the pixel branch, or both")
         if any(k < 1 or k % 2 == 0 for k in self.context):
@@ -61,7 +62,8 @@ class DenseHeadConfig:
     def from_dict(cls, d: dict[str, Any]) -> DenseHeadConfig:
         """Inverse of :meth:`to_dict`."""
         tuples = ("in_channels", "strides", "context", "scales")
-        return cls(**{k: tuple(v) if k in tuples else v for k, v in d.items()})
+        args: dict[str, Any] = {k: tuple(v) if k in tuples else v for k, v in d.items()}
+        return cls(**args)
 
 
 def check_dense_meta(d: dict[str, Any], num_classes: int, num_bands: int) -> DenseHeadConfig:

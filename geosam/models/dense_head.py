@@ -173,15 +173,20 @@ class DenseHead(nn.Module):
 
 
 def _build_decoder(kind: str, level_channels: list[int], width: int) -> nn.Module:
-    """smp decoder over four levels, finest first, with LayerNorm."""
+    """Smp decoder over four levels, finest first, with LayerNorm."""
     channels = [level_channels[0], level_channels[0], *level_channels]
     if kind == "upernet":
         from segmentation_models_pytorch.decoders.upernet.decoder import UPerNetDecoder
 
-        return UPerNetDecoder(channels, encoder_depth=5, decoder_channels=width, use_norm="identity")
+        dec: nn.Module = UPerNetDecoder(
+            channels, encoder_depth=5, decoder_channels=width, use_norm="identity"
+        )
+        return dec
     if kind == "fpn":
         from segmentation_models_pytorch.decoders.fpn.decoder import FPNDecoder
 
-        return FPNDecoder(channels, encoder_depth=5, pyramid_channels=width, segmentation_channels=width)
+        fpn: nn.Module = FPNDecoder(
+            channels, encoder_depth=5, pyramid_channels=width, segmentation_channels=width
+        )
+        return fpn
     raise ValueError(f"decoder must be 'upernet' or 'fpn', not {kind!r}")
-

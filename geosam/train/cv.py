@@ -41,7 +41,16 @@ if TYPE_CHECKING:
 
     from geosam.types import SceneInfo
 
-__all__ = ["CVResult", "FoldResult", "FoldWorkflow", "cross_validate_polygons", "polygon_folds"]
+__all__ = [
+    "CVResult",
+    "FoldResult",
+    "FoldWorkflow",
+    "cross_validate_polygons",
+    "cross_validate_raster",
+    "polygon_folds",
+    "raster_reference",
+    "run_folds",
+]
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +161,31 @@ def cross_validate_polygons(
         polys = read_label_polygons(labels, class_column, info, layer)
     ref = reference_pixels(polys, info)
     folds = folds or polygon_folds(ref, k, seed)
+
+    def fold(i: int, test: ReferencePixels, fold_dir: Path) -> tuple[np.ndarray, Sequence[str]]:
+        return workflow(polys.subset(folds.train_groups(i)), test, fold_dir)
+
+    return run_folds(ref, folds, fold, workdir=workdir, on_fold=on_fold)
+
+
+def run_folds(
+    ref: ReferencePixels,
+    folds: GroupFolds,
+    fold: Callable[[int, ReferencePixels, Path], tuple[np.ndarray, Sequence[str]]],
+    *,
+    workdir: str | os.PathLike[str] | None = None,
+    on_fold: Callable[[FoldResult], None] | None = None,
+) -> CVResult:
+    """Score ``fold(i, test_pixels, scratch_dir) -> (class ids, class names)`` on each fold's held-out pixels.
+
+    ``ref.polygon`` holds the group (polygon or block) of each reference pixel; fold ``i`` tests the
+    pixels of ``folds.test_groups(i)``.
+
+    Raises:
+        DataError: A fold returning the wrong number of predictions or unknown class names.
+    """
+    from geosam.errors import DataError
+
     results: list[FoldResult] = []
     preds = np.full(len(ref), -1, np.int64)
     with tempfile.TemporaryDirectory(prefix="geosam-cv-", dir=workdir) as tmp:
@@ -159,18 +193,16 @@ def cross_validate_polygons(
             test_ids = folds.test_groups(i)
             is_test = np.isin(ref.polygon, test_ids)
             test = ref.select(is_test)
-            train_polys = polys.subset(folds.train_groups(i))
             fold_dir = Path(tmp) / f"fold{i}"
             fold_dir.mkdir()
             t0 = time.perf_counter()
-            pred, names = workflow(train_polys, test, fold_dir)
+            pred, names = fold(i, test, fold_dir)
             seconds = time.perf_counter() - t0
             pred = np.asarray(pred)
             if pred.shape != (len(test),):
                 raise DataError(f"the fold workflow returned {pred.shape} predictions for {len(test)} pixels")
             metrics = score_classes(pred, test, names)
-            # pooled: remember predictions as reference class ids (unclassified stays -1)
-            lookup = np.array([polys.classes.index(n) for n in names], np.int64)
+            lookup = np.array([ref.classes.index(n) for n in names], np.int64)
             ok = (pred >= 0) & (pred < len(lookup))
             pooled_pred = np.full(len(test), -1, np.int64)
             pooled_pred[ok] = lookup[pred[ok]]
@@ -203,3 +235,74 @@ def cross_validate_polygons(
         n_pixels=len(ref),
         extra={"classes": list(ref.classes), "ambiguous_pixels": ref.ambiguous},
     )
+
+
+def raster_reference(
+    info: SceneInfo,
+    label_raster: str | os.PathLike[str],
+    *,
+    classes: dict[int, str] | None = None,
+    label_nodata: float | None = None,
+    block: int = 64,
+    max_pixels: int = 2_000_000,
+) -> tuple[ReferencePixels, dict[int, str]]:
+    """Reference pixels of a label raster on the scene grid, grouped in ``block`` x ``block`` pixel blocks.
+
+    Every labelled pixel is a reference pixel (a regular lattice thins them to at most ``max_pixels``);
+    its group (``polygon`` field) is its block. Returns the pixels and the id -> class name mapping
+    used (``classes``, else the raster's category names, else ``class_<id>``).
+
+    Raises:
+        DataError: Unreadable label raster, or no labelled pixel of a listed class on the scene.
+    """
+    from geosam.errors import DataError
+    from geosam.train import _scene_sampling as ss
+    from geosam.train.scene_chips import _label_grid, _scan_lattice
+
+    path = Path(label_raster)
+    step = max(1, int(np.ceil(np.sqrt(info.width * info.height / max_pixels))))
+    with _label_grid(path, info) as (ds, _):
+        rows, cols, ids = _scan_lattice(ds, step, (0, 0), label_nodata, path)
+    if classes is None:
+        cats, _src = ss.category_names(path)
+        classes = {int(i): cats.get(int(i), f"class_{int(i)}") for i in np.unique(ids)}
+    names = tuple(sorted(set(classes.values())))
+    known = np.isin(ids, list(classes))
+    if not known.any():
+        raise DataError("no labelled pixel of a listed class on the scene", path)
+    rows, cols, ids = rows[known], cols[known], ids[known]
+    label = np.array([names.index(classes[int(i)]) for i in ids], np.int64)
+    group = (rows // block) * (-(-info.width // block)) + cols // block
+    return ReferencePixels(rows, cols, group, label, names), classes
+
+
+def cross_validate_raster(
+    info: SceneInfo,
+    label_raster: str | os.PathLike[str],
+    workflow: Callable[[np.ndarray, ReferencePixels, Path], tuple[np.ndarray, Sequence[str]]],
+    *,
+    k: int = 5,
+    seed: int = 0,
+    classes: dict[int, str] | None = None,
+    label_nodata: float | None = None,
+    block: int = 64,
+    workdir: str | os.PathLike[str] | None = None,
+    on_fold: Callable[[FoldResult], None] | None = None,
+) -> CVResult:
+    """Leave-blocks-out cross-validation with a label raster: blocks of ``block`` pixels are the groups.
+
+    ``workflow(test_blocks, test_pixels, workdir)`` trains without the held-out blocks' labels (see
+    :func:`geosam.train.workflows.raster_fold_workflow`) and returns class ids at the test pixels.
+
+    Raises:
+        DataError: See :func:`raster_reference`; fewer blocks than folds.
+    """
+    ref, _ = raster_reference(info, label_raster, classes=classes, label_nodata=label_nodata, block=block)
+    folds = grouped_folds(ref.label, ref.polygon, k, seed)
+
+    def fold(i: int, test: ReferencePixels, fold_dir: Path) -> tuple[np.ndarray, Sequence[str]]:
+        return workflow(folds.test_groups(i), test, fold_dir)
+
+    res = run_folds(ref, folds, fold, workdir=workdir, on_fold=on_fold)
+    res.extra["block"] = block
+    return res

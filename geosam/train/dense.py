@@ -54,9 +54,16 @@ __all__ = ["DenseData", "dense_defaults", "polygon_dense_data", "raster_dense_da
 log = logging.getLogger(__name__)
 
 #: What ``geosam train ... --head dense`` uses for options the user did not set.
-DENSE_DEFAULTS: dict[str, Any] = {"mode": "probe", "backbone": "default", "lr": 3e-3, "batch_size": 8,
-                                  "epochs": 6, "warmup_steps": 30, "label_smoothing": 0.05,
-                                  "patience": 0}
+DENSE_DEFAULTS: dict[str, Any] = {
+    "mode": "probe",
+    "backbone": "default",
+    "lr": 3e-3,
+    "batch_size": 8,
+    "epochs": 6,
+    "warmup_steps": 30,
+    "label_smoothing": 0.05,
+    "patience": 0,
+}
 
 
 def dense_defaults(cfg: TrainConfig) -> TrainConfig:
@@ -138,16 +145,17 @@ def polygon_dense_data(
         RasterError: The scene cannot be read.
     """
     from geosam.train import _scene_sampling as ss
-    from geosam.train.reference import read_label_polygons
+    from geosam.train.reference import LabelPolygons, read_label_polygons
 
     sc = ss.prepare_scene(scene, bands, band_names, normalize)
-    if not isinstance(polys, __import__("geosam.train.reference", fromlist=["LabelPolygons"]).LabelPolygons):
+    if not isinstance(polys, LabelPolygons):
         if class_column is None:
             raise DataError("class_column is needed to read label polygons")
         polys = read_label_polygons(polys, class_column, sc.info, layer)
     train_ids, val_ids = _polygon_split(polys, sc.info, val_fraction, seed)
     work = tempfile.TemporaryDirectory(prefix="geosam-dense-")
-    datasets, boxes = [], []
+    datasets: list[Any] = []
+    boxes: list[list[Any]] = []
     margin = 0.0  # filled by the trainer from the patch size (rois are rebuilt there)
     for name, ids in (("train", train_ids), ("val", val_ids)):
         if len(ids) == 0:
@@ -174,9 +182,7 @@ def polygon_dense_data(
         "train_polygons": [int(i) for i in train_ids],
         "val_polygons": [int(i) for i in val_ids],
     }
-    return DenseData(
-        sc, polys.classes, class_of, datasets[0], datasets[1], boxes[0], boxes[1], prov, work
-    )
+    return DenseData(sc, polys.classes, class_of, datasets[0], datasets[1], boxes[0], boxes[1], prov, work)
 
 
 def raster_dense_data(
@@ -209,8 +215,9 @@ def raster_dense_data(
     sc = ss.prepare_scene(scene, bands, band_names, normalize)
     lab_path = Path(label_raster)
     with _label_grid(lab_path, sc.info) as (ds, _warped):
-        rows, cols, ids = _scan_lattice(ds, 1 if max(ds.width, ds.height) <= 4096 else 4, (0, 0),
-                                        label_nodata, lab_path)
+        rows, cols, ids = _scan_lattice(
+            ds, 1 if max(ds.width, ds.height) <= 4096 else 4, (0, 0), label_nodata, lab_path
+        )
     found = sorted({int(v) for v in np.unique(ids)})
     if classes is None:
         cats, _src = ss.category_names(lab_path)
@@ -255,14 +262,16 @@ def raster_dense_data(
         "block": block,
     }
     # one label dataset; training and validation differ by their regions of interest (blocks)
-    return DenseData(sc, tuple(names), class_of, labels, labels if len(v) else None, blocks(t), blocks(v), prov)
+    return DenseData(
+        sc, tuple(names), class_of, labels, labels if len(v) else None, blocks(t), blocks(v), prov
+    )
 
 
 # ------------------------------------------------------------------------------------------------ model
 
 
 def build_dense_model(
-    cfg: TrainConfig, data: DenseData, mean: np.ndarray, std: np.ndarray, chip: int
+    cfg: TrainConfig, bands: Sequence[str], num_classes: int, mean: np.ndarray, std: np.ndarray, chip: int
 ) -> tuple[LandCoverModel, Any, Any]:
     """Encoder (``cfg.backbone``, band-adapted) + :class:`~geosam.models.dense_head.DenseHead`.
 
@@ -274,7 +283,7 @@ def build_dense_model(
     from geosam.models.dense_head import DenseHead
     from geosam.train.backbones import build_backbone, rgb_normalisation
 
-    bands = [canonical_band_name(b) for b in data.bands]
+    bands = [canonical_band_name(b) for b in bands]
     input_size = cfg.input_size or (64 if cfg.backbone in ("default", "small") else chip)
     bb = build_backbone(
         cfg.backbone, bands, input_size, frozen=cfg.mode == "probe", band_init=cfg.band_init, seed=cfg.seed
@@ -285,7 +294,7 @@ def build_dense_model(
     head_cfg = DenseHeadConfig(
         in_channels=(bb.config.out_chans,),
         strides=(chip / grid,),
-        num_classes=len(data.classes),
+        num_classes=num_classes,
         num_bands=len(bands),
         decoder=o.decoder,
         decoder_channels=o.decoder_channels,
@@ -321,42 +330,73 @@ def encode_chips(model: Any, x: torch.Tensor, chip: int, input_size: int) -> tor
 
 
 @dataclass
-class _Patches:
-    """Patches read once: 0..1 pixels, validity, class targets (-1 ignored), scene windows."""
+class Patches:
+    """Training or validation patches, read once.
 
-    x: torch.Tensor  # (n, N, P, P) float16
-    y: torch.Tensor  # (n, P, P) int64, -1 = ignore
-    windows: list[tuple[int, int, int, int]]
-    feats: torch.Tensor | None = None  # (n, C, F, F) for a frozen encoder
+    Attributes:
+        x: ``(n, N, P, P)`` float16 0..1 pixels; invalid pixels hold the band mean once
+            :meth:`fill` ran (0 before).
+        valid: ``(n, P, P)`` bool validity.
+        y: ``(n, P, P)`` int64 class targets, ``-1`` = ignored (unlabelled, nodata, unknown class).
+        windows: Scene pixel window ``(col, row, width, height)`` of each patch (``None`` for
+            patches that are not scene windows, e.g. dataset chips).
+        feats: ``(n, C, F, F)`` features of a frozen encoder (filled by the trainer).
+    """
+
+    x: torch.Tensor
+    valid: torch.Tensor
+    y: torch.Tensor
+    windows: list[tuple[int, int, int, int]] | None
+    feats: torch.Tensor | None = None
+
+    def stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-band mean and standard deviation over the valid pixels (float64)."""
+        n = self.x.shape[1]
+        x = self.x.float().permute(1, 0, 2, 3).reshape(n, -1)[:, self.valid.reshape(-1)]
+        if x.shape[1] == 0:
+            return np.full(n, 0.5), np.full(n, 0.25)
+        return x.mean(1).double().numpy(), np.maximum(x.std(1).double().numpy(), 1e-3)
+
+    def fill(self, mean: np.ndarray) -> None:
+        """Set invalid pixels to ``mean`` (what ``geosam run`` feeds the model there)."""
+        m = torch.from_numpy(np.asarray(mean, np.float32)).view(1, -1, 1, 1).to(self.x.dtype)
+        self.x = torch.where(self.valid[:, None], self.x, m)
 
 
 def _read_patches(
-    scene_ds: Any, labels: Any, queries: Sequence[Any], class_of: np.ndarray, mean: np.ndarray, progress: bool
-) -> _Patches:
+    scene_ds: Any, labels: Any, queries: Sequence[Any], class_of: np.ndarray, progress: bool
+) -> Patches:
+    """Read patches through TorchGeo (scene pixels, validity, labels mapped to class indexes)."""
     from geosam.progress import progress_iter
 
-    xs, ys, wins = [], [], []
-    fill = torch.from_numpy(np.asarray(mean, np.float32)).view(-1, 1, 1)
+    xs, vs, ys, wins = [], [], [], []
     lut = torch.from_numpy(class_of)
     for q in progress_iter(list(queries), "reading patches (TorchGeo)", enabled=progress):
         s = scene_ds[q]
         m = labels[q]["mask"].long()
         valid = s["valid"]
-        x = torch.where(valid[None], s["image"], fill)
         y = lut[m.clamp(0, len(class_of) - 1)]
         y[(m < 0) | (m >= len(class_of)) | ~valid] = -1
-        xs.append(x.half())
+        xs.append(s["image"].half())
+        vs.append(valid)
         ys.append(y)
         wins.append(s["window"])
-    return _Patches(torch.stack(xs), torch.stack(ys), wins)
+    return Patches(torch.stack(xs), torch.stack(vs), torch.stack(ys), wins)
 
 
 def _chip_features(
-    model: Any, patches: _Patches, chip: int, input_size: int, device: torch.device, progress: bool
+    model: Any, patches: Patches, chip: int, input_size: int, device: torch.device, progress: bool
 ) -> torch.Tensor:
-    """Frozen-encoder features of every patch, each scene chip encoded once (shared between patches)."""
+    """Frozen-encoder features of every patch; a scene chip shared by patches is encoded once."""
     from geosam.progress import progress_iter
 
+    if patches.windows is None:  # not scene windows: encode each patch
+        out = []
+        with torch.inference_mode():
+            for s in range(0, len(patches.x), 16):
+                x = patches.x[s : s + 16].float().to(device)
+                out.append(encode_chips(model, x, chip, input_size).cpu())
+        return torch.cat(out)
     cache: dict[tuple[int, int], torch.Tensor] = {}
     todo: dict[tuple[int, int], tuple[int, int, int]] = {}
     for i, (c0, r0, w, h) in enumerate(patches.windows):
@@ -364,30 +404,42 @@ def _chip_features(
             for c in range(0, w, chip):
                 todo.setdefault((r0 + r, c0 + c), (i, r, c))
     keys = list(todo)
-    batch = 64
     model.eval()
     with torch.inference_mode():
-        for s in progress_iter(range(0, len(keys), batch), "encoding chips (frozen encoder)", enabled=progress):
-            ks = keys[s : s + batch]
+        starts = range(0, len(keys), 64)
+        for s in progress_iter(starts, "encoding chips (frozen encoder)", enabled=progress):
+            ks = keys[s : s + 64]
             xs = torch.stack(
-                [patches.x[todo[k][0], :, todo[k][1] : todo[k][1] + chip, todo[k][2] : todo[k][2] + chip] for k in ks]
+                [patches.x[i, :, r : r + chip, c : c + chip] for i, r, c in (todo[k] for k in ks)]
             ).float()
             f = encode_chips(model, xs.to(device), chip, input_size).cpu()
             for k, fk in zip(ks, f, strict=True):
                 cache[k] = fk
-    g = next(iter(cache.values())).shape[-1]
     out = []
     for c0, r0, w, h in patches.windows:
-        rows = [torch.cat([cache[(r0 + r, c0 + c)] for c in range(0, w, chip)], dim=-1) for r in range(0, h, chip)]
+        rows = [
+            torch.cat([cache[(r0 + r, c0 + c)] for c in range(0, w, chip)], dim=-1) for r in range(0, h, chip)
+        ]
         out.append(torch.cat(rows, dim=-2))
-    del g
     return torch.stack(out)
 
 
 # ------------------------------------------------------------------------------------------------ train
 
 
+def sparse_loss(
+    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, smoothing: float
+) -> torch.Tensor:
+    """Cross-entropy over the labelled pixels only: targets ``-1`` (unlabelled) add no loss and no gradient.
+
+    ``logits`` ``(B, K, H, W)``, ``target`` ``(B, H, W)`` int64; ``weight`` per class or ``None``;
+    label smoothing ``smoothing``. The mean is over labelled pixels (weighted when ``weight`` is given).
+    """
+    return F.cross_entropy(logits, target, weight=weight, ignore_index=-1, label_smoothing=smoothing)
+
+
 def _class_weights(y: torch.Tensor, k: int, on: bool) -> torch.Tensor | None:
+    """Inverse class frequency over the labelled pixels, normalised to mean 1 over present classes, <= 10."""
     if not on:
         return None
     counts = torch.bincount(y[y >= 0], minlength=k).float()
@@ -395,37 +447,70 @@ def _class_weights(y: torch.Tensor, k: int, on: bool) -> torch.Tensor | None:
     return w.clamp(max=10.0)
 
 
+def _features(
+    model: Any, p: Patches, idx: Any, x: torch.Tensor, chip: int, input_size: int, device: torch.device
+) -> torch.Tensor:
+    """Encoder features of patches ``idx`` (cached for a frozen encoder, else computed with autograd)."""
+    if p.feats is not None:
+        return p.feats[idx].to(device)
+    if model.dense.cfg.use_encoder:
+        return encode_chips(model, x, chip, input_size)
+    return x.new_zeros((x.shape[0], 1, 1, 1))
+
+
 @torch.no_grad()
 def _predict(
-    model: Any, p: _Patches, chip: int, input_size: int, device: torch.device, batch: int
+    model: Any, p: Patches, chip: int, input_size: int, device: torch.device, batch: int = 16
 ) -> tuple[torch.Tensor, float]:
     """Predicted classes ``(n, P, P)`` of the patches and the mean cross-entropy at their labelled pixels."""
     model.eval()
     out, loss_sum, n = [], 0.0, 0
     for s in range(0, len(p.x), batch):
-        x = p.x[s : s + batch].float().to(device)
-        f = _features(model, p, s, batch, x, chip, input_size, device)
-        logits = model.dense_logits(f, x)
-        y = p.y[s : s + batch].to(device)
+        idx = slice(s, s + batch)
+        x = p.x[idx].float().to(device)
+        logits = model.dense_logits(_features(model, p, idx, x, chip, input_size, device), x)
+        y = p.y[idx].to(device)
         loss_sum += float(F.cross_entropy(logits, y, ignore_index=-1, reduction="sum"))
         n += int((y >= 0).sum())
         out.append(logits.argmax(1).cpu())
     return torch.cat(out), loss_sum / max(1, n)
 
 
-def _features(
-    model: Any, p: _Patches, s: int, batch: int, x: torch.Tensor, chip: int, input_size: int, device: torch.device
-) -> torch.Tensor:
-    if p.feats is not None:
-        return p.feats[s : s + batch].to(device)
-    if model.dense.cfg.use_encoder:
-        return encode_chips(model, x, chip, input_size)
-    return x.new_zeros((x.shape[0], 1, 1, 1))
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
-def _input_stats(p: _Patches) -> tuple[np.ndarray, np.ndarray]:
-    x = p.x.float().transpose(0, 1).reshape(p.x.shape[1], -1)
-    return x.mean(1).numpy(), np.maximum(x.std(1).numpy(), 1e-3)
+def scene_patches(
+    cfg: TrainConfig, data: DenseData, progress: bool = False
+) -> tuple[Patches, Patches | None]:
+    """Training and validation patches of a scene, drawn and read with TorchGeo (module docstring).
+
+    Raises:
+        DataError: No labelled pixel in the training patches; a rotated scene grid.
+    """
+    from geosam.train.geodata import SceneDataset, chip_aligned, grid_patches, random_patches, rois
+
+    o = cfg.dense
+    chip = _chip_size(cfg)
+    patch = max(chip, round(o.patch_size / chip) * chip)
+    scene_ds = SceneDataset(data.scene, chip)
+    grid = scene_ds.grid
+    size_m = patch * grid.res
+    boxes = rois(data.train_rois, o.margin * grid.res, size_m, grid.bounds)
+    queries = list(chip_aligned(iter(random_patches(scene_ds, boxes, patch, o.patches, cfg.seed)), grid))
+    pool = _read_patches(scene_ds, data.train_labels, queries, data.class_of, progress)
+    if not (pool.y >= 0).any():
+        raise DataError("no labelled pixel in the training patches", data.scene.info.path)
+    val = None
+    if data.val_labels is not None and data.val_rois:
+        val_boxes = rois(data.val_rois, 0.0, size_m, grid.bounds)
+        vq = list(chip_aligned(iter(grid_patches(scene_ds, val_boxes, patch)), grid))
+        val = _read_patches(scene_ds, data.val_labels, vq, data.class_of, progress)
+        if not (val.y >= 0).any():
+            val = None
+    return pool, val
 
 
 def train_dense(
@@ -435,46 +520,81 @@ def train_dense(
     progress: bool = False,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrainResult:
-    """Train a dense model on ``data`` and save it as a bundle at ``cfg.out`` (see the module docstring).
+    """Train a dense model on a scene with sparse labels; save the bundle at ``cfg.out`` (module docstring).
 
     Raises:
         DataError: No labelled pixel in the training patches.
     """
+    from geosam.train import _scene_sampling as ss
+
+    pool, val = scene_patches(cfg, data, progress)
+    provenance = {
+        **data.provenance,
+        "scene": os.path.abspath(data.scene.info.path),
+        "bands": list(data.scene.bands),
+        "band_names": list(data.scene.band_names),
+    }
+    return fit_dense(
+        cfg,
+        pool,
+        val,
+        classes=data.classes,
+        bands=data.bands,
+        gsd_m=data.gsd_m,
+        preprocessing=ss.scaling(data.scene),
+        provenance=provenance,
+        progress=progress,
+        on_epoch=on_epoch,
+    )
+
+
+def fit_dense(
+    cfg: TrainConfig,
+    pool: Patches,
+    val: Patches | None,
+    *,
+    classes: Sequence[str],
+    bands: Sequence[str],
+    gsd_m: float | None,
+    preprocessing: dict[str, Any],
+    provenance: dict[str, Any],
+    progress: bool = False,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> TrainResult:
+    """Train the dense head on read patches and save the bundle (the loop of the module docstring).
+
+    Args:
+        cfg: Training configuration (``cfg.dense`` for the head).
+        pool: Training patches (0..1 pixels, validity, targets).
+        val: Validation patches, or ``None`` (then the last round's weights are kept).
+        classes: Class names of the targets.
+        bands: Band names of the pixels.
+        gsd_m: Ground sampling distance of the pixels in metres, if known.
+        preprocessing: How pixels were brought to 0..1 (recorded in the bundle).
+        provenance: Data provenance (recorded in the bundle).
+        progress: Progress bars.
+        on_epoch: Called with each round's record.
+    """
     from geosam.bands import canonical_band_name
     from geosam.models.bundle import BundleMeta, save_bundle
-    from geosam.train import _scene_sampling as ss
+    from geosam.progress import progress_iter
     from geosam.train.backbones import trainable_parameters
     from geosam.train.engine import TrainResult, _colors, _lr_lambda, _param_groups, dihedral
-    from geosam.train.geodata import SceneDataset, chip_aligned, grid_patches, random_patches, rois
     from geosam.train.report import report_files
 
     t_start = time.time()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if cfg.device == "auto" else cfg.device))
+    device = _device(cfg.device)
     o = cfg.dense
     chip = _chip_size(cfg)
-    patch = max(chip, round(o.patch_size / chip) * chip)
-    scene_ds = SceneDataset(data.scene, chip)
-    grid = scene_ds.grid
-    margin = o.margin * grid.res
-    size_m = patch * grid.res
-    train_boxes = rois(data.train_rois, margin, size_m, grid.bounds)
-    queries = list(chip_aligned(iter(random_patches(scene_ds, train_boxes, patch, o.patches, cfg.seed)), grid))
-    provisional_mean = np.full(len(data.bands), 0.5)
-    pool = _read_patches(scene_ds, data.train_labels, queries, data.class_of, provisional_mean, progress)
-    if not (pool.y >= 0).any():
-        raise DataError("no labelled pixel in the training patches")
-    mean, std = _input_stats(pool)
-    val = None
-    if data.val_labels is not None and data.val_rois:
-        val_boxes = rois(data.val_rois, 0.0, size_m, grid.bounds)
-        vq = list(chip_aligned(iter(grid_patches(scene_ds, val_boxes, patch)), grid))
-        val = _read_patches(scene_ds, data.val_labels, vq, data.class_of, mean, progress)
-        if not (val.y >= 0).any():
-            val = None
-    model, bb, head_cfg = build_dense_model(cfg, data, mean, std, chip)
+    patch = int(pool.x.shape[-1])
+    mean, std = pool.stats()
+    pool.fill(mean)
+    if val is not None:
+        val.fill(mean)
+    band_names = [canonical_band_name(b) for b in bands]
+    model, bb, head_cfg = build_dense_model(cfg, band_names, len(classes), mean, std, chip)
     model.to(device)
     input_size = bb.config.img_size
     trainable_parameters(model.encoder, cfg.mode, cfg.last_n)
@@ -484,57 +604,53 @@ def train_dense(
         pool.feats = _chip_features(model, pool, chip, input_size, device, progress)
         if val is not None:
             val.feats = _chip_features(model, val, chip, input_size, device, progress)
-    k = len(data.classes)
+    k = len(classes)
     weights = _class_weights(pool.y, k, o.class_weights)
+    weights = None if weights is None else weights.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(o.steps, min(cfg.warmup_steps, o.steps // 4)))
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
-    rounds = max(1, cfg.epochs)
-    per_round = max(1, o.steps // rounds)
+    rounds = max(1, min(cfg.epochs, o.steps))
     history: list[dict[str, Any]] = []
-    best_score, best_state = -1.0, None
-    step = 0
-    from geosam.progress import progress_iter
-
+    best_score, best_state, step = -1.0, None, 0
     for rnd in range(rounds):
         t0 = time.time()
         model.train()
         if cfg.mode == "probe":
             model.encoder.eval()
         loss_sum, n_loss = 0.0, 0
-        n_steps = per_round if rnd < rounds - 1 else o.steps - step
+        n_steps = o.steps * (rnd + 1) // rounds - step
         for _ in progress_iter(range(n_steps), f"round {rnd + 1}/{rounds}", enabled=progress):
-            idx = torch.from_numpy(rng.choice(len(pool.x), size=min(cfg.batch_size, len(pool.x)), replace=False))
+            step += 1
+            idx = torch.from_numpy(np.sort(rng.choice(len(pool.x), min(cfg.batch_size, len(pool.x)), False)))
             sym = int(rng.integers(0, 8)) if cfg.augment else 0
             x = dihedral(pool.x[idx].float(), sym).to(device)
             y = dihedral(pool.y[idx], sym).to(device)
-            if (y < 0).all():
+            if not (y >= 0).any():
                 continue
-            if pool.feats is not None:
-                f = dihedral(pool.feats[idx], sym).to(device)
-            else:
-                f = _features(model, pool, 0, 0, x, chip, input_size, device)
-            logits = model.dense_logits(f, x)
-            loss = F.cross_entropy(
-                logits, y, weight=None if weights is None else weights.to(device), ignore_index=-1,
-                label_smoothing=cfg.label_smoothing,
-            )
+            f = _features(model, pool, idx, pool.x[idx].float().to(device), chip, input_size, device)
+            logits = model.dense_logits(dihedral(f, sym), x)
+            loss = sparse_loss(logits, y, weights, cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             sched.step()
-            step += 1
             loss_sum += float(loss.item())
             n_loss += 1
-        rec: dict[str, Any] = {"epoch": rnd + 1, "train_loss": loss_sum / max(1, n_loss), "steps": step,
-                               "lr": opt.param_groups[0]["lr"]}
+        rec: dict[str, Any] = {
+            "epoch": rnd + 1,
+            "train_loss": loss_sum / max(1, n_loss),
+            "steps": step,
+            "lr": opt.param_groups[0]["lr"],
+        }
+        score = float(rnd)  # without validation the last round is kept
         if val is not None:
-            pred, val_loss = _predict(model, val, chip, input_size, device, 16)
+            pred, val_loss = _predict(model, val, chip, input_size, device)
             m = val.y >= 0
-            vm = summarize(confusion_matrix(val.y[m].numpy(), pred[m].numpy(), k), data.classes)
+            vm = summarize(confusion_matrix(val.y[m].numpy(), pred[m].numpy(), k), classes)
             rec.update(
                 val_loss=val_loss,
                 val_accuracy=vm["overall_accuracy"],
@@ -542,49 +658,50 @@ def train_dense(
                 val_kappa=vm["kappa"],
             )
             score = vm["macro_f1"] + 1e-3 * vm["overall_accuracy"]
-        else:
-            score = float(rnd)  # no validation: keep the last round
         rec["seconds"] = time.time() - t0
         history.append(rec)
         if score > best_score:
             best_score = score
             best_state = {kk: v.detach().cpu().clone() for kk, v in model.state_dict().items()}
-        log.info("round %d: %s", rnd + 1, {kk: round(v, 4) if isinstance(v, float) else v for kk, v in rec.items()})
+        log.info("round %d: %s", rnd + 1, {kk: _r(v) for kk, v in rec.items()})
         if on_epoch:
             on_epoch(rec)
-    assert best_state is not None
+    assert best_state is not None  # at least one round ran
     model.load_state_dict(best_state)
-    metrics: dict[str, Any]
+    metrics: dict[str, Any] = {
+        "overall_accuracy": float("nan"),
+        "macro_f1": float("nan"),
+        "kappa": float("nan"),
+    }
+    metrics["n"] = 0
     if val is not None:
-        pred, _ = _predict(model, val, chip, input_size, device, 16)
+        pred, _ = _predict(model, val, chip, input_size, device)
         m = val.y >= 0
-        metrics = summarize(confusion_matrix(val.y[m].numpy(), pred[m].numpy(), k), data.classes)
-    else:
-        metrics = {"overall_accuracy": float("nan"), "macro_f1": float("nan"), "kappa": float("nan"), "n": 0}
-    best_epoch = max(history, key=lambda h: h.get("val_macro_f1", 0) + 1e-3 * h.get("val_accuracy", 0))["epoch"]
+        metrics = summarize(confusion_matrix(val.y[m].numpy(), pred[m].numpy(), k), classes)
+    best = max(history, key=lambda h: h.get("val_macro_f1", 0.0) + 1e-3 * h.get("val_accuracy", 0.0))
     elapsed = time.time() - t_start
     tile = cfg.tile_size or max(chip, (256 // chip) * chip)
-    bands = [canonical_band_name(b) for b in data.bands]
+    mean_std = (model.get_buffer("mean").reshape(-1).tolist(), model.get_buffer("std").reshape(-1).tolist())
     meta = BundleMeta(
         name=cfg.name,
-        classes={"names": list(data.classes), "colors": [list(c) for c in _colors(data.classes)], "nodata": 255},
-        bands=bands,
-        mean=[float(v) for v in model.mean.view(-1).tolist()],
-        std=[float(v) for v in model.std.view(-1).tolist()],
+        classes={"names": list(classes), "colors": [list(c) for c in _colors(tuple(classes))], "nodata": 255},
+        bands=band_names,
+        mean=[float(v) for v in mean_std[0]],
+        std=[float(v) for v in mean_std[1]],
         input_size=input_size,
         chip_size=chip,
-        gsd_m=data.gsd_m,
+        gsd_m=gsd_m,
         recommended_tile_size=tile,
         encoder=bb.meta,
         head=None,
         dense=head_cfg.to_dict(),
-        preprocessing=ss.scaling(data.scene),
+        preprocessing=preprocessing,
         training={
             "head": "dense",
             "mode": cfg.mode,
             "config": json.loads(cfg.model_dump_json()),
             "epochs_run": len(history),
-            "best_epoch": best_epoch,
+            "best_epoch": best["epoch"] if val is not None else len(history),
             "steps": step,
             "patch_size": patch,
             "patches": len(pool.x),
@@ -592,13 +709,13 @@ def train_dense(
             "total_seconds": round(elapsed, 1),
             "device": str(device),
             "threads": torch.get_num_threads(),
+            "n_val": int(metrics.get("n", 0)),
             "val_overall_accuracy": metrics["overall_accuracy"],
             "val_macro_f1": metrics["macro_f1"],
             "val_kappa": metrics["kappa"],
-            "history": [{kk: (round(v, 5) if isinstance(v, float) else v) for kk, v in h.items()} for h in history],
+            "history": [{kk: _r(v, 5) for kk, v in h.items()} for h in history],
         },
-        data={**data.provenance, "scene": os.path.abspath(data.scene.info.path), "bands": list(data.scene.bands),
-              "band_names": list(data.scene.band_names)},
+        data=provenance,
     )
     frozen_ckpt = bb.meta.source == "sam_checkpoint"
     meta = save_bundle(
@@ -610,7 +727,13 @@ def train_dense(
         include_prefixes=("encoder.patch_embed.",) if frozen_ckpt and bb.meta.band_adapter != "none" else (),
         extra_files=report_files(metrics, history) if val is not None else None,
     )
-    return TrainResult(bundle=cfg.out, metrics=metrics, history=copy.deepcopy(history), seconds=elapsed, meta=meta)
+    return TrainResult(
+        bundle=cfg.out, metrics=metrics, history=copy.deepcopy(history), seconds=elapsed, meta=meta
+    )
+
+
+def _r(v: Any, nd: int = 4) -> Any:
+    return round(v, nd) if isinstance(v, float) else v
 
 
 def _chip_size(cfg: TrainConfig) -> int:

@@ -153,7 +153,7 @@ def _scene_dataset_class() -> type:
     return _SceneDataset
 
 
-def SceneDataset(scene: Scene, chip: int) -> Any:  # noqa: N802 - a class built on first use
+def SceneDataset(scene: Scene, chip: int) -> Any:
     """The scene as a TorchGeo ``RasterDataset`` that geosam reads (stretched 0..1 plus validity).
 
     Raises:
@@ -208,7 +208,10 @@ def chip_aligned(queries: Iterator[Any], grid: ChipGrid) -> Iterator[tuple[slice
 
 
 def rois(
-    geoms: Sequence[shapely.Geometry], margin: float, min_size: float, within: tuple[float, float, float, float]
+    geoms: Sequence[shapely.Geometry],
+    margin: float,
+    min_size: float,
+    within: tuple[float, float, float, float],
 ) -> list[shapely.Geometry]:
     """Regions of interest: each geometry's bounding box grown by ``margin``, at least ``min_size`` wide.
 
@@ -232,7 +235,7 @@ def rois(
 def random_patches(
     dataset: Any, roi_boxes: Sequence[Any], size: int, length: int, seed: int
 ) -> list[tuple[slice, slice, slice]]:
-    """``length`` TorchGeo ``RandomGeoSampler`` patches of ``size`` pixels, spread over the regions of interest.
+    """``length`` TorchGeo ``RandomGeoSampler`` patches of ``size`` pixels over the regions of interest.
 
     One sampler per region (TorchGeo clips its index to one ROI and samples inside the ROI's bounds);
     each region gets a share of ``length`` proportional to its area, at least one. ``dataset`` is the
@@ -267,5 +270,7 @@ def stack(samples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
     """Stack ``image``, ``valid`` and ``mask`` of equally sized samples into batch tensors."""
     import torch
 
-    out = {k: torch.stack([s[k] for s in samples]) for k in ("image", "valid", "mask") if k in samples[0]}
+    out: dict[str, torch.Tensor] = {
+        k: torch.stack([s[k] for s in samples]) for k in ("image", "valid", "mask") if k in samples[0]
+    }
     return out

@@ -26,8 +26,10 @@ if TYPE_CHECKING:
 __all__ = [
     "POLYGONS_HEAD",
     "cv_run_config",
+    "masked_label_raster",
     "polygons_fold_workflow",
     "polygons_head",
+    "raster_fold_workflow",
     "train_polygons",
     "train_raster",
 ]
@@ -160,9 +162,63 @@ def train_raster(
     return train(cfg, data, progress=progress)
 
 
+def train_torchgeo(
+    name: str,
+    root: str | os.PathLike[str],
+    *,
+    cfg: TrainConfig,
+    split: str = "train",
+    val_split: str | None = "val",
+    progress: bool = False,
+) -> TrainResult:
+    """Train on a TorchGeo dataset (:mod:`geosam.train.torchgeo_source`; never downloads).
+
+    Classification datasets train the chip classifier (validation: its grouped split of ``split``);
+    segmentation datasets train the dense head (validation: random patches of ``val_split``).
+
+    Raises:
+        DataError: Unknown dataset, or data not found in TorchGeo's layout under ``root``.
+    """
+    from geosam.train.torchgeo_source import DATASETS, classification_chips, segmentation_patches
+
+    src = DATASETS.get(name.lower())
+    if src is not None and src.task == "classification":
+        from geosam.train.engine import train
+
+        data = classification_chips(name, root, split=split, max_per_class=cfg.max_per_class, seed=cfg.seed)
+        return train(cfg.model_copy(update={"head": "chip"}), data, progress=progress)
+    from geosam.train.dense import dense_defaults, fit_dense
+
+    cfg = dense_defaults(cfg.model_copy(update={"head": "dense"}))
+    patch = max(16, round(cfg.dense.patch_size / 16) * 16)
+    n_img = max(1, cfg.dense.patches // 4)
+    pool, classes, bands, prep = segmentation_patches(
+        name, root, patch=patch, max_images=n_img, split=split, seed=cfg.seed
+    )
+    val = None
+    if val_split:
+        val, _, _, _ = segmentation_patches(
+            name, root, patch=patch, max_images=max(1, n_img // 4), split=val_split, seed=cfg.seed + 1
+        )
+    return fit_dense(
+        cfg,
+        pool,
+        val,
+        classes=classes,
+        bands=bands,
+        gsd_m=None,
+        preprocessing=prep,
+        provenance={"source": "torchgeo", "dataset": src.cls if src else name, "root": os.path.abspath(root)},
+        progress=progress,
+    )
+
+
 def cv_run_config(base: RunConfig | None = None) -> RunConfig:
-    """The run configuration of a cross-validation fold: ``base`` (default: defaults) without the
-    vector layers, tiles layer and QGIS project (only the class map is scored), quiet on overwrite."""
+    """The run configuration of a cross-validation fold.
+
+    ``base`` (default: the defaults) without the vector layers, the tiles layer and the QGIS project:
+    only the class map is scored.
+    """
     from geosam.config import RunConfig
 
     cfg = base or RunConfig()
@@ -212,5 +268,100 @@ def polygons_fold_workflow(
         out = predict_scene(scene, workdir / "run", models, run_cfg, progress=progress)
         pred = read_at(out.outputs["classes"], test)
         return pred, models.bundle.meta.class_scheme.names
+
+    return workflow
+
+
+#: Nodata of the masked label rasters written for raster cross-validation folds.
+_MASKED_NODATA = -1
+
+
+def masked_label_raster(
+    label_raster: str | os.PathLike[str],
+    info: Any,
+    out: Path,
+    *,
+    hold_out: np.ndarray,
+    block: int,
+    label_nodata: float | None = None,
+) -> Path:
+    """Copy a label raster onto the scene grid without the labels of the ``hold_out`` blocks.
+
+    Written window by window (memory of one 1024 px window) as int32 with nodata ``-1``; pixels that
+    were unlabelled stay unlabelled. Block ids are those of :func:`geosam.train.cv.raster_reference`.
+    """
+    import rasterio
+    from affine import Affine
+
+    from geosam.train.scene_chips import _label_grid, _read_labels
+    from geosam.types import PixelWindow
+
+    path = Path(label_raster)
+    blocks_per_row = -(-info.width // block)
+    held = np.asarray(hold_out, np.int64)
+    profile = {
+        "driver": "GTiff",
+        "width": info.width,
+        "height": info.height,
+        "count": 1,
+        "dtype": "int32",
+        "crs": info.crs,
+        "transform": Affine(*info.transform),
+        "nodata": _MASKED_NODATA,
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+        "compress": "deflate",
+    }
+    with _label_grid(path, info) as (ds, _), rasterio.open(out, "w", **profile) as dst:
+        for r0 in range(0, info.height, 1024):
+            for c0 in range(0, info.width, 1024):
+                win = PixelWindow(c0, r0, min(1024, info.width - c0), min(1024, info.height - r0))
+                ids, valid = _read_labels(ds, win, label_nodata, path)
+                rr, cc = np.indices(ids.shape)
+                group = ((rr + r0) // block) * blocks_per_row + (cc + c0) // block
+                keep = valid & ~np.isin(group, held) & (ids >= 0)
+                dst.write(np.where(keep, ids, _MASKED_NODATA).astype(np.int32), 1, window=win.to_rasterio())
+    return out
+
+
+def raster_fold_workflow(
+    scene: str | os.PathLike[str],
+    label_raster: str | os.PathLike[str],
+    *,
+    classes: dict[int, str],
+    block: int,
+    label_nodata: float | None = None,
+    train: dict[str, Any] | None = None,
+    sampling: dict[str, Any] | None = None,
+    run: dict[str, Any] | None = None,
+    progress: bool = False,
+) -> Any:
+    """A fold of ``cross_validate_raster``: train without the held-out blocks, run the scene, read."""
+    train_opts = dict(train or {})
+    sampling_opts = dict(sampling or {})
+    run_opts = dict(run or {})
+
+    def workflow(test_blocks: np.ndarray, test: Any, workdir: Path) -> tuple[np.ndarray, Sequence[str]]:
+        from geosam.io.read import open_scene
+        from geosam.predict import predict_scene
+        from geosam.runtime import load_models
+        from geosam.train.reference import read_at
+
+        info = open_scene(scene)
+        masked = masked_label_raster(
+            label_raster,
+            info,
+            workdir / "labels.tif",
+            hold_out=test_blocks,
+            block=block,
+            label_nodata=label_nodata,
+        )
+        cfg = TrainConfig.model_validate({**train_opts, "out": workdir / "model"})
+        res = train_raster(scene, masked, cfg=cfg, classes=classes, progress=progress, **sampling_opts)
+        run_cfg = cv_run_config().with_overrides(**run_opts)
+        models = load_models(res.bundle, None, run_cfg)
+        out = predict_scene(scene, workdir / "run", models, run_cfg, progress=progress)
+        return read_at(out.outputs["classes"], test), models.bundle.meta.class_scheme.names
 
     return workflow
