@@ -116,7 +116,12 @@ def test_reference_pixels_are_pixel_centres_inside():
     ref = reference_pixels(polys, _INFO)
     a = ref.label == 0
     assert sorted(zip(ref.rows[a].tolist(), ref.cols[a].tolist(), strict=True)) == [
-        (0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)
+        (0, 0),
+        (0, 1),
+        (0, 2),
+        (1, 0),
+        (1, 1),
+        (1, 2),
     ]
     # 5.4..7.6 holds the centres 5.5, 6.5 and 7.5: pixels 5, 6, 7 -> 9 pixels
     assert int((ref.label == 1).sum()) == 9
@@ -158,4 +163,4 @@ def test_cross_validate_scores_each_pixel_once_with_held_out_models():
     res = cross_validate_polygons(_INFO, polys, workflow, k=5, seed=1)
     assert len(seen) == len(set(seen)) == res.n_pixels == 40
     assert res.pooled["overall_accuracy"] == 1.0 and res.mean["kappa"] == 1.0
-    assert sorted(sum(res.folds.to_dict()["folds"], [])) == list(range(10))
+    assert sorted(g for f in res.folds.to_dict()["folds"] for g in f) == list(range(10))

@@ -692,7 +692,7 @@ Examples:
     epilog=_COMMON_EXAMPLES,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
 )
-@click.argument("name")
+@click.argument("dataset", metavar="NAME")
 @click.option(
     "--root", required=True, type=click.Path(path_type=Path), help="The dataset's folder (TorchGeo layout)."
 )
@@ -708,7 +708,7 @@ Examples:
 def torchgeo_cmd(
     ctx: click.Context,
     /,
-    name: str,
+    dataset: str,
     root: Path,
     split: str,
     config_path: Path | None,
@@ -721,6 +721,6 @@ def torchgeo_cmd(
     if band_names is not None:
         raise ConfigError("--band-names does not apply to TorchGeo datasets: their bands are known")
     cfg = _options_to_config(config_path, kw)
-    click.echo(f"training on TorchGeo {name} ({split}) from {root}", err=True)
-    result = train_torchgeo(name, root, cfg=cfg, split=split, progress=_progress(ctx))
+    click.echo(f"training on TorchGeo {dataset} ({split}) from {root}", err=True)
+    result = train_torchgeo(dataset, root, cfg=cfg, split=split, progress=_progress(ctx))
     _summary(result)

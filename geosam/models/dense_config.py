@@ -51,6 +51,10 @@ class DenseHeadConfig:
             raise ValueError(f"1 (ViT) or 4 (Hiera) encoder levels are supported, not {n}")
         if not self.use_encoder and not self.pixel_channels:
             raise ValueError("a dense head needs the encoder, the pixel branch, or both")
+        if self.decoder == "fpn" and self.decoder_channels % 32:
+            raise ValueError(
+                f"the fpn decoder needs a multiple of 32 channels (GroupNorm), not {self.decoder_channels}"
+            )
         if any(k < 1 or k % 2 == 0 for k in self.context):
             raise ValueError(f"context windows must be odd sizes, not {self.context}")
 

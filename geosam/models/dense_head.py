@@ -163,6 +163,11 @@ class DenseHead(nn.Module):
         if self.decoder is not None:
             feats = [self.enc_dropout(f.float()) for f in features]
             levels = self.pyramid(feats[0]) if self.pyramid is not None else feats
+            if self.cfg.decoder == "fpn" and min(levels[-1].shape[-2:]) < 2:
+                raise ValueError(
+                    f"the fpn decoder needs inputs of at least {2 * max(self.level_strides):g} px (its "
+                    "coarsest level must be 2 x 2 for GroupNorm); use larger tiles or the upernet decoder"
+                )
             # smp decoders index [full, 1/2, 1/4, 1/8, 1/16, 1/32]: the first two are placeholders
             dec = self.decoder([levels[0], levels[0], *levels])
             parts.append(F.interpolate(dec, size=(h, w), mode="bilinear", align_corners=False))

@@ -182,7 +182,11 @@ def train_torchgeo(
     from geosam.train.torchgeo_source import DATASETS, classification_chips, segmentation_patches
 
     src = DATASETS.get(name.lower())
-    if src is not None and src.task == "classification":
+    if src is None:
+        from geosam.errors import DataError
+
+        raise DataError(f"unknown TorchGeo dataset {name!r}; supported: {', '.join(DATASETS)}")
+    if src.task == "classification":
         from geosam.train.engine import train
 
         data = classification_chips(name, root, split=split, max_per_class=cfg.max_per_class, seed=cfg.seed)
@@ -208,7 +212,7 @@ def train_torchgeo(
         bands=bands,
         gsd_m=None,
         preprocessing=prep,
-        provenance={"source": "torchgeo", "dataset": src.cls if src else name, "root": os.path.abspath(root)},
+        provenance={"source": "torchgeo", "dataset": src.cls, "root": os.path.abspath(root)},
         progress=progress,
     )
 
