@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _harness as harness  # noqa: E402
+import _harness as harness
 
 ROOT = harness.ROOT
 DATA = ROOT / "sample_tiles" / "data"
