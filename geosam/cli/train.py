@@ -375,7 +375,7 @@ def _summary(result: Any, cv_result: Any = None) -> None:
         report = result.bundle / "report"
         report.mkdir(exist_ok=True)
         (report / "cv.json").write_text(json.dumps(cv_result.to_dict(), indent=2) + "\n", encoding="utf-8")
-    click.echo(f"bundle: {result.bundle}  (model.json, weights.safetensors)")
+    click.echo(f"bundle: {result.bundle}  ({t.get('head', 'chip')} head; model.json, weights.safetensors)")
     click.echo(f"report: {result.bundle / 'report'}")
 
 
@@ -578,7 +578,6 @@ def polygons(
     cv_result = None
     if cv is not None:
         cv_result = _cross_validate_polygons(ctx, scene, labels, class_column, cfg, sampling, cv)
-    click.echo(f"training the {cfg.head} head on {scene.name} with {labels.name} ({class_column})", err=True)
     result = train_polygons(
         scene, labels, class_column=class_column, cfg=cfg, progress=_progress(ctx), **sampling
     )
@@ -664,7 +663,6 @@ def raster(
     cv_result = None
     if cv is not None:
         cv_result = _cross_validate_raster(ctx, scene, label_raster, class_map, cfg, sampling, cv)
-    click.echo(f"training the {cfg.head} head on {scene.name} with {label_raster.name}", err=True)
     result = train_raster(
         scene, label_raster, cfg=cfg, classes=class_map, progress=_progress(ctx), **sampling
     )
@@ -721,6 +719,5 @@ def torchgeo_cmd(
     if band_names is not None:
         raise ConfigError("--band-names does not apply to TorchGeo datasets: their bands are known")
     cfg = _options_to_config(config_path, kw)
-    click.echo(f"training on TorchGeo {dataset} ({split}) from {root}", err=True)
     result = train_torchgeo(dataset, root, cfg=cfg, split=split, progress=_progress(ctx))
     _summary(result)

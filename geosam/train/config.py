@@ -26,6 +26,11 @@ class DenseOptions(BaseModel):
         encoder_dropout: Channel dropout on the encoder features while training.
         class_weights: Weight the loss by inverse class frequency (capped at 10x).
         margin: Context in pixels around each labelled polygon or block that patches may cover.
+        noise: Standard deviation of Gaussian noise added to the normalised pixels while training
+            (a regulariser against memorising the few labelled polygons; 0 = none).
+        keep: ``best`` keeps the round with the best validation macro-F1; ``last`` the last round
+            (validation is then only reported: with a handful of validation polygons the best
+            round is mostly noise).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -41,6 +46,8 @@ class DenseOptions(BaseModel):
     encoder_dropout: float = Field(0.0, ge=0, lt=1)
     class_weights: bool = True
     margin: int = Field(8, ge=0)
+    noise: float = Field(0.0, ge=0)
+    keep: Literal["best", "last"] = "best"
 
 
 class TrainConfig(BaseModel):

@@ -631,6 +631,8 @@ def fit_dense(
             if not (y >= 0).any():
                 continue
             f = _features(model, pool, idx, pool.x[idx].float().to(device), chip, input_size, device)
+            if o.noise:  # in normalised units: std * noise in 0..1 units per band
+                x = x + torch.randn_like(x) * o.noise * model.get_buffer("std")
             logits = model.dense_logits(dihedral(f, sym), x)
             loss = sparse_loss(logits, y, weights, cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
@@ -646,7 +648,7 @@ def fit_dense(
             "steps": step,
             "lr": opt.param_groups[0]["lr"],
         }
-        score = float(rnd)  # without validation the last round is kept
+        score = float(rnd)  # keep the last round (without validation, or with keep="last")
         if val is not None:
             pred, val_loss = _predict(model, val, chip, input_size, device)
             m = val.y >= 0
@@ -657,7 +659,8 @@ def fit_dense(
                 val_macro_f1=vm["macro_f1"],
                 val_kappa=vm["kappa"],
             )
-            score = vm["macro_f1"] + 1e-3 * vm["overall_accuracy"]
+            if o.keep == "best":
+                score = vm["macro_f1"] + 1e-3 * vm["overall_accuracy"]
         rec["seconds"] = time.time() - t0
         history.append(rec)
         if score > best_score:
@@ -701,7 +704,7 @@ def fit_dense(
             "mode": cfg.mode,
             "config": json.loads(cfg.model_dump_json()),
             "epochs_run": len(history),
-            "best_epoch": best["epoch"] if val is not None else len(history),
+            "best_epoch": best["epoch"] if val is not None and o.keep == "best" else len(history),
             "steps": step,
             "patch_size": patch,
             "patches": len(pool.x),
