@@ -28,10 +28,10 @@ are relative to the spec file's directory::
 * ``crs`` (authid), ``renderer`` (renderer type: ``paletted``, ``singlebandpseudocolor``,
   ``categorizedSymbol``, ``singleSymbol``...), ``legend`` (legend labels in order), ``colors`` (legend
   colours ``#rrggbb``), ``style_loaded`` (the style load reported success), ``feature_count``,
-  ``band_count``, ``band_names`` (raster band names as QGIS lists them, ``Band 1: <description>``), ``fields`` (attribute
-  names in order), ``geometry`` (``Polygon``, ``Line``, ``Point``,
-  ``No geometry``, ``Unknown geometry``), ``labels_field`` (field of simple labelling, ``null`` when
-  labels are off), ``opacity``.
+  ``band_count``, ``band_names`` (raster band names as QGIS lists them, ``Band 1: <description>``),
+  ``fields`` (attribute names in order), ``geometry`` (``Polygon``, ``Line``, ``Point``, ``No geometry``,
+  ``Unknown geometry``), ``labels_field`` (field of simple labelling, ``null`` when labels are off),
+  ``opacity``.
 * for projects also ``crs`` of the project, ``layer_count``, ``tree`` (layer names top to bottom),
   ``extent`` (default view ``[xmin, ymin, xmax, ymax]``), and ``layers`` keyed by layer name (their
   expectations may also use ``visible``).

@@ -28,9 +28,10 @@ class DenseOptions(BaseModel):
         margin: Context in pixels around each labelled polygon or block that patches may cover.
         noise: Standard deviation of Gaussian noise added to the normalised pixels while training
             (a regulariser against memorising the few labelled polygons; 0 = none).
-        keep: ``best`` keeps the round with the best validation macro-F1; ``last`` the last round
-            (validation is then only reported: with a handful of validation polygons the best
-            round is mostly noise).
+        keep: ``best`` holds out ``val_fraction`` of the polygons (or blocks) and keeps the round with
+            the best validation macro-F1; ``last`` trains on every polygon and keeps the last round
+            (with a few dozen polygons, holding out one per class costs more than early stopping
+            gains; measure such a model with ``--cv`` instead).
     """
 
     model_config = ConfigDict(extra="forbid")

@@ -114,6 +114,8 @@ def _polygon_split(polys: LabelPolygons, info: Any, val_fraction: float, seed: i
     from geosam.train.data import stratified_split
     from geosam.train.reference import reference_pixels
 
+    if val_fraction <= 0:
+        return polys.ids, np.empty(0, np.int64)
     ref = reference_pixels(polys, info)
     try:
         t, v = stratified_split(ref.label, val_fraction, seed, ref.polygon)
@@ -137,8 +139,9 @@ def polygon_dense_data(
     """Dense training data from a scene and label polygons (any OGR format and CRS).
 
     Polygons are reprojected to the scene CRS, split into training and validation polygons (whole
-    polygons, stratified by class; no validation when no class has two polygons) and written to a
-    scratch GeoPackage with an integer class column that TorchGeo's ``VectorDataset`` rasterises.
+    polygons, stratified by class; no validation when ``val_fraction`` is 0 or no class has two
+    polygons) and written to a scratch GeoPackage with an integer class column that TorchGeo's
+    ``VectorDataset`` rasterises.
 
     Raises:
         DataError: Unreadable labels, a missing class column, no CRS, no usable polygon.
@@ -238,6 +241,8 @@ def raster_dense_data(
     rows, cols, cls = rows[keep], cols[keep], cls[keep]
     group = (rows // block) * (-(-sc.info.width // block)) + cols // block
     try:
+        if val_fraction <= 0:
+            raise DataError("no validation")
         t, v = stratified_split(cls, val_fraction, seed, group)
     except DataError:
         t, v = np.arange(len(cls)), np.empty(0, np.int64)

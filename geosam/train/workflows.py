@@ -78,7 +78,7 @@ def train_polygons(
             layer=layer,
             bands=bands,
             band_names=band_names,
-            val_fraction=cfg.val_fraction,
+            val_fraction=cfg.val_fraction if cfg.dense.keep == "best" else 0.0,
             seed=cfg.seed,
         )
         return train_dense(cfg, dense_data, progress=progress)
@@ -136,7 +136,7 @@ def train_raster(
             block=block_chips * 16,
             bands=bands,
             band_names=band_names,
-            val_fraction=cfg.val_fraction,
+            val_fraction=cfg.val_fraction if cfg.dense.keep == "best" else 0.0,
             seed=cfg.seed,
         )
         return train_dense(cfg, dense_data, progress=progress)
