@@ -28,6 +28,7 @@ class DenseHeadConfig:
         context: Edges of the local-mean windows of the pixel branch (odd, pixels).
         use_encoder: Use the encoder levels (``False``: pixel branch only).
         encoder_dropout: Channel dropout on the encoder levels while training.
+        members: Independently trained copies of the head whose logits are averaged (an ensemble).
     """
 
     in_channels: tuple[int, ...]
@@ -41,6 +42,7 @@ class DenseHeadConfig:
     context: tuple[int, ...] = (3, 7)
     use_encoder: bool = True
     encoder_dropout: float = 0.0
+    members: int = 1
     scales: tuple[float, ...] = field(default=())
 
     def __post_init__(self) -> None:
@@ -51,6 +53,8 @@ class DenseHeadConfig:
             raise ValueError(f"1 (ViT) or 4 (Hiera) encoder levels are supported, not {n}")
         if not self.use_encoder and not self.pixel_channels:
             raise ValueError("a dense head needs the encoder, the pixel branch, or both")
+        if self.members < 1:
+            raise ValueError(f"a dense head needs at least one member, not {self.members}")
         if self.decoder == "fpn" and self.decoder_channels % 32:
             raise ValueError(
                 f"the fpn decoder needs a multiple of 32 channels (GroupNorm), not {self.decoder_channels}"

@@ -26,6 +26,8 @@ class DenseOptions(BaseModel):
         encoder_dropout: Channel dropout on the encoder features while training.
         class_weights: Weight the loss by inverse class frequency (capped at 10x).
         margin: Context in pixels around each labelled polygon or block that patches may cover.
+        members: Heads trained side by side from different initialisations, logits averaged (an
+            ensemble; each costs one head's time).
         noise: Standard deviation of Gaussian noise added to the normalised pixels while training
             (a regulariser against memorising the few labelled polygons; 0 = none).
         keep: ``best`` holds out ``val_fraction`` of the polygons (or blocks) and keeps the round with
@@ -47,6 +49,7 @@ class DenseOptions(BaseModel):
     encoder_dropout: float = Field(0.0, ge=0, lt=1)
     class_weights: bool = True
     margin: int = Field(8, ge=0)
+    members: int = Field(1, ge=1, le=32)
     noise: float = Field(0.0, ge=0)
     keep: Literal["best", "last"] = "best"
 

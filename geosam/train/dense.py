@@ -44,6 +44,7 @@ from geosam.train.metrics import confusion_matrix, summarize
 
 if TYPE_CHECKING:
     from geosam.config import NormalizeConfig
+    from geosam.models.dense_head import DenseHead
     from geosam.models.classifier import LandCoverModel
     from geosam.train._scene_sampling import Scene
     from geosam.train.engine import TrainResult
@@ -308,6 +309,7 @@ def build_dense_model(
         context=tuple(o.context),
         use_encoder=o.use_encoder,
         encoder_dropout=o.encoder_dropout,
+        members=o.members,
     )
     torch.manual_seed(cfg.seed + 1)
     model = LandCoverModel(bb.encoder, None, mean.tolist(), std.tolist(), dense=DenseHead(head_cfg))
@@ -603,8 +605,8 @@ def fit_dense(
     model.to(device)
     input_size = bb.config.img_size
     trainable_parameters(model.encoder, cfg.mode, cfg.last_n)
-    assert model.dense is not None
-    model.dense.requires_grad_(True)
+    head: DenseHead = model.dense  # type: ignore[assignment]
+    head.requires_grad_(True)
     if cfg.mode == "probe" and o.use_encoder:
         pool.feats = _chip_features(model, pool, chip, input_size, device, progress)
         if val is not None:
@@ -638,8 +640,8 @@ def fit_dense(
             f = _features(model, pool, idx, pool.x[idx].float().to(device), chip, input_size, device)
             if o.noise:  # in normalised units: std * noise in 0..1 units per band
                 x = x + torch.randn_like(x) * o.noise * model.get_buffer("std")
-            logits = model.dense_logits(dihedral(f, sym), x)
-            loss = sparse_loss(logits, y, weights, cfg.label_smoothing)
+            members = head.member_logits([dihedral(f, sym)], model.normalize(x))
+            loss = torch.stack([sparse_loss(lg, y, weights, cfg.label_smoothing) for lg in members]).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
