@@ -7,8 +7,10 @@ loads the models, runs one warm-up tile, records its peak resident set size (``r
 (interpreter, libraries, models), the peak, and the growth during the scene; a whole-scene approach
 would need at least the scene's float32 pixels (shown for scale).
 
-Set-ups: the default model (felzenszwalb regions, 256 px tiles) on 1x/4x/16x, and SAM ViT-B at
-1024 px on 1x/4x (each 1024 px tile costs about as much as a hundred 256 px ones).
+Set-ups: the default model (felzenszwalb regions, 256 px tiles) on 1x/4x/16x; a dense-head model
+(per-pixel probabilities kept in a scratch raster, class map refined by the regions, probability COG
+written) on 1x/4x/16x; and SAM ViT-B at 1024 px on 1x/4x (each 1024 px tile costs about as much as
+a hundred 256 px ones).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import _harness as harness
-from _fixtures import bench_scenes, default_setup, mosaic_vrt, sam_setup, work_dir
+from _fixtures import bench_scenes, default_setup, dense_setup, mosaic_vrt, sam_setup, work_dir
 
 CHILD = r"""
 import json, resource, sys, tempfile, time
@@ -90,7 +92,7 @@ def run(
     scenes = {
         f * f: mosaic_vrt(wd / f"mosaic_{base_scene.stem}_{f}x{f}.vrt", base_scene, f, f) for f in factors
     }
-    setups = [(default_setup(size, wd), factors)]
+    setups = [(default_setup(size, wd), factors), (dense_setup(size, wd), factors)]
     if with_sam:
         setups.append((sam_setup(size, wd), factors[:2]))
     rows = []
