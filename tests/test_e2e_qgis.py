@@ -156,8 +156,16 @@ def test_probability_cog_opens_styled_in_qgis(dense_run, tmp_path):
     from helpers_qgis import qgis_python, run_qgis_check
 
     qgis_python()  # skips without PyQGIS
+    from geosam.io.legend import class_pixel_counts, legend_entries
+    from geosam.types import ClassScheme
+
     res, classes = dense_run
     o = res.outputs
+    # the class map's default legend: the classes present, largest area first, with their share
+    counts = class_pixel_counts(o["classes"], len(classes))
+    legend = [
+        label for _, label in legend_entries(ClassScheme.from_dict({"names": list(classes)}), counts, "area")
+    ]
     spec = {
         "layers": [
             {
@@ -174,7 +182,7 @@ def test_probability_cog_opens_styled_in_qgis(dense_run, tmp_path):
             {
                 "path": str(o["classes"]),
                 "kind": "raster",
-                "expect": {"crs": "EPSG:32119", "renderer": "paletted", "legend": list(classes)},
+                "expect": {"crs": "EPSG:32119", "renderer": "paletted", "legend": legend},
             },
         ],
         "projects": [
@@ -185,7 +193,7 @@ def test_probability_cog_opens_styled_in_qgis(dense_run, tmp_path):
                     "layer_count": 5,
                     "layers": {
                         "class probabilities": {"renderer": "singlebandpseudocolor", "visible": False},
-                        "classes": {"renderer": "paletted", "legend": list(classes)},
+                        "classes": {"renderer": "paletted", "legend": legend},
                     },
                 },
             },
