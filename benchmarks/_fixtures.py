@@ -221,6 +221,32 @@ def default_setup(size: str, work: Path) -> Setup:
     )
 
 
+def dense_setup(size: str, work: Path) -> Setup:
+    """A dense-head bundle (per-pixel classes and the probability COG; felzenszwalb regions refined by it).
+
+    Untrained head weights on the packaged encoder (``small``, 16 px chips at 64 px input, 256 px
+    tiles): the compute and the memory are what a trained ``--head dense`` model costs. Smoke runs use
+    the ``tiny`` encoder. Resolution matching is off, as for :func:`default_setup`.
+    """
+    from geosam.config import RunConfig
+    from geosam.testing_models import make_dense_bundle
+
+    backbone = "tiny" if size == "smoke" else "default"
+    path = work / f"dense_bundle_{backbone}"
+    if not (path / "model.json").is_file():
+        make_dense_bundle(
+            path, classes=EUROSAT_CLASSES, backbone=backbone, tile_size=128 if size == "smoke" else 256
+        )
+    cfg = RunConfig(match_resolution=False).with_overrides(**{"dense.probabilities": True})
+    return Setup(
+        f"dense_{backbone}",
+        path,
+        None,
+        cfg,
+        f"dense head (untrained) on the {backbone} encoder, 16 px chips, probability COG written",
+    )
+
+
 # -- scenes -----------------------------------------------------------------------------------------
 
 

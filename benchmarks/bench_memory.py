@@ -7,8 +7,10 @@ loads the models, runs one warm-up tile, records its peak resident set size (``r
 (interpreter, libraries, models), the peak, and the growth during the scene; a whole-scene approach
 would need at least the scene's float32 pixels (shown for scale).
 
-Set-ups: the default model (felzenszwalb regions, 256 px tiles) on 1x/4x/16x, and SAM ViT-B at
-1024 px on 1x/4x (each 1024 px tile costs about as much as a hundred 256 px ones).
+Set-ups: the default model (felzenszwalb regions, 256 px tiles) on 1x/4x/16x; a dense-head model
+(per-pixel probabilities kept in a scratch raster, class map refined by the regions, probability COG
+written) on 1x/4x/16x; and SAM ViT-B at 1024 px on 1x/4x (each 1024 px tile costs about as much as
+a hundred 256 px ones).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import _harness as harness
-from _fixtures import bench_scenes, default_setup, mosaic_vrt, sam_setup, work_dir
+from _fixtures import bench_scenes, default_setup, dense_setup, mosaic_vrt, sam_setup, work_dir
 
 CHILD = r"""
 import json, resource, sys, tempfile, time
@@ -119,8 +121,9 @@ def run(
     }
     default = default_setup(size, wd)
     # (set-up, factor, region layers): the default model streamed at every size, with the collected
-    # control at the smallest and largest; SAM ViT-B streamed at 1x and 4x
+    # control at the smallest and largest; the dense head streamed at every size; SAM ViT-B streamed at 1x and 4x
     plan = [(default, f, "streamed") for f in factors]
+    plan += [(dense_setup(size, wd), f, "streamed") for f in factors]  # the dense (per-pixel) head
     if with_control:
         plan += [(default, f, "collected") for f in (factors[0], factors[-1])]
     if with_sam:

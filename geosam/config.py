@@ -20,6 +20,7 @@ from geosam.errors import ConfigError
 
 __all__ = [
     "SCHEMA_VERSION",
+    "DenseConfig",
     "NormalizeConfig",
     "OutputConfig",
     "RunConfig",
@@ -186,6 +187,22 @@ class OutputConfig(_Strict):
     legend: Literal["area", "present", "all"] = "area"
 
 
+class DenseConfig(_Strict):
+    """How models with a dense (per-pixel) head make the class map (ignored for other models).
+
+    Attributes:
+        refine: ``regions``: a pixel inside a region (SAM mask or superpixel) takes the region's class,
+            the arg-max of the mean pixel probabilities inside it (object-based refinement, see
+            :mod:`geosam.dense`); pixels in no region keep their own. ``none``: every pixel keeps its
+            own class (thin features such as roads survive even inside a larger region).
+        probabilities: Also write ``<scene>_probabilities.tif``: one band per class, the pixel's
+            probability in percent (uint8 0..100, nodata 255).
+    """
+
+    refine: Literal["regions", "none"] = "regions"
+    probabilities: bool = False
+
+
 class RunConfig(_Strict):
     """Everything that controls one ``geosam run`` besides its inputs.
 
@@ -202,6 +219,7 @@ class RunConfig(_Strict):
             model pixel covers the ground it covered in training (the bundle's ``gsd_m``): a 28.5 m
             Landsat scene is encoded in 22 px chips upsampled to the model's 64 px. Only for scenes in a
             projected CRS in metres; SAM tiles are never resampled.
+        dense: Class map of models with a dense head (:class:`DenseConfig`).
     """
 
     schema_version: Literal[2] = SCHEMA_VERSION
@@ -210,6 +228,7 @@ class RunConfig(_Strict):
     normalize: NormalizeConfig = Field(default_factory=NormalizeConfig)  # type: ignore[arg-type]
     segment: SegmentConfig = Field(default_factory=SegmentConfig)  # type: ignore[arg-type]
     output: OutputConfig = Field(default_factory=OutputConfig)  # type: ignore[arg-type]
+    dense: DenseConfig = Field(default_factory=DenseConfig)  # type: ignore[arg-type]
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     batch_size: int = Field(1, ge=1, le=1024)

@@ -1,5 +1,8 @@
 """Tile inference: encode a tile once, make its regions, classify the tile and every region (no I/O).
 
+A model with a dense head (:mod:`geosam.models.dense_head`) also classifies every pixel; its tile and
+regions then take the mean of their pixels' probabilities (:mod:`geosam.dense`).
+
 :func:`tile_inference` builds a :class:`TileInference` once per scene from the loaded models, the
 scene's :class:`~geosam.encode.EncoderPlan` and the segmentation settings (the SAM mask generator
 included); calling it on a tile's stretched pixels returns a :class:`TileResult`. It receives
@@ -48,6 +51,8 @@ class TileResult:
         seconds: Seconds spent per stage on this tile (``encode``, ``segment``, ``classify``).
         domain_scores: ``(n,)`` domain scores of the tile's encoder chips (:mod:`geosam.domain`); empty
             when the model has no domain statistics or the run does not encode training-like chips.
+        dense_probs: ``(K, T, T)`` float32 pixel probabilities of a model with a dense head
+            (:mod:`geosam.dense`; 0 on invalid pixels), ``None`` for other models.
     """
 
     spec: TileSpec
@@ -59,6 +64,7 @@ class TileResult:
     tile_probs: np.ndarray
     seconds: dict[str, float]
     domain_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    dense_probs: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -133,7 +139,18 @@ class TileInference:
             emb = feats[i : i + 1]
             regions = self.regions(data, emb, valid) if valid.any() else Regions.empty(valid.shape)
             t2 = time.perf_counter()
-            classes = classify_tile(self.model, emb[0], valid, regions.labels, regions.count)
+            dense = None
+            if self.model.dense is not None:  # per-pixel classes; regions and tile take their mean
+                from geosam.classify import TileClasses
+                from geosam.dense import dense_probabilities, mean_probabilities
+
+                dense = dense_probabilities(self.model, emb, x[i], valid)
+                classes = TileClasses(
+                    mean_probabilities(dense, valid.astype(np.int32), 1)[0],
+                    mean_probabilities(dense, regions.labels, regions.count),
+                )
+            else:
+                classes = classify_tile(self.model, emb[0], valid, regions.labels, regions.count)
             domain_scores = np.zeros(0)
             if self.domain is not None and valid.any():
                 from geosam.domain import tile_scores
@@ -150,6 +167,7 @@ class TileInference:
                     classes.tile,
                     {"encode": encode_s, "segment": t2 - t1, "classify": time.perf_counter() - t2},
                     domain_scores,
+                    dense,
                 )
             )
         return out
@@ -172,6 +190,13 @@ def tile_inference(
     from geosam.segment import region_maker
 
     own = getattr(models.sam, "tile_inference", None)
+    if own is not None and models.bundle.model.dense is not None:
+        from geosam.errors import ConfigError
+
+        raise ConfigError(
+            "a model with a dense head takes SAM 1, felzenszwalb or tiles regions, "
+            f"not {models.region_source}"
+        )
     if own is not None:  # SAM 2/3 region models bring their own (geosam.infer_sam2/3)
         made: TileInference | Sam2SharedInference | Sam3ZeroShotInference = own(
             models, encoder, segment, batch_size=batch_size

@@ -10,6 +10,7 @@ of spelling suffixes itself. Outputs for scene ``<s>`` in a folder:
 ``<s>_regions.geojson``     regions in EPSG:4326 (RFC 7946) (+ ``<s>_regions.qml``, shared with the GPKG)
 ``<s>_regions.gpkg``        regions in the scene CRS
 ``<s>_tiles.gpkg``          tile cores with the tile class and probabilities (+ ``<s>_tiles.qml``)
+``<s>_probabilities.tif``   COG, per-pixel class probabilities (dense models, when asked; + ``.qml``)
 ``<s>.qgs``                 QGIS project opening all layers styled
 ``<s>_stac_item.json``      STAC item (only when STAC output is asked for)
 ``<s>_run.json``            run record (:mod:`geosam.record`), written last
@@ -47,6 +48,7 @@ _SUFFIXES: dict[str, str] = {
     "regions_geojson": "_regions.geojson",
     "regions_gpkg": "_regions.gpkg",
     "tiles_gpkg": "_tiles.gpkg",
+    "probabilities": "_probabilities.tif",
     "qgis_project": ".qgs",
     "record": "_run.json",
 }
@@ -182,7 +184,8 @@ class SceneOutputs:
         the class map without it shows class ids instead of names. The run record and the STAC item list
         the ones that exist.
         """
-        return {f"{kind}_aux": pam_path(self.path(kind)) for kind in ("classes", "confidence")}
+        kinds = ("classes", "confidence", "probabilities")
+        return {f"{kind}_aux": pam_path(self.path(kind)) for kind in kinds}
 
     def files(self) -> list[Path]:
         """Every file a run writes for the scene: outputs and their sidecars (no STAC item), once each."""
@@ -203,7 +206,9 @@ class SceneOutputs:
         replaced.
         """
         return [
-            Path(f"{self.path(kind)}{ext}") for kind in ("classes", "confidence") for ext in _FOREIGN_SIDECARS
+            Path(f"{self.path(kind)}{ext}")
+            for kind in ("classes", "confidence", "probabilities")
+            for ext in _FOREIGN_SIDECARS
         ]
 
 

@@ -11,6 +11,8 @@
    regions -> classify tile and regions (:mod:`geosam.inference`), then stitch: provisional region ids
    go into a scratch raster over each tile's core, seams matched in the overlap (:mod:`geosam.stitch`);
    the chips' domain scores tell whether the scene is like the training data (:mod:`geosam.domain_check`);
+   a model with a dense head also keeps its pixel probabilities in a scratch raster
+   (:mod:`geosam.dense_output`);
 4. **finish**: regions merged across seams; one pass over the scratch raster writes the class map and
    confidence COGs and collects the region polygons (:mod:`geosam.io.scene_writer`); the region
    attribute table (:mod:`geosam.region_table`) is written as GeoPackage and GeoJSON;
@@ -22,9 +24,9 @@ The files are listed in :mod:`geosam.outputs`. A run that fails, is interrupted 
 killed leaves the scene's earlier complete set or the new complete set, never a mix (what holds under
 ``kill -9`` is spelled out in :mod:`geosam.io.transaction`).
 
-Why this module is long: it is the one place where the stages meet, and a recipe read in one
-file is the point (segment-anything's ``generate()`` is the model); each phase is its own short
-function, the stages themselves live in their modules.
+Why this module is long: it is the one recipe where the phases meet (plan, infer, finish, record, and
+``process_tile`` for a single tile); each phase is a short function over modules that hold the work, and
+splitting the recipe would scatter the order of the phases over several files.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from geosam.config import RunConfig
+from geosam.dense import classes_from
+from geosam.dense_output import probability_scratch
 from geosam.errors import EmptyRasterError
 from geosam.inference import TileResult, tile_inference
 from geosam.outputs import SceneOutputs, output_paths, output_stem
@@ -50,6 +54,7 @@ from geosam.types import ClassScheme
 if TYPE_CHECKING:
     from rasterio.io import DatasetWriter
 
+    from geosam.dense_output import ProbabilityScratch
     from geosam.domain_check import DomainReport
     from geosam.encode import EncoderPlan
     from geosam.runtime import Models
@@ -196,13 +201,20 @@ def predict_scene(
     # 2. Open the scene's transaction: outputs are staged out of sight until the commit.
     outputs = SceneOutputs.for_scene(plan.path, out_dir)
     what = f"the outputs of {plan.tiles.scene_id}"
-    with SceneTransaction(outputs, overwrite=cfg.output.overwrite, what=what) as txn:
+    with (
+        SceneTransaction(outputs, overwrite=cfg.output.overwrite, what=what) as txn,
+        probability_scratch(
+            txn.work / _PROBABILITIES, plan.info, len(_scheme(models)), models.bundle.model.dense is not None
+        ) as dense,
+    ):
         staged = txn.staged
         # 3. Infer: per tile read, preprocess, encode once, regions, classify; stitch into a scratch raster.
-        stitched = _infer_tiles(plan, models, cfg, txn.work, timer, progress=progress, on_tile=on_tile)
+        stitched = _infer_tiles(
+            plan, models, cfg, txn.work, timer, progress=progress, on_tile=on_tile, dense=dense
+        )
         # 4. Finish: merge regions across seams; class map, confidence and region layers in one pass.
         with timer.stage("finish"):
-            n_regions = _finish(plan, models, cfg, stitched, txn.work, staged, progress=progress)
+            n_regions = _finish(plan, models, cfg, stitched, txn.work, staged, progress=progress, dense=dense)
             legend.restyle_scene(staged, _scheme(models), cfg.output)
         # 5. Describe: the tiles layer and the QGIS project.
         probs, valid_px, ratio = stitched.tile_probs, stitched.tile_valid_px, stitched.domain_ratio
@@ -244,6 +256,7 @@ class _Stitched:
 
 
 _PROVISIONAL = "regions_provisional.tif"
+_PROBABILITIES = "probabilities.tif"
 
 
 def _scheme(models: Models) -> ClassScheme:
@@ -259,6 +272,7 @@ def _infer_tiles(
     *,
     progress: bool,
     on_tile: Callable[[int, int], None] | None,
+    dense: ProbabilityScratch | None = None,
 ) -> _Stitched:
     """Phase 3: every tile through :class:`~geosam.inference.TileInference`, stitched as it comes.
 
@@ -296,6 +310,9 @@ def _infer_tiles(
         tile_valid_px[res.spec.index] = stitch_tile(stitcher, provisional, res)
         tile_probs[res.spec.index] = res.tile_probs
         tile_domain[res.spec.index] = res.domain_scores
+        if dense is not None and res.dense_probs is not None:  # a dense model's pixel probabilities
+            rs, cs = res.spec.core_slices
+            dense.write(res.spec.core, res.dense_probs[:, rs, cs])
         timer.add("stitch", time.perf_counter() - t0)
 
     done = 0
@@ -336,6 +353,7 @@ def _finish(
     outputs: SceneOutputs,
     *,
     progress: bool = False,
+    dense: ProbabilityScratch | None = None,
 ) -> int:
     """Phase 4: final regions, the class map and confidence COGs, and the region layers.
 
@@ -348,9 +366,15 @@ def _finish(
     scheme = _scheme(models)
     table = stitched.stitcher.finish(cfg.segment.min_region_area)
     tags = scene_writer.scene_tags(plan.path, models.bundle.meta.name, models.region_source)
+    finish_kw = {
+        "progress": progress,
+        "dense": dense,
+        "refine": cfg.dense.refine == "regions",
+        "probabilities": cfg.dense.probabilities,
+    }
     maps = (scratch / _PROVISIONAL, plan.tiles, table, stitched.tile_probs, outputs, scheme, cfg.output, tags)
     if not cfg.output.regions:
-        scene_writer.write_maps(*maps, progress=progress)
+        scene_writer.write_maps(*maps, **finish_kw)
         return int(table.count)
     # region polygons are written as soon as no later tile can touch them (memory: the open ones)
     order = [spec.index for spec in plan.tiles.tiles]
@@ -358,7 +382,7 @@ def _finish(
     with RegionLayerStream(
         outputs, scratch, table, plan.tiles, scheme, models.region_source, cfg.output
     ) as stream:
-        scene_writer.write_maps(*maps, regions=stream, complete_after=complete, progress=progress)
+        scene_writer.write_maps(*maps, regions=stream, complete_after=complete, **finish_kw)
     return stream.count
 
 
@@ -391,6 +415,7 @@ def _record(
         seam_matches=stitched.stitcher.matches,
         model_path=model_path,
         domain=record_entry(stitched.domain, models.bundle.domain is not None, models.region_source),
+        classes_from=classes_from(models.bundle.model.dense is not None, cfg.dense),
     )
     if stac_item_id is None:
         return record

@@ -182,6 +182,8 @@ class RunRecord(BaseModel):
         domain: Whether the scene is like the model's training data (:mod:`geosam.domain`): the
             chips' domain scores summarised (``out_of_domain``, ``share_out``, ``median_score``,
             ``threshold``, ``note``), or ``out_of_domain: null`` and why it was not scored.
+        classes_from: Which head made which output: ``head`` (``chip`` or ``dense``), ``class_map``,
+            ``regions`` and, for dense models, ``probabilities``; ``None`` in older records.
     """
 
     model_config = ConfigDict(extra="allow", frozen=True)
@@ -205,6 +207,7 @@ class RunRecord(BaseModel):
     files: dict[str, str] | None = None
     preprocessing: dict[str, Any] | None = None
     domain: dict[str, Any] | None = None
+    classes_from: dict[str, str] | None = None
 
     def to_json(self) -> str:
         """The record as indented JSON text (the file's content)."""
@@ -295,6 +298,7 @@ def build_run_record(
     seam_matches: int,
     model_path: str | os.PathLike[str] | None,
     domain: dict[str, Any] | None = None,
+    classes_from: dict[str, str] | None = None,
 ) -> RunRecord:
     """The record of a finished scene, listing (and hashing) the outputs present in ``outputs.directory``.
 
@@ -313,6 +317,7 @@ def build_run_record(
         seam_matches: Regions merged across seams.
         model_path: Bundle path as given (``None``: the bundle's own folder).
         domain: The domain check's entry (:func:`geosam.domain.record_entry`).
+        classes_from: Which head made which output (dense or chip models).
     """
     meta = models.bundle.meta
     bundle_dir = models.bundle.path
@@ -361,4 +366,5 @@ def build_run_record(
         files=hash_outputs(outputs),
         preprocessing=preprocessing,
         domain=domain,
+        classes_from=classes_from,
     )

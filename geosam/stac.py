@@ -75,6 +75,11 @@ _ASSETS: dict[str, tuple[str, list[str], str]] = {
     "regions_geojson": ("application/geo+json", ["data"], "Regions (EPSG:4326)"),
     "regions_gpkg": ("application/geopackage+sqlite3", ["data"], "Regions (scene CRS)"),
     "tiles_gpkg": ("application/geopackage+sqlite3", ["data"], "Tile classes"),
+    "probabilities": (
+        "image/tiff; application=geotiff; profile=cloud-optimized",
+        ["data"],
+        "Class probabilities of each pixel (dense models; percent, one band per class)",
+    ),
     "qgis_project": ("application/x-qgis", ["metadata"], "QGIS project"),
     "record": ("application/json", ["metadata"], "geosam run record"),
     "classes_aux": (
@@ -83,6 +88,7 @@ _ASSETS: dict[str, tuple[str, list[str], str]] = {
         "Class names of the class map (GDAL PAM sidecar: categories and raster attribute table)",
     ),
     "confidence_aux": ("application/xml", ["metadata"], "GDAL PAM sidecar of the confidence raster"),
+    "probabilities_aux": ("application/xml", ["metadata"], "GDAL PAM sidecar of the probability raster"),
 }
 
 _DATE_TAGS = (

@@ -16,6 +16,7 @@ from pathlib import Path
 from geosam.models.sam_config import SamConfig
 
 __all__ = [
+    "make_dense_bundle",
     "make_tiny_bundle",
     "make_tiny_sam2_bundle",
     "make_tiny_sam2_checkpoint",
@@ -189,4 +190,60 @@ def make_random_sam3_checkpoint(path: str | os.PathLike[str], *, seed: int = 0) 
         torch.nn.init.normal_(enc.text_projection, std=0.02)
     state = {f"detector.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
     torch.save({"model": state}, path)
+    return Path(path)
+
+
+def make_dense_bundle(
+    path: str | os.PathLike[str],
+    *,
+    classes: Sequence[str] = ("water", "forest", "field"),
+    bands: Sequence[str] = ("red", "green", "blue"),
+    backbone: str = "tiny",
+    chip_size: int = 16,
+    tile_size: int = 128,
+    seed: int = 0,
+    gsd_m: float | None = None,
+) -> Path:
+    """Write an untrained dense-head bundle, architecture-identical to what ``--head dense`` trains.
+
+    Args:
+        path: Bundle folder.
+        classes: Class names.
+        bands: Band names in input order.
+        backbone: ``tiny`` (random encoder, fast) or ``default`` (the packaged encoder, as trained
+            dense bundles use by default).
+        chip_size: Encoder chip edge in scene pixels.
+        tile_size: Recommended tile size (a multiple of ``chip_size``).
+        seed: Random seed of the head.
+        gsd_m: Ground sampling distance recorded as the training data's.
+    """
+    import numpy as np
+
+    from geosam.models.bundle import BundleMeta, save_bundle
+    from geosam.train.config import TrainConfig
+    from geosam.train.dense import build_dense_model
+
+    cfg = TrainConfig(head="dense", backbone=backbone, mode="probe", seed=seed)
+    n = len(bands)
+    model, bb, head_cfg = build_dense_model(
+        cfg, bands, len(classes), np.full(n, 0.4), np.full(n, 0.2), chip_size
+    )
+    mean = model.get_buffer("mean").reshape(-1).tolist()
+    std = model.get_buffer("std").reshape(-1).tolist()
+    meta = BundleMeta(
+        name="dense-test-model",
+        classes={"names": list(classes)},
+        bands=list(bands),
+        mean=mean,
+        std=std,
+        input_size=bb.config.img_size,
+        chip_size=chip_size,
+        recommended_tile_size=tile_size,
+        encoder=bb.meta,
+        dense=head_cfg.to_dict(),
+        training={"head": "dense", "note": "untrained, for tests and benchmarks"},
+        data={"note": "random head weights, for tests"},
+        gsd_m=gsd_m,
+    )
+    save_bundle(path, model, meta)
     return Path(path)

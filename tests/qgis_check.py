@@ -28,9 +28,10 @@ are relative to the spec file's directory::
 * ``crs`` (authid), ``renderer`` (renderer type: ``paletted``, ``singlebandpseudocolor``,
   ``categorizedSymbol``, ``singleSymbol``...), ``legend`` (legend labels in order), ``colors`` (legend
   colours ``#rrggbb``), ``style_loaded`` (the style load reported success), ``feature_count``,
-  ``band_count``, ``fields`` (attribute names in order), ``geometry`` (``Polygon``, ``Line``, ``Point``,
-  ``No geometry``, ``Unknown geometry``), ``labels_field`` (field of simple labelling, ``null`` when
-  labels are off), ``labels_display_all`` and ``labels_fit_in_polygon`` (when labels are on),
+  ``band_count``, ``band_names`` (raster band names as QGIS lists them, ``Band 1: <description>``),
+  ``fields`` (attribute names in order), ``geometry`` (``Polygon``, ``Line``, ``Point``, ``No geometry``,
+  ``Unknown geometry``), ``labels_field`` (field of simple labelling, ``null`` when labels are off),
+  ``labels_display_all`` and ``labels_fit_in_polygon`` (when labels are on),
   ``opacity``.
 * for projects also ``crs`` of the project, ``layer_count``, ``tree`` (layer names top to bottom),
   ``extent`` (default view ``[xmin, ymin, xmax, ymax]``), and ``layers`` keyed by layer name (their
@@ -93,6 +94,8 @@ def _describe(layer: Any) -> dict[str, Any]:
     info["source"] = layer.source()
     if layer.type() == QgsMapLayerType.RasterLayer:
         info["band_count"] = layer.bandCount()
+        # "Band 1: <description>" as the layer properties show it
+        info["band_names"] = [layer.bandName(b) for b in range(1, layer.bandCount() + 1)]
         info["opacity"] = round(float(renderer.opacity()), 4) if renderer is not None else None
     else:
         info["feature_count"] = int(layer.featureCount())
@@ -116,7 +119,7 @@ def _compare(info: dict[str, Any], expect: dict[str, Any]) -> list[str]:
         return ["layer is not valid (QGIS could not open it)"]
     for key, want in expect.items():
         got = info.get(key, "<not reported>")
-        if key in ("legend", "colors", "fields") and want is not None:
+        if key in ("legend", "colors", "fields", "band_names") and want is not None:
             want = list(want)
         if got != want:
             failures.append(f"{key}: expected {want!r}, QGIS reports {got!r}")

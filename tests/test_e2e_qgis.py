@@ -17,7 +17,7 @@ from geosam.config import RunConfig
 from geosam.models.bundle import default_bundle_path
 from geosam.predict import predict_scene
 from geosam.runtime import load_models
-from geosam.testing_models import make_tiny_bundle
+from geosam.testing_models import make_dense_bundle, make_tiny_bundle
 
 pytestmark = pytest.mark.qgis
 
@@ -134,3 +134,76 @@ def test_gdal_reads_outputs(real_run):
             ["ogrinfo", "-so", "-al", str(res.outputs[kind])], capture_output=True, text=True, check=True
         )
         assert "Feature Count" in out.stdout
+
+
+@pytest.fixture(scope="module")
+def dense_run(tmp_path_factory, sample_data):
+    """A dense-head model (untrained head: the check is about the files) with the probability COG."""
+    d = tmp_path_factory.mktemp("e2e_dense")
+    classes = ("agriculture", "developed", "forest", "water")
+    bundle = make_dense_bundle(
+        d / "bundle", classes=classes, bands=("blue", "green", "red", "nir", "swir1"), tile_size=128
+    )
+    cfg = RunConfig.model_validate(
+        {"tiling": {"tile_size": 128, "halo": 16}, "dense": {"probabilities": True}}
+    )
+    models = load_models(bundle, None, cfg)
+    res = predict_scene(sample_data / "raleigh_landsat7_2000_5band.vrt", d / "out", models, cfg)
+    return res, classes
+
+
+def test_probability_cog_opens_styled_in_qgis(dense_run, tmp_path):
+    from helpers_qgis import qgis_python, run_qgis_check
+
+    qgis_python()  # skips without PyQGIS
+    from geosam.io.legend import class_pixel_counts, legend_entries
+    from geosam.types import ClassScheme
+
+    res, classes = dense_run
+    o = res.outputs
+    # the class map's default legend: the classes present, largest area first, with their share
+    counts = class_pixel_counts(o["classes"], len(classes))
+    legend = [
+        label for _, label in legend_entries(ClassScheme.from_dict({"names": list(classes)}), counts, "area")
+    ]
+    spec = {
+        "layers": [
+            {
+                "path": str(o["probabilities"]),
+                "kind": "raster",
+                "expect": {
+                    "crs": "EPSG:32119",
+                    "renderer": "singlebandpseudocolor",
+                    "style_loaded": True,
+                    "band_count": len(classes),
+                    "band_names": [f"Band {i}: p_{c}" for i, c in enumerate(classes, start=1)],
+                },
+            },
+            {
+                "path": str(o["classes"]),
+                "kind": "raster",
+                "expect": {"crs": "EPSG:32119", "renderer": "paletted", "legend": legend},
+            },
+        ],
+        "projects": [
+            {
+                "path": str(o["qgis_project"]),
+                "expect": {
+                    "crs": "EPSG:32119",
+                    "layer_count": 5,
+                    "layers": {
+                        "class probabilities": {"renderer": "singlebandpseudocolor", "visible": False},
+                        "classes": {"renderer": "paletted", "legend": legend},
+                    },
+                },
+            },
+        ],
+    }
+    report = run_qgis_check(spec, tmp_path)
+    assert report["ok"], report
+    import rasterio
+
+    with rasterio.open(o["probabilities"]) as ds:  # data bands, no RGB(A) interpretation
+        assert {ci.name for ci in ds.colorinterp} <= {"gray", "undefined"}
+    layer = report["layers"][0]
+    assert layer["legend"][0].startswith("0") and layer["legend"][-1].startswith("100"), layer["legend"]

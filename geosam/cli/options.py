@@ -34,6 +34,8 @@ OVERRIDES = {
     "radiometry": "normalize.radiometry",
     "dn_offset": "normalize.dn_offset",
     "match_resolution": "match_resolution",
+    "probabilities": "dense.probabilities",
+    "refine": "dense.refine",
 }
 
 
@@ -142,6 +144,19 @@ def run_options(f: F) -> F:
             "--match-resolution/--no-match-resolution",
             default=None,
             help="Resample scenes to the model's training resolution (default: on; chip models only).",
+        ),
+        click.option(
+            "--probabilities/--no-probabilities",
+            default=None,
+            help="Dense models: also write <scene>_probabilities.tif, one band per class in percent "
+            "[default: no].",
+        ),
+        click.option(
+            "--refine",
+            type=click.Choice(["regions", "none"]),
+            default=None,
+            help="Dense models: pixels take their region's class (mean of the pixel probabilities "
+            "inside it), or keep their own [default: regions].",
         ),
         click.option(
             "--confidence-dtype",

@@ -60,6 +60,14 @@ def _train_options(f: F) -> F:
             "recognised from its weights; geosam never downloads it [default: small].",
         ),
         click.option(
+            "--head",
+            type=click.Choice(["chip", "dense"]),
+            help="chip: classify chips, regions and tiles from pooled encoder features; dense: classify "
+            "every pixel (the encoder's features plus the pixels and their local context; regions then "
+            "take the mean pixel probabilities). Dense is for scene sources [default: chip; dense for "
+            "polygons].",
+        ),
+        click.option(
             "--mode",
             type=click.Choice(["probe", "last_n", "full"]),
             help="probe: frozen encoder, cached embeddings, train the head only (needs a pretrained "
@@ -180,6 +188,15 @@ def _scene_options(f: F) -> F:
     """Options of the scene sources (polygons, raster)."""
     options = [
         click.option(
+            "--cv",
+            "cv",
+            type=int,
+            help="Also run K-fold spatially grouped cross-validation (folds of whole polygons or blocks, "
+            "stratified, seeded by --seed): train on K-1 folds, classify the scene with `geosam run`, "
+            "score the held-out labels; prints per-fold and mean accuracy, kappa and F1 and writes "
+            "<out>/report/cv.json. Takes about K times the training plus K runs.",
+        ),
+        click.option(
             "--chip-size", type=int, default=64, show_default=True, help="Chip edge in scene pixels."
         ),
         click.option(
@@ -282,6 +299,7 @@ Examples:
 
 
 _TRAIN_KEYS = (
+    "head",
     "out",
     "backbone",
     "mode",
@@ -391,8 +409,141 @@ def _check_scene_options(cfg: TrainConfig, scene: Path, chip_size: int) -> None:
     from geosam.io.read import open_scene
     from geosam.train.checks import check_gsd, check_options
 
-    check_options(cfg, chip_size=chip_size)
+    # the dense head cuts its own chips (cfg.dense); --chip-size is the chip classifier's
+    check_options(cfg, chip_size=chip_size if cfg.head == "chip" else None)
     check_gsd(cfg.gsd_m, open_scene(scene).gsd_m, scene)
+
+
+def _summary(result: Any, cv_result: Any = None) -> None:
+    """Print the validation figures of a training result (and write the CV report into its bundle)."""
+    import json
+
+    m = result.metrics
+    t = result.meta.training
+    if m.get("n"):
+        click.echo(
+            f"validation ({m['n']} {'pixels' if t.get('head') == 'dense' else 'chips'}, best epoch "
+            f"{t['best_epoch']} of {t['epochs_run']}, {result.seconds:.0f} s): overall accuracy "
+            f"{m['overall_accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}, kappa {m['kappa']:.3f}"
+        )
+    else:
+        click.echo(f"trained in {result.seconds:.0f} s (no class had two polygons/blocks to validate on)")
+    cal = result.meta.calibration
+    if cal is not None and cal.ece_before is not None and cal.ece_after is not None:
+        click.echo(
+            f"calibration: temperature {cal.temperature:.3f}, expected calibration error "
+            f"{cal.ece_before:.3f} -> {cal.ece_after:.3f} (validation, cross-fitted; docs/calibration.md)"
+        )
+    if cv_result is not None:
+        report = result.bundle / "report"
+        report.mkdir(exist_ok=True)
+        (report / "cv.json").write_text(json.dumps(cv_result.to_dict(), indent=2) + "\n", encoding="utf-8")
+    click.echo(f"bundle: {result.bundle}  ({t.get('head', 'chip')} head; model.json, weights.safetensors)")
+    click.echo(f"report: {result.bundle / 'report'}")
+
+
+def _cross_validate_polygons(
+    ctx: click.Context,
+    scene: Path,
+    labels: Path,
+    class_column: str,
+    cfg: TrainConfig,
+    sampling: dict[str, Any],
+    k: int,
+) -> Any:
+    """Run ``--cv K`` for the polygons source and print per-fold and pooled figures."""
+    from geosam.io.read import open_scene
+    from geosam.train.cv import cross_validate_polygons
+    from geosam.train.workflows import polygons_fold_workflow
+
+    train_opts = {f: getattr(cfg, f) for f in cfg.model_fields_set if f not in ("out", "resume", "cache_dir")}
+    layer = sampling.pop("layer")
+    workflow = polygons_fold_workflow(
+        scene, class_column=class_column, train=train_opts, sampling=sampling, progress=_progress(ctx)
+    )
+    click.echo(f"{k}-fold cross-validation, polygons never split (seed {cfg.seed})", err=True)
+    res = cross_validate_polygons(
+        open_scene(scene),
+        labels,
+        workflow,
+        k=k,
+        seed=cfg.seed,
+        class_column=class_column,
+        layer=layer,
+        on_fold=_fold_printer(k),
+    )
+    sampling["layer"] = layer
+    _print_cv(res)
+    return res
+
+
+def _cross_validate_raster(
+    ctx: click.Context,
+    scene: Path,
+    label_raster: Path,
+    classes: dict[int, str] | None,
+    cfg: TrainConfig,
+    sampling: dict[str, Any],
+    k: int,
+) -> Any:
+    """Run ``--cv K`` for the label-raster source (blocks of --block-chips x --chip-size pixels)."""
+    from geosam.io.read import open_scene
+    from geosam.train.cv import cross_validate_raster, raster_reference
+    from geosam.train.workflows import raster_fold_workflow
+
+    info = open_scene(scene)
+    block = sampling["block_chips"] * sampling["chip_size"]
+    _, class_map = raster_reference(
+        info, label_raster, classes=classes, label_nodata=sampling["label_nodata"]
+    )
+    train_opts = {f: getattr(cfg, f) for f in cfg.model_fields_set if f not in ("out", "resume", "cache_dir")}
+    workflow = raster_fold_workflow(
+        scene,
+        label_raster,
+        classes=class_map,
+        block=block,
+        label_nodata=sampling["label_nodata"],
+        train=train_opts,
+        sampling={k_: v for k_, v in sampling.items() if k_ != "label_nodata"},
+        progress=_progress(ctx),
+    )
+    click.echo(f"{k}-fold cross-validation, {block} px blocks never split (seed {cfg.seed})", err=True)
+    res = cross_validate_raster(
+        info,
+        label_raster,
+        workflow,
+        k=k,
+        seed=cfg.seed,
+        classes=class_map,
+        label_nodata=sampling["label_nodata"],
+        block=block,
+        on_fold=_fold_printer(k),
+    )
+    _print_cv(res)
+    return res
+
+
+def _fold_printer(k: int) -> Any:
+    def on_fold(r: Any) -> None:
+        m = r.metrics
+        click.echo(
+            f"  fold {r.fold + 1}/{k}: {m['n']} pixels of {len(r.test_polygons)} groups: overall "
+            f"accuracy {m['overall_accuracy']:.3f}, kappa {m['kappa']:.3f}, macro-F1 {m['macro_f1']:.3f} "
+            f"({r.seconds:.0f} s)",
+            err=True,
+        )
+
+    return on_fold
+
+
+def _print_cv(res: Any) -> None:
+    p, mean, std = res.pooled, res.mean, res.std
+    click.echo(
+        f"cross-validation ({res.n_pixels} reference pixels, each predicted once): overall accuracy "
+        f"{p['overall_accuracy']:.3f}, kappa {p['kappa']:.3f}, macro-F1 {p['macro_f1']:.3f}, mIoU "
+        f"{p['miou']:.3f}; per fold {mean['overall_accuracy']:.3f} +- {std['overall_accuracy']:.3f}"
+    )
+    click.echo("  per-class F1: " + ", ".join(f"{c} {v['f1']:.2f}" for c, v in p["per_class"].items()))
 
 
 def _options_to_config(config_path: Path | None, kw: dict[str, Any]) -> TrainConfig:
@@ -467,7 +618,13 @@ def folder(
 )
 @click.argument("scene", type=click.Path(path_type=Path))
 @click.argument("labels", type=click.Path(path_type=Path))
-@click.option("--class-column", required=True, help="Attribute of LABELS holding each polygon's class.")
+@click.option(
+    "--field",
+    "--class-column",
+    "class_column",
+    required=True,
+    help="Attribute of LABELS holding each polygon's class (--class-column is the same option).",
+)
 @click.option("--layer", help="Layer of a multi-layer LABELS file (GeoPackage) [default: the first].")
 @click.option(
     "--max-per-polygon", type=int, default=50, show_default=True, help="At most this many chips per polygon."
@@ -494,28 +651,29 @@ def polygons(
     band_names: str | None,
     **kw: Any,
 ) -> None:
-    """Train on chips of SCENE centred inside the polygons of LABELS (any CRS; reprojected)."""
-    from geosam.train.scene_chips import polygon_chips
+    """Train on SCENE with the polygons of LABELS (any CRS; reprojected)."""
+    from geosam.train.workflows import polygons_head, train_polygons
 
-    cfg = _options_to_config(config_path, kw)
+    cv = kw.pop("cv")
+    cfg = polygons_head(_options_to_config(config_path, kw))
     _check_scene_options(cfg, scene, chip_size)
-    data = polygon_chips(
-        scene,
-        labels,
-        class_column=class_column,
-        chip_size=chip_size,
-        layer=layer,
-        bands=_csv(bands),
-        band_names=_csv(band_names),
-        spacing=spacing,
-        max_per_polygon=max_per_polygon,
-        max_per_class=cfg.max_per_class,
-        max_nodata=max_nodata,
-        normalize=_normalize(radiometry, dn_offset),
-        seed=cfg.seed,
-        progress=_progress(ctx),
+    sampling: dict[str, Any] = {
+        "layer": layer,
+        "chip_size": chip_size,
+        "bands": _csv(bands),
+        "band_names": _csv(band_names),
+        "spacing": spacing,
+        "max_per_polygon": max_per_polygon,
+        "max_nodata": max_nodata,
+        "normalize": _normalize(radiometry, dn_offset),
+    }
+    cv_result = None
+    if cv is not None:
+        cv_result = _cross_validate_polygons(ctx, scene, labels, class_column, cfg, sampling, cv)
+    result = train_polygons(
+        scene, labels, class_column=class_column, cfg=cfg, progress=_progress(ctx), **sampling
     )
-    _run(ctx, cfg, data)
+    _summary(result, cv_result)
 
 
 def _normalize(radiometry: str, dn_offset: float | None) -> Any:
@@ -587,26 +745,82 @@ def raster(
     band_names: str | None,
     **kw: Any,
 ) -> None:
-    """Train on chips of SCENE where LABEL_RASTER has a class id (any grid; read nearest-neighbour)."""
-    from geosam.train.scene_chips import raster_chips
+    """Train on SCENE where LABEL_RASTER has a class id (any grid; read nearest-neighbour)."""
+    from geosam.train.workflows import train_raster
 
+    cv = kw.pop("cv")
     cfg = _options_to_config(config_path, kw)
     _check_scene_options(cfg, scene, chip_size)
-    data = raster_chips(
-        scene,
-        label_raster,
-        chip_size=chip_size,
-        classes=_parse_classes(classes),
-        label_rule="centre" if label_rule == "centre" else "majority",
-        label_nodata=label_nodata,
-        bands=_csv(bands),
-        band_names=_csv(band_names),
-        spacing=spacing,
-        block_chips=block_chips,
-        max_per_class=cfg.max_per_class,
-        max_nodata=max_nodata,
-        normalize=_normalize(radiometry, dn_offset),
-        seed=cfg.seed,
-        progress=_progress(ctx),
+    sampling: dict[str, Any] = {
+        "label_rule": label_rule,
+        "label_nodata": label_nodata,
+        "block_chips": block_chips,
+        "chip_size": chip_size,
+        "bands": _csv(bands),
+        "band_names": _csv(band_names),
+        "spacing": spacing,
+        "max_nodata": max_nodata,
+        "normalize": _normalize(radiometry, dn_offset),
+    }
+    class_map = _parse_classes(classes)
+    cv_result = None
+    if cv is not None:
+        cv_result = _cross_validate_raster(ctx, scene, label_raster, class_map, cfg, sampling, cv)
+    result = train_raster(
+        scene, label_raster, cfg=cfg, classes=class_map, progress=_progress(ctx), **sampling
     )
-    _run(ctx, cfg, data)
+    _summary(result, cv_result)
+
+
+TORCHGEO_HELP = """Train on a TorchGeo dataset already on disk in TorchGeo's layout (never downloaded).
+
+\b
+NAME: eurosat, eurosat100 (classification: the chip classifier) or landcoverai (semantic
+segmentation: the dense head). ROOT is the dataset's `root` folder as TorchGeo expects it.
+
+\b
+Examples:
+  # EuroSAT 13-band (torchgeo.datasets.EuroSAT layout under data/eurosat)
+  geosam train torchgeo eurosat --root data/eurosat --max-per-class 500 --out eurosat_ms_model
+  # LandCover.ai (pre-chipped: output/*.jpg, *_m.png, train.txt, val.txt): dense head
+  geosam train torchgeo landcoverai --root data/landcoverai --out lcai_dense
+"""
+
+
+@train.command(
+    "torchgeo",
+    help=TORCHGEO_HELP,
+    epilog=_COMMON_EXAMPLES,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
+)
+@click.argument("dataset", metavar="NAME")
+@click.option(
+    "--root", required=True, type=click.Path(path_type=Path), help="The dataset's folder (TorchGeo layout)."
+)
+@click.option(
+    "--split",
+    type=click.Choice(["train", "val", "test"]),
+    default="train",
+    show_default=True,
+    help="Split to train on (segmentation datasets validate on `val`).",
+)
+@_train_options
+@click.pass_context
+def torchgeo_cmd(
+    ctx: click.Context,
+    /,
+    dataset: str,
+    root: Path,
+    split: str,
+    config_path: Path | None,
+    band_names: str | None,
+    **kw: Any,
+) -> None:
+    """Train on TorchGeo dataset NAME found under ROOT."""
+    from geosam.train.workflows import train_torchgeo
+
+    if band_names is not None:
+        raise ConfigError("--band-names does not apply to TorchGeo datasets: their bands are known")
+    cfg = _options_to_config(config_path, kw)
+    result = train_torchgeo(dataset, root, cfg=cfg, split=split, progress=_progress(ctx))
+    _summary(result)

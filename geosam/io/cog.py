@@ -253,6 +253,9 @@ class RasterWriter:
             "crs": self.crs,
             "transform": self.transform,
             "nodata": nodata,
+            # bands are data, never colour channels: GDAL would otherwise read 3-4 uint8 bands as RGB(A)
+            # and QGIS would take a 4th band (e.g. a class probability) for transparency
+            "photometric": "MINISBLACK",
         }
         try:
             self._ds = rasterio.open(self._scratch, "w", **profile)

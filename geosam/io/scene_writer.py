@@ -7,7 +7,10 @@ that receives, for each tile's core, the provisional region ids of the stitcher 
 Finishing pass (:func:`write_maps`): window by window (tile cores) over the provisional raster, the
 class map and confidence COGs are written (region class and probability where there is a region, the
 tile's otherwise; nodata where the input is nodata) and region polygons are collected, so memory stays
-bounded by one window. Then :func:`write_regions`, :func:`write_tiles_layer` and :func:`write_project`
+bounded by one window. For a model with a dense head, the pixels' own probabilities (kept by the
+first pass in a :class:`~geosam.dense_output.ProbabilityScratch`) decide each pixel's class, refined by
+its region unless ``refine`` is off, and may be written as the probability COG. Then
+:func:`write_regions`, :func:`write_tiles_layer` and :func:`write_project`
 write the vector layers and the QGIS project. Every file is written atomically with its ``.qml`` style
 (see :mod:`geosam.io.atomic`); file names come from :class:`~geosam.outputs.SceneOutputs`.
 """
@@ -15,7 +18,7 @@ write the vector layers and the QGIS project. Every file is written atomically w
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
     from rasterio.io import DatasetWriter
     from shapely.geometry.base import BaseGeometry
 
+    from geosam.dense_output import ProbabilityScratch
     from geosam.domain_check import DomainReport
     from geosam.inference import TileResult
     from geosam.io.region_stream import RegionLayerStream
@@ -117,6 +121,9 @@ def write_maps(
     progress: bool = False,
     regions: RegionLayerStream | None = None,
     complete_after: np.ndarray | None = None,
+    dense: ProbabilityScratch | None = None,
+    refine: bool = True,
+    probabilities: bool = False,
 ) -> dict[int, BaseGeometry] | None:
     """The finishing pass: class map and confidence COGs, and the regions' polygons.
 
@@ -137,6 +144,10 @@ def write_maps(
         regions: Where completed regions go (streamed region layers), or ``None`` to return them all.
         complete_after: ``(M + 1,)`` position in ``tiles.tiles`` after which each final region is
             complete (:func:`~geosam.io.region_stream.completion_positions`); needed with ``regions``.
+        dense: A dense model's pixel probabilities (``None``: region and tile classes only).
+        refine: Dense models: a pixel in a region takes the region's class
+            (:func:`geosam.dense.pixel_classes`).
+        probabilities: Dense models: also write the probability COG (``outputs.path("probabilities")``).
 
     Returns:
         Final region id -> dissolved (Multi)Polygon in scene coordinates; ``None`` when
@@ -145,6 +156,7 @@ def write_maps(
     import rasterio
     from affine import Affine
 
+    from geosam.dense_output import PROBABILITY_NODATA
     from geosam.io.cog import class_map_writer, confidence_writer, encode_confidence
     from geosam.progress import progress_iter
     from geosam.vectorize import PolygonCollector, window_polygons
@@ -168,7 +180,15 @@ def write_maps(
             outputs.confidence, dtype=cfg.confidence_dtype, tags=dict(tags), **common
         ) as conf_w,
         rasterio.open(provisional) as prov,
+        ExitStack() as stack,
     ):
+        prob_w = None
+        if dense is not None and probabilities:
+            from geosam.dense_output import probability_writer
+
+            prob_w = stack.enter_context(
+                probability_writer(outputs.path("probabilities"), info, scheme, tags=dict(tags), **common)
+            )
         items = progress_iter(tiles.tiles, f"{tiles.scene_id}: writing", enabled=progress, unit="tiles")
         for pos, spec in enumerate(items):
             win = spec.core
@@ -181,6 +201,20 @@ def write_maps(
             has = final > 0
             cls[has] = region_class[final[has] - 1]
             conf[has] = region_conf[final[has] - 1]
+            if dense is not None:  # per-pixel classes, refined by the regions (geosam.dense_output)
+                from geosam.dense_output import finish_window
+
+                cls, conf = finish_window(
+                    dense,
+                    win,
+                    final,
+                    region_class,
+                    region_conf,
+                    invalid,
+                    refine=refine,
+                    nodata=scheme.nodata,
+                    prob_writer=prob_w,
+                )
             cls[invalid] = scheme.nodata
             cls_w.write(win, cls)
             conf_w.write(win, encode_confidence(conf, cfg.confidence_dtype, mask=invalid))
@@ -197,6 +231,8 @@ def write_maps(
             conf_w.write(
                 win, encode_confidence(np.full((win.height, win.width), np.nan), cfg.confidence_dtype)
             )
+            if prob_w is not None:
+                prob_w.write(win, np.full((len(scheme), win.height, win.width), PROBABILITY_NODATA, np.uint8))
     if not cfg.regions:
         return None
     if regions is not None:
@@ -330,6 +366,17 @@ def write_project(
                 "vector",
                 layer_name="regions",
                 style=qml_path(regions_gpkg).name,
+            )
+        )
+    probabilities = outputs.path("probabilities")
+    if probabilities.exists():
+        layers.append(
+            QgisLayer(
+                probabilities.name,
+                "class probabilities",
+                "raster",
+                style=qml_path(probabilities).name,
+                visible=False,
             )
         )
     layers.append(

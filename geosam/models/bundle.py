@@ -4,7 +4,8 @@ Layout of a bundle folder (``<name>/``)::
 
     model.json            metadata (schema below), versioned by ``format_version``
     weights.safetensors   tensors ``encoder.*`` (unless the encoder comes from a SAM checkpoint),
-                          ``head.*``, ``mean``, ``std``
+                          ``head.*`` (region/tile classifier) and/or ``dense.*`` (per-pixel head,
+                          :mod:`geosam.models.dense_head`), ``mean``, ``std``
 
 ``model.json`` records the class scheme (names, colours), band names in input order, the per-band
 normalisation, the SAM configuration of the encoder, the input size, training metrics and data
@@ -117,7 +118,11 @@ class BundleMeta(_Strict):
         gsd_m: Ground sampling distance of the training data in metres (informational).
         recommended_tile_size: Tile size for scenes (a multiple of ``input_size``).
         encoder: Encoder metadata.
-        head: Head metadata.
+        head: Region/tile classifier head metadata (``None`` for a dense-only model).
+        dense: Dense (per-pixel) head architecture, a
+            :class:`~geosam.models.dense_head.DenseHeadConfig` dict (``None``: no dense head). A model
+            with a dense head classifies every pixel; its regions and tiles take the mean of the
+            pixel probabilities inside them.
         preprocessing: How a pixel reaches the model (:class:`geosam.preprocess.Preprocessing`): what
             training applied and every run applies. Format-1 records (plain dicts) are upgraded.
         training: Mode, epochs, timings, metrics, learning curve summary.
@@ -144,7 +149,8 @@ class BundleMeta(_Strict):
     gsd_m: float | None = None
     recommended_tile_size: int = Field(1024, ge=16)
     encoder: EncoderMeta
-    head: HeadMeta
+    head: HeadMeta | None = None
+    dense: dict[str, Any] | None = None
     preprocessing: Preprocessing = Field(
         default_factory=lambda: Preprocessing(
             space="raw", scaling=PercentileScaling(), note="no preprocessing recorded: per-scene stretch"
@@ -173,8 +179,14 @@ class BundleMeta(_Strict):
         if any(s <= 0 for s in self.std):
             raise ValueError("std values must be positive")
         scheme = ClassScheme.from_dict(self.classes)  # raises ConfigError on bad names/colours
-        if len(scheme) != self.head.num_classes:
+        if self.head is None and self.dense is None:
+            raise ValueError("a model needs a classifier head, a dense head, or both")
+        if self.head is not None and len(scheme) != self.head.num_classes:
             raise ValueError(f"{len(scheme)} class names but the head has {self.head.num_classes} outputs")
+        if self.dense is not None:
+            from geosam.models.dense_config import check_dense_meta
+
+            check_dense_meta(self.dense, len(scheme), n)
         chip = self.chip_size or self.input_size
         if self.recommended_tile_size % chip:
             raise ValueError(
@@ -443,7 +455,7 @@ def load_bundle(
             msg = f"encoder img_size {cfg.img_size} is not the bundle's input_size {meta.input_size}"
             raise BundleError(msg, folder)
         _check_encoder(cfg, state, folder)
-        if meta.head.in_dim != cfg.out_chans:
+        if meta.head is not None and meta.head.in_dim != cfg.out_chans:
             msg = f"the head takes {meta.head.in_dim} features but the encoder gives {cfg.out_chans}"
             raise BundleError(msg, folder)
     if meta.encoder.source == "sam_checkpoint":
@@ -464,7 +476,7 @@ def load_bundle(
         else:
             encoder, sam_cfg = load_sam(sam_checkpoint, img_size=cfg.img_size, encoder_only=True)
             out_chans = sam_cfg.out_chans
-        if meta.head.in_dim != out_chans:
+        if meta.head is not None and meta.head.in_dim != out_chans:
             raise BundleError(
                 f"the head takes {meta.head.in_dim} features but the SAM checkpoint's encoder gives "
                 f"{out_chans}",
@@ -500,8 +512,10 @@ def _assemble(
 
     from geosam.models.classifier import ClassifierHead, LandCoverModel
 
-    head = ClassifierHead(meta.head.in_dim, meta.head.num_classes, meta.head.hidden, meta.head.dropout)
-    model = LandCoverModel(encoder, head, meta.mean, meta.std)
+    h = meta.head
+    head = None if h is None else ClassifierHead(h.in_dim, h.num_classes, h.hidden, h.dropout)
+    dense = _dense_head(meta, state, folder)
+    model = LandCoverModel(encoder, head, meta.mean, meta.std, dense=dense)
     rest = {k: v for k, v in state.items() if not k.startswith("encoder.")}
     try:
         missing, unexpected = model.load_state_dict(rest, strict=False)
@@ -510,7 +524,7 @@ def _assemble(
     missing = [k for k in missing if not k.startswith("encoder.")]
     if missing or unexpected:
         raise BundleError(f"weights missing {missing[:5]} / unexpected {unexpected[:5]}", folder)
-    if meta.calibration is not None:
+    if meta.calibration is not None and head is not None:
         head.set_temperature(meta.calibration.temperature)
     domain = load_domain(folder, meta.domain) if meta.domain is not None else None
     model.eval().to(torch.device(device))
@@ -528,6 +542,8 @@ def _check_head(meta: BundleMeta, state: dict[str, Any], folder: Path) -> None:
     from geosam.models.classifier import ClassifierHead
 
     h = meta.head
+    if h is None:
+        return
     with torch.device("meta"):  # shapes only, no memory
         probe = ClassifierHead(h.in_dim, h.num_classes, h.hidden, h.dropout)
     want = {f"head.{k}": tuple(v.shape) for k, v in probe.state_dict().items()}
@@ -538,6 +554,27 @@ def _check_head(meta: BundleMeta, state: dict[str, Any], folder: Path) -> None:
             f"does not match the head weights in {WEIGHTS_FILE}",
             folder,
         )
+
+
+def _dense_head(meta: BundleMeta, state: dict[str, Any], folder: Path) -> Any:
+    """Build the dense head ``model.json`` describes, after checking its shapes against the weights."""
+    if meta.dense is None:
+        return None
+    import torch
+
+    from geosam.models.dense_config import DenseHeadConfig
+    from geosam.models.dense_head import DenseHead
+
+    cfg = DenseHeadConfig.from_dict(dict(meta.dense))
+    with torch.device("meta"):  # shapes only, no memory
+        probe = DenseHead(cfg)
+    want = {f"dense.{k}": tuple(v.shape) for k, v in probe.state_dict().items()}
+    have = {k: tuple(v.shape) for k, v in state.items() if k.startswith("dense.")}
+    if want != have:
+        raise BundleError(
+            f"the dense head in {META_FILE} does not match the dense head weights in {WEIGHTS_FILE}", folder
+        )
+    return DenseHead(cfg)
 
 
 def _check_encoder(cfg: Any, state: dict[str, Any], folder: Path) -> None:

@@ -65,21 +65,28 @@ class ClassifierHead(nn.Module):
 
 
 class LandCoverModel(nn.Module):
-    """Encoder + head with the bundle's per-band normalisation.
+    """Encoder + heads with the bundle's per-band normalisation.
 
     Args:
         encoder: A segment-anything ``ImageEncoderViT`` (possibly band-adapted).
-        head: The classifier head.
+        head: The region/tile classifier head (``None`` for a dense-only model).
         mean: Per-band mean of the 0..1-stretched input.
         std: Per-band standard deviation of the 0..1-stretched input.
+        dense: A :class:`~geosam.models.dense_head.DenseHead` (per-pixel classes), or ``None``.
     """
 
     def __init__(
-        self, encoder: nn.Module, head: ClassifierHead, mean: Sequence[float], std: Sequence[float]
+        self,
+        encoder: nn.Module,
+        head: ClassifierHead | None,
+        mean: Sequence[float],
+        std: Sequence[float],
+        dense: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.encoder = encoder
         self.head = head
+        self.dense = dense
         self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
 
@@ -90,15 +97,49 @@ class LandCoverModel(nn.Module):
         out: torch.Tensor = self.encoder((x - mean) / std)
         return out
 
+    @property
+    def classifier(self) -> ClassifierHead:
+        """The region/tile classifier head.
+
+        Raises:
+            ValueError: A dense-only model (no classifier head).
+        """
+        if self.head is None:
+            raise ValueError("this model has no classifier head (it is a dense model)")
+        return self.head
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """``(x - mean) / std`` of ``(B, N, H, W)`` 0..1 inputs (what the encoder and the dense head read)."""
+        mean: torch.Tensor = self.mean  # type: ignore[assignment]
+        std: torch.Tensor = self.std  # type: ignore[assignment]
+        return (x - mean) / std
+
+    def dense_logits(self, features: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Per-pixel logits ``(B, K, H, W)`` from encoder ``features`` and the 0..1 inputs ``x``.
+
+        Raises:
+            ValueError: The model has no dense head.
+        """
+        if self.dense is None:
+            raise ValueError("this model has no dense head")
+        out: torch.Tensor = self.dense([features], self.normalize(x))
+        return out
+
     def classify_tiles(self, features: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """Class logits ``(B, K)`` of whole tiles/chips from their features (nodata excluded)."""
-        out: torch.Tensor = self.head(pool_tile(features, valid).float())
+        out: torch.Tensor = self._head(pool_tile(features, valid).float())
         return out
 
     def classify_regions(self, features: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """Class logits ``(R, K)`` of ``R`` pixel masks ``(R, H, W)`` on one tile's ``(C, h, w)`` features."""
         weights = mask_weights(masks, (features.shape[-2], features.shape[-1]))
-        out: torch.Tensor = self.head(pool_regions(features.float(), weights))
+        out: torch.Tensor = self._head(pool_regions(features.float(), weights))
+        return out
+
+    def _head(self, pooled: torch.Tensor) -> torch.Tensor:
+        if self.head is None:
+            raise ValueError("this model has no classifier head (it is a dense model)")
+        out: torch.Tensor = self.head(pooled)
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -189,7 +189,7 @@ def bundle_encoder(
             raise BundleError(f"encoder weights do not fit {variant.name} ({first})", folder) from None
         if unexpected:
             raise BundleError(f"encoder tensors {unexpected[:3]} do not fit {variant.name}", folder)
-    if meta.head.in_dim != encoder.out_chans:
+    if meta.head is not None and meta.head.in_dim != encoder.out_chans:
         raise BundleError(
             f"the head takes {meta.head.in_dim} features but {variant.name} level {cfg.level} gives "
             f"{encoder.out_chans}",

@@ -7,15 +7,60 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["TrainConfig"]
+__all__ = ["DenseOptions", "TrainConfig"]
+
+
+class DenseOptions(BaseModel):
+    """Options of the dense (per-pixel) head (``head: dense``); see :mod:`geosam.train.dense`.
+
+    Attributes:
+        patch_size: Training patch edge in scene pixels (rounded to a multiple of the chip size).
+        patches: Training patches sampled once around the labels (TorchGeo ``RandomGeoSampler``),
+            read once and revisited every epoch with random flips and rotations.
+        steps: Optimisation steps over the whole run (``batch_size`` patches each).
+        decoder: segmentation-models-pytorch decoder over the encoder levels: ``upernet`` or ``fpn``.
+        decoder_channels: Decoder width.
+        pixel_channels: Width of the per-pixel branch (bands and local means; 0 = none).
+        context: Local-mean window edges (odd, pixels) of the per-pixel branch.
+        use_encoder: Feed the encoder's features to the head (``False``: pixel branch only).
+        encoder_dropout: Channel dropout on the encoder features while training.
+        class_weights: Weight the loss by inverse class frequency (capped at 10x).
+        margin: Context in pixels around each labelled polygon or block that patches may cover.
+        members: Heads trained side by side from different initialisations, logits averaged (an
+            ensemble; each costs one head's time).
+        noise: Standard deviation of Gaussian noise added to the normalised pixels while training
+            (a regulariser against memorising the few labelled polygons; 0 = none).
+        keep: ``best`` holds out ``val_fraction`` of the polygons (or blocks) and keeps the round with
+            the best validation macro-F1; ``last`` trains on every polygon and keeps the last round
+            (with a few dozen polygons, holding out one per class costs more than early stopping
+            gains; measure such a model with ``--cv`` instead).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    patch_size: int = Field(32, ge=8, le=2048)
+    patches: int = Field(256, ge=1)
+    steps: int = Field(300, ge=1)
+    decoder: Literal["upernet", "fpn"] = "upernet"
+    decoder_channels: int = Field(64, ge=8)
+    pixel_channels: int = Field(32, ge=0)
+    context: tuple[int, ...] = (3, 7)
+    use_encoder: bool = True
+    encoder_dropout: float = Field(0.0, ge=0, lt=1)
+    class_weights: bool = True
+    margin: int = Field(8, ge=0)
+    members: int = Field(1, ge=1, le=32)
+    noise: float = Field(0.0, ge=0)
+    keep: Literal["best", "last"] = "best"
 
 
 class TrainConfig(BaseModel):
     """How to train a classifier.
 
     Attributes:
-        backbone: ``small``/``tiny`` (geosam's CPU-trainable SAM configurations, randomly initialised)
-            or a path to an official SAM checkpoint: SAM 1 (``sam_vit_b_01ec64.pth``...) or SAM 2.x
+        backbone: ``small``/``tiny`` (geosam's CPU-trainable SAM configurations, randomly initialised),
+            ``default`` (the packaged default model's trained encoder; dense head) or a path to an
+            official SAM checkpoint: SAM 1 (``sam_vit_b_01ec64.pth``...) or SAM 2.x
             (``sam2.1_hiera_small.pt``...), recognised from its weights.
         mode: ``probe`` (frozen encoder, cached embeddings, linear head), ``last_n`` (train the last
             ``last_n`` blocks, the neck and the head) or ``full`` (everything).
@@ -69,6 +114,9 @@ class TrainConfig(BaseModel):
         gsd_m: Ground sampling distance of the training chips in metres per pixel, recorded in the bundle
             for resolution matching. Chip folders record none; scene sources read it from the scene (a
             projected CRS) and refuse a contradicting value.
+        head: ``chip`` (a classifier of chips, regions and tiles from pooled encoder features) or
+            ``dense`` (per-pixel classes: :mod:`geosam.train.dense`; scene sources only).
+        dense: Options of the dense head.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -109,13 +157,15 @@ class TrainConfig(BaseModel):
     name: str = "geosam-model"
     tile_size: int | None = Field(None, ge=16)
     gsd_m: float | None = Field(None, gt=0, le=100_000)
+    head: Literal["chip", "dense"] = "chip"
+    dense: DenseOptions = Field(default_factory=DenseOptions)
 
     @model_validator(mode="after")
     def _backbone(self) -> TrainConfig:
-        if self.backbone not in ("small", "tiny") and not self.backbone.endswith(
+        if self.backbone not in ("small", "tiny", "default") and not self.backbone.endswith(
             (".pth", ".pt", ".safetensors")
         ):
             raise ValueError(
-                f"backbone must be 'small', 'tiny' or a SAM checkpoint path, not {self.backbone!r}"
+                f"backbone must be 'small', 'tiny', 'default' or a SAM checkpoint path, not {self.backbone!r}"
             )
         return self

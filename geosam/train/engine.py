@@ -164,7 +164,7 @@ def _trainable(model: LandCoverModel, cfg: TrainConfig) -> list[nn.Parameter]:
         for blk in list(enc.blocks)[-n:]:
             blk.requires_grad_(True)
         enc.neck.requires_grad_(True)
-    model.head.requires_grad_(True)
+    model.classifier.requires_grad_(True)
     return [p for p in model.parameters() if p.requires_grad]
 
 
@@ -249,7 +249,7 @@ def _evaluate(
         b = idx[s : s + batch]
         y = torch.from_numpy(data.labels[b]).to(device)
         logits = (
-            model.head(features[b].to(device))
+            model.classifier(features[b].to(device))
             if features is not None
             else model(_batch(data, b, size, device, fill))
         )
@@ -387,7 +387,7 @@ def train(
         for b in progress_iter(batches, f"epoch {epoch + 1}/{cfg.epochs}", enabled=progress, unit="batches"):
             y = torch.from_numpy(data.labels[b]).to(device)
             if features is not None:
-                logits = model.head(features[b].to(device))
+                logits = model.classifier(features[b].to(device))
             else:
                 x = _batch(data, b, size, device, fill)
                 if sensor.active:
@@ -489,7 +489,7 @@ def train(
         recommended_tile_size=recommended_tile_size(cfg, chip),
         encoder=enc_meta,
         head=HeadMeta(
-            in_dim=model.head.in_dim,
+            in_dim=model.classifier.in_dim,
             num_classes=len(data.classes),
             hidden=cfg.head_hidden,
             dropout=cfg.dropout,

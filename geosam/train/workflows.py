@@ -1,0 +1,378 @@
+"""Scene training workflows: what ``geosam train polygons|raster`` runs, and their cross-validation.
+
+:func:`train_polygons` and :func:`train_raster` pick the chip classifier (:mod:`geosam.train.engine`)
+or the dense head (:mod:`geosam.train.dense`, with :data:`~geosam.train.dense.DENSE_DEFAULTS` for
+options not given) by ``cfg.head``. :func:`polygons_fold_workflow` wraps "train on these polygons, then
+``geosam run`` the scene" as a fold of :func:`geosam.train.cv.cross_validate_polygons`, which is how
+``--cv K`` and ``benchmarks/bench_vs_random_forest.py`` measure a recipe.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from geosam.train.config import TrainConfig
+
+if TYPE_CHECKING:
+    from geosam.config import NormalizeConfig, RunConfig
+    from geosam.train.cv import FoldWorkflow
+    from geosam.train.engine import TrainResult
+
+__all__ = [
+    "POLYGONS_HEAD",
+    "cv_run_config",
+    "masked_label_raster",
+    "polygons_fold_workflow",
+    "polygons_head",
+    "raster_fold_workflow",
+    "train_polygons",
+    "train_raster",
+]
+
+#: The head ``geosam train polygons`` trains when ``--head`` is not given (the measured winner on the
+#: Raleigh benchmark, docs/training.md).
+POLYGONS_HEAD = "dense"
+
+
+def polygons_head(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with :data:`POLYGONS_HEAD` unless the user chose a head."""
+    return cfg if "head" in cfg.model_fields_set else cfg.model_copy(update={"head": POLYGONS_HEAD})
+
+
+def train_polygons(
+    scene: str | os.PathLike[str],
+    labels: str | os.PathLike[str],
+    *,
+    class_column: str,
+    cfg: TrainConfig,
+    layer: str | None = None,
+    chip_size: int = 64,
+    bands: Sequence[int | str] | None = None,
+    band_names: Sequence[str] | None = None,
+    spacing: int | None = None,
+    max_per_polygon: int | None = 50,
+    max_nodata: float = 0.5,
+    normalize: NormalizeConfig | None = None,
+    progress: bool = False,
+) -> TrainResult:
+    """Train on a scene and label polygons with the head ``cfg.head`` (``chip`` or ``dense``).
+
+    The chip options (``chip_size``, ``spacing``, ``max_per_polygon``, ``max_nodata``) apply to the
+    chip classifier only; the dense head's are ``cfg.dense``. ``normalize`` (radiometry, DN offset,
+    stretch) decides how both bring the scene to 0..1 (:func:`geosam.train._scene_sampling.prepare_scene`).
+
+    Raises:
+        DataError, RasterError, BandError: From reading the scene and the labels.
+    """
+    if cfg.head == "dense":
+        from geosam.train.dense import dense_defaults, polygon_dense_data, train_dense
+
+        cfg = dense_defaults(cfg)
+        dense_data = polygon_dense_data(
+            scene,
+            labels,
+            class_column=class_column,
+            layer=layer,
+            bands=bands,
+            band_names=band_names,
+            normalize=normalize,
+            val_fraction=cfg.val_fraction if cfg.dense.keep == "best" else 0.0,
+            seed=cfg.seed,
+        )
+        return train_dense(cfg, dense_data, progress=progress)
+    from geosam.train.engine import train
+    from geosam.train.scene_chips import polygon_chips
+
+    data = polygon_chips(
+        scene,
+        labels,
+        class_column=class_column,
+        chip_size=chip_size,
+        layer=layer,
+        bands=bands,
+        band_names=band_names,
+        spacing=spacing,
+        max_per_polygon=max_per_polygon,
+        max_per_class=cfg.max_per_class,
+        max_nodata=max_nodata,
+        normalize=normalize,
+        seed=cfg.seed,
+        progress=progress,
+    )
+    return train(cfg, data, progress=progress)
+
+
+def train_raster(
+    scene: str | os.PathLike[str],
+    label_raster: str | os.PathLike[str],
+    *,
+    cfg: TrainConfig,
+    classes: dict[int, str] | None = None,
+    label_rule: str = "majority",
+    label_nodata: float | None = None,
+    block_chips: int = 4,
+    chip_size: int = 64,
+    bands: Sequence[int | str] | None = None,
+    band_names: Sequence[str] | None = None,
+    spacing: int | None = None,
+    max_nodata: float = 0.5,
+    normalize: NormalizeConfig | None = None,
+    progress: bool = False,
+) -> TrainResult:
+    """Train on a scene and a label raster with the head ``cfg.head`` (``chip`` or ``dense``).
+
+    Raises:
+        DataError, RasterError, BandError: From reading the scene and the labels.
+    """
+    if cfg.head == "dense":
+        from geosam.train.dense import dense_defaults, raster_dense_data, train_dense
+
+        cfg = dense_defaults(cfg)
+        dense_data = raster_dense_data(
+            scene,
+            label_raster,
+            classes=classes,
+            label_nodata=label_nodata,
+            block=block_chips * 16,
+            bands=bands,
+            band_names=band_names,
+            normalize=normalize,
+            val_fraction=cfg.val_fraction if cfg.dense.keep == "best" else 0.0,
+            seed=cfg.seed,
+        )
+        return train_dense(cfg, dense_data, progress=progress)
+    from geosam.train.engine import train
+    from geosam.train.scene_chips import raster_chips
+
+    data = raster_chips(
+        scene,
+        label_raster,
+        chip_size=chip_size,
+        classes=classes,
+        label_rule="centre" if label_rule == "centre" else "majority",
+        label_nodata=label_nodata,
+        bands=bands,
+        band_names=band_names,
+        spacing=spacing,
+        block_chips=block_chips,
+        max_per_class=cfg.max_per_class,
+        max_nodata=max_nodata,
+        normalize=normalize,
+        seed=cfg.seed,
+        progress=progress,
+    )
+    return train(cfg, data, progress=progress)
+
+
+def train_torchgeo(
+    name: str,
+    root: str | os.PathLike[str],
+    *,
+    cfg: TrainConfig,
+    split: str = "train",
+    val_split: str | None = "val",
+    progress: bool = False,
+) -> TrainResult:
+    """Train on a TorchGeo dataset (:mod:`geosam.train.torchgeo_source`; never downloads).
+
+    Classification datasets train the chip classifier (validation: its grouped split of ``split``);
+    segmentation datasets train the dense head (validation: random patches of ``val_split``).
+
+    Raises:
+        DataError: Unknown dataset, or data not found in TorchGeo's layout under ``root``.
+    """
+    from geosam.train.torchgeo_source import DATASETS, classification_chips, segmentation_patches
+
+    src = DATASETS.get(name.lower())
+    if src is None:
+        from geosam.errors import DataError
+
+        raise DataError(f"unknown TorchGeo dataset {name!r}; supported: {', '.join(DATASETS)}")
+    if src.task == "classification":
+        from geosam.train.engine import train
+
+        data = classification_chips(name, root, split=split, max_per_class=cfg.max_per_class, seed=cfg.seed)
+        return train(cfg.model_copy(update={"head": "chip"}), data, progress=progress)
+    from geosam.train.dense import dense_defaults, fit_dense
+
+    cfg = dense_defaults(cfg.model_copy(update={"head": "dense"}))
+    patch = max(16, round(cfg.dense.patch_size / 16) * 16)
+    n_img = max(1, cfg.dense.patches // 4)
+    pool, classes, bands, prep = segmentation_patches(
+        name, root, patch=patch, max_images=n_img, split=split, seed=cfg.seed
+    )
+    val = None
+    if val_split:
+        val, _, _, _ = segmentation_patches(
+            name, root, patch=patch, max_images=max(1, n_img // 4), split=val_split, seed=cfg.seed + 1
+        )
+    return fit_dense(
+        cfg,
+        pool,
+        val,
+        classes=classes,
+        bands=bands,
+        gsd_m=None,
+        preprocessing=prep,
+        provenance={"source": "torchgeo", "dataset": src.cls, "root": os.path.abspath(root)},
+        progress=progress,
+    )
+
+
+def cv_run_config(base: RunConfig | None = None) -> RunConfig:
+    """The run configuration of a cross-validation fold.
+
+    ``base`` (default: the defaults) without the vector layers, the tiles layer and the QGIS project:
+    only the class map is scored.
+    """
+    from geosam.config import RunConfig
+
+    cfg = base or RunConfig()
+    return cfg.with_overrides(
+        **{"output.regions": False, "output.tiles": False, "output.qgis_project": False}
+    )
+
+
+def polygons_fold_workflow(
+    scene: str | os.PathLike[str],
+    *,
+    class_column: str,
+    train: dict[str, Any] | None = None,
+    sampling: dict[str, Any] | None = None,
+    run: dict[str, Any] | None = None,
+    progress: bool = False,
+) -> FoldWorkflow:
+    """A fold of :func:`~geosam.train.cv.cross_validate_polygons`: train on the fold's polygons, run, read.
+
+    Args:
+        scene: The scene trained on and classified.
+        class_column: Class attribute of the polygons.
+        train: :class:`TrainConfig` fields (as ``geosam train`` options; ``out`` is per fold).
+        sampling: Keyword arguments of :func:`train_polygons` (``chip_size``, ``bands``...).
+        run: Dotted :class:`~geosam.config.RunConfig` overrides of ``geosam run`` (e.g.
+            ``{"dense.refine": "none"}``).
+        progress: Progress bars.
+    """
+    train_opts = dict(train or {})
+    sampling_opts = dict(sampling or {})
+    run_opts = dict(run or {})
+
+    def workflow(train_polys: Any, test: Any, workdir: Path) -> tuple[np.ndarray, Sequence[str]]:
+        from geosam.predict import predict_scene
+        from geosam.runtime import load_models
+        from geosam.train.reference import read_at
+
+        labels = workdir / "train_polygons.gpkg"
+        frame = train_polys.drop(columns=["_class"])
+        frame.to_file(labels, driver="GPKG", layer="labels")
+        cfg = polygons_head(TrainConfig.model_validate({**train_opts, "out": workdir / "model"}))
+        res = train_polygons(
+            scene, labels, class_column=class_column, cfg=cfg, progress=progress, **sampling_opts
+        )
+        run_cfg = cv_run_config().with_overrides(**run_opts)
+        models = load_models(res.bundle, None, run_cfg)
+        out = predict_scene(scene, workdir / "run", models, run_cfg, progress=progress)
+        pred = read_at(out.outputs["classes"], test)
+        return pred, models.bundle.meta.class_scheme.names
+
+    return workflow
+
+
+#: Nodata of the masked label rasters written for raster cross-validation folds.
+_MASKED_NODATA = -1
+
+
+def masked_label_raster(
+    label_raster: str | os.PathLike[str],
+    info: Any,
+    out: Path,
+    *,
+    hold_out: np.ndarray,
+    block: int,
+    label_nodata: float | None = None,
+) -> Path:
+    """Copy a label raster onto the scene grid without the labels of the ``hold_out`` blocks.
+
+    Written window by window (memory of one 1024 px window) as int32 with nodata ``-1``; pixels that
+    were unlabelled stay unlabelled. Block ids are those of :func:`geosam.train.cv.raster_reference`.
+    """
+    import rasterio
+    from affine import Affine
+
+    from geosam.train.scene_chips import _label_grid, _read_labels
+    from geosam.types import PixelWindow
+
+    path = Path(label_raster)
+    blocks_per_row = -(-info.width // block)
+    held = np.asarray(hold_out, np.int64)
+    profile = {
+        "driver": "GTiff",
+        "width": info.width,
+        "height": info.height,
+        "count": 1,
+        "dtype": "int32",
+        "crs": info.crs,
+        "transform": Affine(*info.transform),
+        "nodata": _MASKED_NODATA,
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+        "compress": "deflate",
+    }
+    with _label_grid(path, info) as (ds, _), rasterio.open(out, "w", **profile) as dst:
+        for r0 in range(0, info.height, 1024):
+            for c0 in range(0, info.width, 1024):
+                win = PixelWindow(c0, r0, min(1024, info.width - c0), min(1024, info.height - r0))
+                ids, valid = _read_labels(ds, win, label_nodata, path)
+                rr, cc = np.indices(ids.shape)
+                group = ((rr + r0) // block) * blocks_per_row + (cc + c0) // block
+                keep = valid & ~np.isin(group, held) & (ids >= 0)
+                dst.write(np.where(keep, ids, _MASKED_NODATA).astype(np.int32), 1, window=win.to_rasterio())
+    return out
+
+
+def raster_fold_workflow(
+    scene: str | os.PathLike[str],
+    label_raster: str | os.PathLike[str],
+    *,
+    classes: dict[int, str],
+    block: int,
+    label_nodata: float | None = None,
+    train: dict[str, Any] | None = None,
+    sampling: dict[str, Any] | None = None,
+    run: dict[str, Any] | None = None,
+    progress: bool = False,
+) -> Any:
+    """A fold of ``cross_validate_raster``: train without the held-out blocks, run the scene, read."""
+    train_opts = dict(train or {})
+    sampling_opts = dict(sampling or {})
+    run_opts = dict(run or {})
+
+    def workflow(test_blocks: np.ndarray, test: Any, workdir: Path) -> tuple[np.ndarray, Sequence[str]]:
+        from geosam.io.read import open_scene
+        from geosam.predict import predict_scene
+        from geosam.runtime import load_models
+        from geosam.train.reference import read_at
+
+        info = open_scene(scene)
+        masked = masked_label_raster(
+            label_raster,
+            info,
+            workdir / "labels.tif",
+            hold_out=test_blocks,
+            block=block,
+            label_nodata=label_nodata,
+        )
+        cfg = TrainConfig.model_validate({**train_opts, "out": workdir / "model"})
+        res = train_raster(scene, masked, cfg=cfg, classes=classes, progress=progress, **sampling_opts)
+        run_cfg = cv_run_config().with_overrides(**run_opts)
+        models = load_models(res.bundle, None, run_cfg)
+        out = predict_scene(scene, workdir / "run", models, run_cfg, progress=progress)
+        return read_at(out.outputs["classes"], test), models.bundle.meta.class_scheme.names
+
+    return workflow
