@@ -121,7 +121,8 @@ def run(
     }
     default = default_setup(size, wd)
     # (set-up, factor, region layers): the default model streamed at every size, with the collected
-    # control at the smallest and largest; the dense head streamed at every size; SAM ViT-B streamed at 1x and 4x
+    # control at the smallest and largest; the dense head streamed at every size; SAM ViT-B streamed
+    # at 1x and 4x
     plan = [(default, f, "streamed") for f in factors]
     plan += [(dense_setup(size, wd), f, "streamed") for f in factors]  # the dense (per-pixel) head
     if with_control:
