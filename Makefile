@@ -1,5 +1,6 @@
 # geosam: two commands set everything up on a fresh machine.
-#   make demo   create .venv if missing, install geosam, fetch the sample scenes, run the pipeline on them
+#   make demo   create .venv if missing, install geosam, fetch the sample scene, then the analyst's workflow
+#               on it: train on part of its reference polygons, classify, evaluate on the held-out part
 #   make test   create .venv if missing, install geosam with dev extras, run the test suite
 # Both are idempotent: a second call reuses .venv and the sample scenes.
 
@@ -13,11 +14,13 @@ export MALLOC_MMAP_THRESHOLD_ ?= 4294967296
 export MALLOC_TRIM_THRESHOLD_ ?= 4294967296
 export MALLOC_TOP_PAD_ ?= 1073741824
 export MALLOC_ARENA_MAX ?= 1
+# sam2 (a dev extra) builds no CUDA extension: geosam needs none, and the build needs nvcc
+export SAM2_BUILD_CUDA ?= 0
 
 .PHONY: demo test install install-dev samples lint typecheck bench clean help
 
 help:
-	@echo "make demo   - install and run geosam on sample_tiles/ (outputs in demo_out/)"
+	@echo "make demo   - install, train on part of the sample scene's polygons, classify, evaluate (demo_out/)"
 	@echo "make test   - install with dev extras and run the test suite"
 	@echo "make lint   - ruff + mypy"
 	@echo "make bench  - run the benchmarks in benchmarks/ (slow)"
@@ -40,8 +43,7 @@ samples: $(VENV)/.installed
 	$(PY) sample_tiles/fetch.py
 
 demo: samples
-	$(VENV)/bin/geosam run sample_tiles/data/raleigh_landsat7_2000.vrt --out demo_out
-	@echo "Outputs are in $(CURDIR)/demo_out (open demo_out/*.qgs in QGIS)"
+	$(PY) pipelines/demo.py --out demo_out
 
 test: $(VENV)/.installed-dev
 	$(PY) sample_tiles/fetch.py --quiet

@@ -190,7 +190,7 @@ def tile_inference(
     from geosam.segment import region_maker
 
     own = getattr(models.sam, "tile_inference", None)
-    if own is not None and models.bundle.model.dense is not None:
+    if own is not None and models.dense:
         from geosam.errors import ConfigError
 
         raise ConfigError(

@@ -204,7 +204,7 @@ def predict_scene(
     with (
         SceneTransaction(outputs, overwrite=cfg.output.overwrite, what=what) as txn,
         probability_scratch(
-            txn.work / _PROBABILITIES, plan.info, len(_scheme(models)), models.bundle.model.dense is not None
+            txn.work / _PROBABILITIES, plan.info, len(_scheme(models)), models.dense
         ) as dense,
     ):
         staged = txn.staged
@@ -415,7 +415,7 @@ def _record(
         seam_matches=stitched.stitcher.matches,
         model_path=model_path,
         domain=record_entry(stitched.domain, models.bundle.domain is not None, models.region_source),
-        classes_from=classes_from(models.bundle.model.dense is not None, cfg.dense),
+        classes_from=classes_from(models.dense, cfg.dense),
     )
     if stac_item_id is None:
         return record

@@ -105,6 +105,13 @@ class Models:
     sam_checkpoint: str | None
     sam_info: dict[str, Any] | None = None
 
+    @property
+    def dense(self) -> bool:
+        """Whether the classifier has a dense (per-pixel) head (SAM 3 zero-shot runs have no bundle)."""
+        bundle: LoadedBundle | None = self.bundle
+        model = None if bundle is None else bundle.model
+        return model is not None and model.dense is not None
+
 
 def load_models(
     model: str | os.PathLike[str] | None,

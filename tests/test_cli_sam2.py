@@ -34,7 +34,8 @@ def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def _check_run(scene: Path, out: Path, ckpt: Path) -> dict:
     paths = output_paths(scene, out)
     for kind, p in paths.items():
-        assert p.is_file(), kind
+        if kind != "probabilities":  # written by dense models only
+            assert p.is_file(), kind
     for kind in ("classes", "confidence"):
         valid, errors, _ = cog_validate(str(paths[kind]))
         assert valid and not errors

@@ -22,10 +22,10 @@ MODULES = {
     "rio-stac": {"rio_stac"},
     "rio-cogeo": {"rio_cogeo"},
     "dask": {"dask", "distributed"},
+    "segmentation-models-pytorch": {"segmentation_models_pytorch"},
 }
 #: declared but not imported by geosam itself, and why
 NOT_IMPORTED = {
-    "torchgeo": "the dense-head work uses its geo datasets and samplers (issue 16: part of the design)",
     "requests": "torchgeo 0.8 imports it without declaring it",
 }
 

@@ -72,6 +72,9 @@ SKIP: tuple[tuple[str, str], ...] = (
      "and tests/test_domain.py"),
     (r"benchmarks/parity_eurosat\.py", "reads the real EuroSAT chips in ../shared (minutes); the same "
      "comparison runs on samples of them in tests/test_parity.py"),
+    (r"sam2\.1_hiera_small\.pt", "a SAM 2.1 Hiera encoder at 1024 px is minutes per training run on 2 cores; "
+     "the same commands run on a Hiera-T checkpoint in tests/test_cli_sam2.py (train --backbone, then run "
+     "--sam-checkpoint)"),
     (r"--sam3-checkpoint", "SAM 3 is 840 M parameters (3.4 GB) and minutes per image on 2 cores: its path "
      "runs in tests/test_zeroshot.py (a stand-in with Sam3Processor's interface) and "
      "tests/test_sam3_real.py (the real sam3 classes, random weights, -m slow)"),
@@ -86,6 +89,8 @@ SHELL_OVERRIDES: tuple[tuple[str, tuple[str, ...]], ...] = (
     # SAM regions: a 4 x 4 prompt grid on 256 px tiles (not 32 x 32 on SAM's 1024)
     (r"^geosam (run|batch) .*--sam-checkpoint", ("--points-per-side", "4", "--tile-size", "256")),
     (r"^geosam (batch|ingest) ", ("--workers", "0")),
+    # the dense head (the polygons default) in 6 steps instead of 300: its options are YAML-only
+    (r"^geosam train (polygons|raster) (?!.*--config)", ("--config", "docs_dense_small.yaml")),
     # the sample scene at its own 28.5 m: 9 tiles of 64 px chips instead of 56 resampled ones
     (r"^geosam run sample_tiles/data/raleigh_landsat7_2000\.vrt", ("--no-match-resolution",)),
 )
@@ -283,11 +288,10 @@ PLACEHOLDERS: dict[str, Callable[[Path], object]] = {
     "my_scene.tif": lambda p: _scene(p, 1),
     "s2.tif": lambda p: _scene(p, 2),
     "sam_vit_b_01ec64.pth": _tiny_sam,
-    # sam2's own builder and config; Hiera-T weights under the name the docs use (geosam recognises the
-    # configuration from the weights and says which it found)
-    "sam2.1_hiera_small.pt": lambda p: __import__(
-        "geosam.testing_models", fromlist=["x"]
-    ).make_tiny_sam2_checkpoint(p),
+    # the dense head's training in a few steps (its options are YAML-only; see SHELL_OVERRIDES)
+    "docs_dense_small.yaml": lambda p: p.write_text(
+        "dense: {steps: 6, patches: 12, patch_size: 32, decoder_channels: 16}\n", encoding="utf-8"
+    ),
     "my_probe": _probe_bundle,
     "my_model": _bundle,
     "scenes": lambda p: [_scene(p / f"{n}.tif", seed) for seed, n in enumerate(("a", "b"), 10)],

@@ -229,7 +229,8 @@ def test_cli_zero_shot_and_one_line_errors(tmp_path, monkeypatch, capsys):
                "--out", str(out)])  # fmt: skip
     assert rc == 0
     for kind, p in output_paths(scene, out).items():
-        assert p.is_file(), kind
+        if kind != "probabilities":  # written by dense models only
+            assert p.is_file(), kind
     capsys.readouterr()
     assert main(["run", str(scene), "--sam3-checkpoint", str(ckpt), "--out", str(out)]) != 0
     err = capsys.readouterr().err.strip()
