@@ -75,6 +75,8 @@ SKIP: tuple[tuple[str, str], ...] = (
     (r"sam2\.1_hiera_small\.pt", "a SAM 2.1 Hiera encoder at 1024 px is minutes per training run on 2 cores; "
      "the same commands run on a Hiera-T checkpoint in tests/test_cli_sam2.py (train --backbone, then run "
      "--sam-checkpoint)"),
+    (r"^geosam train polygons \S+raleigh\S+ .*--cv 5\b", "five trainings and five dense runs of the scene "
+     "(minutes on 2 cores); `--cv` runs through the CLI in tests/test_train_cv.py"),
     (r"--sam3-checkpoint", "SAM 3 is 840 M parameters (3.4 GB) and minutes per image on 2 cores: its path "
      "runs in tests/test_zeroshot.py (a stand-in with Sam3Processor's interface) and "
      "tests/test_sam3_real.py (the real sam3 classes, random weights, -m slow)"),
