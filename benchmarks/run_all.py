@@ -38,6 +38,7 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     "scaling": ("bench_scaling.py", []),
     "calibration": ("bench_calibration.py", []),
     "vs_samgeo": ("bench_vs_samgeo.py", ["--reduced"]),
+    "vs_random_forest": ("bench_vs_random_forest.py", []),
 }
 
 
@@ -92,6 +93,12 @@ def headline(name: str, data: dict[str, Any]) -> list[str]:
                 )
             else:
                 out.append(f"{r['scene']}: geosam {r['geosam_wall_s']:.0f} s (samgeo not run)")
+    elif name == "vs_random_forest":
+        for r in data["summary"]:
+            out.append(
+                f"{r['method']} (seed {r['seed']}, {data['k']} folds, {r['scored_pixels']} px): "
+                f"OA {r['overall_accuracy']:.3f}, kappa {r['kappa']:.3f}, macro-F1 {r['macro_f1']:.3f}"
+            )
     elif name.startswith("scaling"):
         for r in data["runs"]:
             out.append(f"workers={r['workers']}: {r['scenes_per_min']:.2f} scenes/min")

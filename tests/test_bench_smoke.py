@@ -228,6 +228,39 @@ def test_vs_samgeo_geosam_side_smoke(work, tmp_path):
     assert "--halo 0" in data["geosam_command"] and "--stretch dtype" in data["geosam_command"]
 
 
+def test_vs_random_forest_smoke(work, tmp_path):
+    """RF, RF + geosam's regions and geosam's default recipe on the same 2 folds and the same pixels.
+
+    The smoke size trains geosam for 4 steps, so its numbers mean nothing; what is checked is that every
+    method is scored, with real numbers, on identical folds and identical held-out pixels.
+    """
+    import bench_vs_random_forest as b
+
+    if not (b.SCENE.exists() and b.POLYGONS.exists()):
+        pytest.skip("needs the Raleigh sample (python sample_tiles/fetch.py)")
+    data = b.run("smoke", results=str(tmp_path), work=str(work / "vs_rf"))
+    by = {s["method"]: s for s in data["summary"]}
+    assert set(by) == {"random_forest", "random_forest_regions", "default"}
+    (run,) = data["runs"]
+    assert run["folds"]["k"] == data["k"] == 2
+    for method, s in by.items():
+        assert run[method]["folds"] == run["folds"], method  # the same polygons held out
+        for key in ("overall_accuracy", "kappa", "macro_f1", "miou"):
+            assert np.isfinite(s[key]) and -1.0 <= s[key] <= 1.0, (method, key)
+            assert np.isfinite(s[f"{key}_fold_mean"]) and s[f"{key}_fold_std"] >= 0.0
+        assert set(s["f1_per_class"]) == set(run[method]["classes"])
+    # the same pixels: reference pixels, scored pixels and per-fold counts identical for every method
+    assert len({(s["n_pixels"], s["scored_pixels"], s["unclassified"]) for s in by.values()}) == 1
+    assert by["random_forest"]["scored_pixels"] == by["default"]["scored_pixels"] > 1000
+    per_fold = {m: [f["n"] for f in run[m]["per_fold"]] for m in by}
+    assert per_fold["random_forest"] == per_fold["default"] == per_fold["random_forest_regions"]
+    assert by["random_forest"]["overall_accuracy"] > 0.4  # a forest on 5 Landsat bands learns something
+    assert {c["method"] for c in data["comparison"]} == {"random_forest_regions", "default"}
+    assert data["settings"]["geosam_head"] == "dense"
+    assert data["command"] == "python benchmarks/bench_vs_random_forest.py --size smoke"
+    assert (tmp_path / "vs_random_forest_smoke.json").is_file()
+
+
 def test_measure_process_sums_the_tree(tmp_path):
     """Peak RSS of a process tree: a parent and a child holding 150 MB each at the same time."""
     import bench_vs_samgeo as b

@@ -70,6 +70,8 @@ SKIP: tuple[tuple[str, str], ...] = (
     (r"benchmarks/bench_calibration\.py", "refits and scores the packaged model on real EuroSAT, NAIP and "
      "Landsat chips (tens of minutes; `make bench`); what it measures is tested in tests/test_calibration.py "
      "and tests/test_domain.py"),
+    (r"benchmarks/bench_vs_random_forest\.py", "cross-validates geosam's training recipe and a Random Forest "
+     "on the Raleigh scene (minutes per fold on 2 cores); its smoke size runs in tests/test_bench_smoke.py"),
     (r"benchmarks/parity_eurosat\.py", "reads the real EuroSAT chips in ../shared (minutes); the same "
      "comparison runs on samples of them in tests/test_parity.py"),
     (r"sam2\.1_hiera_small\.pt", "a SAM 2.1 Hiera encoder at 1024 px is minutes per training run on 2 cores; "
