@@ -69,15 +69,18 @@ def classify_tile(
 
     from geosam.models.pooling import pool_regions
 
+    head = model.head
+    if head is None:  # a dense-only model classifies through geosam.dense
+        raise ValueError("classify_tile needs a classifier head; this model has only a dense head")
     grid = (int(features.shape[-2]), int(features.shape[-1]))
     with torch.inference_mode():
         vw = torch.from_numpy(label_weights(valid.astype(np.int32), 1, grid)).to(features.device)
-        tile_logits = model.head(pool_regions(features.float(), vw))
+        tile_logits = head(pool_regions(features.float(), vw))
         tile = torch.softmax(tile_logits.float(), dim=-1)[0].cpu().numpy()
         k = tile.shape[0]
         if n_regions == 0:
             return TileClasses(tile, np.zeros((0, k), np.float32))
         rw = torch.from_numpy(label_weights(labels, n_regions, grid)).to(features.device)
-        logits = model.head(pool_regions(features.float(), rw))
+        logits = head(pool_regions(features.float(), rw))
         probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
     return TileClasses(tile.astype(np.float32), probs.astype(np.float32))

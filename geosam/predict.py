@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -366,7 +366,7 @@ def _finish(
     scheme = _scheme(models)
     table = stitched.stitcher.finish(cfg.segment.min_region_area)
     tags = scene_writer.scene_tags(plan.path, models.bundle.meta.name, models.region_source)
-    finish_kw = {
+    finish_kw: dict[str, Any] = {
         "progress": progress,
         "dense": dense,
         "refine": cfg.dense.refine == "regions",

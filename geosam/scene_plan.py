@@ -141,6 +141,8 @@ def model_geometry(meta: BundleMeta, cfg: RunConfig, *, sam_checkpoint: bool) ->
         if tile % patch:
             raise ConfigError(f"tile size {tile} must be a multiple of the encoder patch size {patch}")
         return ModelGeometry(meta.name, "sam", tile, tile, tile, meta.gsd_m, configured)
+    if source == "sam3":
+        raise ConfigError("--regions sam3 needs SAM 3: pass --sam3-checkpoint sam3.pt and --concepts")
     chip = meta.chip_size or meta.input_size
     # a tile size that is not whole chips is rounded per scene by geosam.chip_grid (logged)
     tile = cfg.tiling.tile_size or meta.recommended_tile_size

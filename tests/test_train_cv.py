@@ -95,3 +95,15 @@ def test_raster_cv_holds_out_blocks(two_class_scene, tmp_path, capsys, monkeypat
     blocks = [g for f in cv["folds"]["folds"] for g in f]
     assert len(blocks) == len(set(blocks)) == 4  # 2 x 2 blocks of 32 px, each in one fold
     assert capsys.readouterr().err.count("  fold ") == 2
+
+
+def test_raster_reference_names_classes_without_a_class_list(two_class_scene):
+    """Without --classes the label raster's ids are named from its sidecar, else ``class_<id>``."""
+    from geosam.io.read import open_scene
+    from geosam.train.cv import raster_reference
+
+    scene, _, label_raster = two_class_scene
+    ref, names = raster_reference(open_scene(scene), label_raster, label_nodata=0, block=32)
+    with rasterio.open(label_raster) as ds:
+        ids = sorted({int(v) for v in np.unique(ds.read(1)) if v > 0})
+    assert names == {i: f"class_{i}" for i in ids}

@@ -256,7 +256,7 @@ def raster_reference(
         DataError: Unreadable label raster, or no labelled pixel of a listed class on the scene.
     """
     from geosam.errors import DataError
-    from geosam.train import _scene_sampling as ss
+    from geosam.io.pam import class_names
     from geosam.train.scene_chips import _label_grid, _scan_lattice
 
     path = Path(label_raster)
@@ -264,7 +264,7 @@ def raster_reference(
     with _label_grid(path, info) as (ds, _):
         rows, cols, ids = _scan_lattice(ds, step, (0, 0), label_nodata, path)
     if classes is None:
-        cats, _src = ss.category_names(path)
+        cats, _src = class_names(path)
         classes = {int(i): cats.get(int(i), f"class_{int(i)}") for i in np.unique(ids)}
     names = tuple(sorted(set(classes.values())))
     known = np.isin(ids, list(classes))
