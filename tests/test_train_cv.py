@@ -107,3 +107,4 @@ def test_raster_reference_names_classes_without_a_class_list(two_class_scene):
     with rasterio.open(label_raster) as ds:
         ids = sorted({int(v) for v in np.unique(ds.read(1)) if v > 0})
     assert names == {i: f"class_{i}" for i in ids}
+    assert len(ref.rows) > 0
