@@ -82,6 +82,7 @@ def check_feature_collection(path, sources, crs) -> None:
     assert len(feats) == len(sources)
     c = CRS.from_user_input(crs)
     back = Transformer.from_crs(4326, c, always_xy=True)
+    fwd = Transformer.from_crs(c, 4326, always_xy=True)
     for f, src in zip(feats, sources, strict=True):
         g = shape(f["geometry"])
         assert g.geom_type in ("Polygon", "MultiPolygon"), g.geom_type
@@ -98,7 +99,18 @@ def check_feature_collection(path, sources, crs) -> None:
                     for q in shapely.get_parts(returned)
                 ]
             )
-        assert returned.symmetric_difference(src).area <= 0.03 * src.area, (returned.area, src.area)
+        # what the CRS's own round trip through EPSG:4326 moves (datum pipelines are not exactly
+        # invertible: at 1 cm pixels in EPSG:3035 that alone is ~4 % of a pixel), then geosam's share
+        roundtrip = shapely.transform(
+            shapely.transform(src, lambda a: np.column_stack(fwd.transform(a[:, 0], a[:, 1]))),
+            lambda a: np.column_stack(back.transform(a[:, 0], a[:, 1])),
+        )
+        noise = roundtrip.symmetric_difference(src).area
+        assert returned.symmetric_difference(src).area <= 0.03 * src.area + noise, (
+            returned.area,
+            src.area,
+            noise,
+        )
     assert len(pyogrio.read_dataframe(path)) == len(sources)  # GDAL reads it back
 
 
