@@ -350,25 +350,43 @@ def save_bundle(
         (tmp / META_FILE).write_text(
             json.dumps(meta.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8"
         )
-        for rel, content in (extra_files or {}).items():
-            target = (tmp / rel).resolve()
-            if tmp.resolve() not in target.parents:
-                raise BundleError(f"extra file {rel!r} would escape the bundle folder", dest)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(content)
-        _publishable_permissions(tmp)
-        if dest.exists():
-            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-            os.replace(dest, old)
-            os.replace(tmp, dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, dest)
+        write_bundle_files(tmp, extra_files or {}, dest)
+        publish_bundle_folder(tmp, dest)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     del torch
     return meta
+
+
+def write_bundle_files(folder: Path, files: dict[str, bytes], dest: Path) -> None:
+    """Write ``files`` (relative path -> bytes) into a bundle being assembled in ``folder``.
+
+    Raises:
+        BundleError: A path would land outside ``folder`` (``dest`` is named in the message).
+    """
+    for rel, content in files.items():
+        target = (folder / rel).resolve()
+        if folder.resolve() not in target.parents:
+            raise BundleError(f"extra file {rel!r} would escape the bundle folder", dest)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+
+
+def publish_bundle_folder(tmp: Path, dest: Path) -> None:
+    """Put the bundle assembled in ``tmp`` (a folder beside ``dest``) in place of ``dest``.
+
+    Gives it the usual modes (:func:`_publishable_permissions`), then renames: an existing ``dest`` is
+    moved aside first and removed after, so readers see the old or the new bundle, never a mix.
+    """
+    _publishable_permissions(tmp)
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+        os.replace(dest, old)
+        os.replace(tmp, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, dest)
 
 
 def _publishable_permissions(folder: Path) -> None:

@@ -310,22 +310,14 @@ def calibrate_bundle(
 
 def _replace_folder(src: Path, dest: Path, files: dict[str, bytes]) -> None:
     """Copy ``src`` with ``files`` (relative path -> bytes) written over it to ``dest``, atomically."""
+    from geosam.models.bundle import publish_bundle_folder, write_bundle_files
+
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
     try:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
-        for rel, content in files.items():
-            target = (tmp / rel).resolve()
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(content)
-            target.chmod(0o644)
-        if dest.exists():
-            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-            os.replace(dest, old)
-            os.replace(tmp, dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, dest)
+        write_bundle_files(tmp, files, dest)
+        publish_bundle_folder(tmp, dest)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
