@@ -40,20 +40,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _fixtures import EUROSAT_CLASSES as CLASSES
 from _harness import RESULTS, ROOT, ensure_allocator_env, start, table
-
-CLASSES = (
-    "AnnualCrop",
-    "Forest",
-    "HerbaceousVegetation",
-    "Highway",
-    "Industrial",
-    "Pasture",
-    "PermanentCrop",
-    "Residential",
-    "River",
-    "SeaLake",
-)
 
 
 def validation_sample(rgb_root: Path, per_class: int, seed: int = 0) -> list[Path]:
