@@ -30,14 +30,16 @@ def dense_probabilities(model: Any, features: Any, tile: np.ndarray, valid: np.n
 
     Args:
         model: A ``LandCoverModel`` with a dense head.
-        features: ``(1, C, h, w)`` torch encoder features of the tile (``geosam.encode.encode_tiles``).
+        features: ``(1, C, h, w)`` torch encoder features of the tile (``geosam.encode.encode_tiles``),
+            or ``None`` for a head that reads the pixels alone (``use_encoder: false``).
         tile: ``(N, H, W)`` stretched 0..1 pixels, invalid pixels filled (model mean).
         valid: ``(H, W)`` valid pixels.
     """
     import torch
 
     with torch.inference_mode():
-        x = torch.from_numpy(np.ascontiguousarray(tile, dtype=np.float32))[None].to(features.device)
+        device = features.device if features is not None else model.mean.device
+        x = torch.from_numpy(np.ascontiguousarray(tile, dtype=np.float32))[None].to(device)
         logits = model.dense_logits(features, x)
         probs = torch.softmax(logits.float(), dim=1)[0].cpu().numpy()
     probs[:, ~valid] = 0.0

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from geosam.segment import RegionMaker
     from geosam.types import TileSpec
 
-__all__ = ["TileInference", "TileResult", "tile_inference"]
+__all__ = ["TileInference", "TileResult", "needs_features", "tile_inference"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,9 @@ class TileInference:
         fill: Per-band 0..1 value of invalid pixels (the bundle preprocessing's nodata fill); ``None``:
             the model mean.
         domain: The bundle's domain statistics, to score each encoder chip (``None``: no scores).
+        encode: Run the encoder. ``False`` when nothing reads its features (:func:`needs_features`):
+            a dense head on the pixels alone, regions that are not SAM's and no domain statistics;
+            the tile then costs the pixel head and the regions only.
     """
 
     model: LandCoverModel
@@ -91,6 +94,7 @@ class TileInference:
     chip_batch: int
     fill: np.ndarray | None = None
     domain: DomainStats | None = None
+    encode: bool = True
 
     def __call__(self, tile_data: np.ndarray, valid: np.ndarray, spec: TileSpec) -> TileResult:
         """Encode once, make regions, classify tile and regions.
@@ -127,16 +131,18 @@ class TileInference:
             model_mean: torch.Tensor = self.model.mean  # type: ignore[assignment]  # a registered buffer
             fill = model_mean.detach().cpu().numpy().reshape(-1)
         x = np.stack([fill_invalid(data, valid, fill) for data, valid, _ in tiles])
-        xt = torch.from_numpy(x).to(self.device, non_blocking=True)
-        feats = encode_tiles(
-            self.model, xt, self.encoder, precision=self.precision, chip_batch=self.chip_batch
-        )
-        del xt
+        feats = None
+        if self.encode:
+            xt = torch.from_numpy(x).to(self.device, non_blocking=True)
+            feats = encode_tiles(
+                self.model, xt, self.encoder, precision=self.precision, chip_batch=self.chip_batch
+            )
+            del xt
         encode_s = (time.perf_counter() - t0) / len(tiles)
         out = []
         for i, (data, valid, spec) in enumerate(tiles):
             t1 = time.perf_counter()
-            emb = feats[i : i + 1]
+            emb = feats[i : i + 1] if feats is not None else None
             regions = self.regions(data, emb, valid) if valid.any() else Regions.empty(valid.shape)
             t2 = time.perf_counter()
             dense = None
@@ -150,9 +156,10 @@ class TileInference:
                     mean_probabilities(dense, regions.labels, regions.count),
                 )
             else:
+                assert emb is not None  # needs_features: a chip head reads the features
                 classes = classify_tile(self.model, emb[0], valid, regions.labels, regions.count)
             domain_scores = np.zeros(0)
-            if self.domain is not None and valid.any():
+            if self.domain is not None and emb is not None and valid.any():
                 from geosam.domain import tile_scores
 
                 domain_scores = tile_scores(self.domain, emb[0], valid, self.encoder.grid)
@@ -202,6 +209,9 @@ def tile_inference(
             models, encoder, segment, batch_size=batch_size
         )
         return made
+    # SAM-region runs encode whole tiles at SAM's input size: their features are not comparable to the
+    # training chips' statistics, so they are not scored
+    domain = models.bundle.domain if models.region_source != "sam" else None
     mean: torch.Tensor = models.bundle.model.mean  # type: ignore[assignment]  # a registered buffer
     fill = fill_values(model_preprocessing(models.bundle.meta), mean.detach().cpu().numpy().reshape(-1))
     return TileInference(
@@ -219,7 +229,22 @@ def tile_inference(
         precision=models.precision,
         chip_batch=max(1, batch_size) * 16,
         fill=fill,
-        # SAM-region runs encode whole tiles at SAM's input size: their features are not comparable to
-        # the training chips' statistics, so they are not scored
-        domain=models.bundle.domain if models.region_source != "sam" else None,
+        domain=domain,
+        encode=needs_features(models.bundle.model, models.region_source, domain),
     )
+
+
+def needs_features(model: LandCoverModel, region_source: str, domain: DomainStats | None) -> bool:
+    """Whether a run reads the encoder's features.
+
+    A chip head, a dense head that uses them, SAM or chip regions (the mask decoder reads SAM's
+    embedding; chip regions are classified on the features) and domain statistics (scored on them)
+    do. ``False`` only for a dense head on the pixels alone (``use_encoder: false``, the ``geosam
+    train polygons`` default) with felzenszwalb or tiles regions and no domain statistics.
+    """
+    from geosam.models.dense_head import DenseHead
+
+    dense = model.dense
+    if not isinstance(dense, DenseHead) or dense.cfg.use_encoder or domain is not None:
+        return True
+    return region_source not in ("felzenszwalb", "tiles")

@@ -126,7 +126,7 @@ class SamRegions:
         self.min_region_area = cfg.min_region_area
         self.precision = precision
 
-    def __call__(self, tile: np.ndarray, embedding: torch.Tensor, valid: np.ndarray) -> Regions:
+    def __call__(self, tile: np.ndarray, embedding: torch.Tensor | None, valid: np.ndarray) -> Regions:
         """Regions of one tile.
 
         Args:
@@ -138,6 +138,8 @@ class SamRegions:
 
         from geosam.models.sam import predictor_embedding
 
+        if embedding is None:
+            raise ValueError("SAM regions need the tile's SAM image embedding")
         h, w = valid.shape
         with predictor_embedding(self.generator.predictor, embedding, (h, w)), torch.inference_mode():
             masks, scores = generate_single_crop(self.generator, h, w, precision=self.precision)
@@ -152,7 +154,7 @@ class FelzenszwalbRegions:
     def __init__(self, cfg: SegmentConfig) -> None:
         self.cfg = cfg
 
-    def __call__(self, tile: np.ndarray, embedding: torch.Tensor, valid: np.ndarray) -> Regions:
+    def __call__(self, tile: np.ndarray, embedding: torch.Tensor | None, valid: np.ndarray) -> Regions:
         """Regions of one ``(N, H, W)`` 0..1 tile."""
         return felzenszwalb_regions(tile, valid, self.cfg)
 
@@ -162,7 +164,7 @@ class NoRegions:
 
     source = "tiles"
 
-    def __call__(self, tile: np.ndarray, embedding: torch.Tensor, valid: np.ndarray) -> Regions:
+    def __call__(self, tile: np.ndarray, embedding: torch.Tensor | None, valid: np.ndarray) -> Regions:
         """An empty partition of the tile."""
         return Regions.empty(valid.shape, "tiles")
 
@@ -172,7 +174,7 @@ class RegionMaker(Protocol):
 
     source: str
 
-    def __call__(self, tile: np.ndarray, embedding: torch.Tensor, valid: np.ndarray) -> Regions:
+    def __call__(self, tile: np.ndarray, embedding: torch.Tensor | None, valid: np.ndarray) -> Regions:
         """Regions of a tile: ``tile`` (N, H, W) 0..1, ``embedding`` (1, C, h, w), ``valid`` (H, W)."""
         ...
 
@@ -188,7 +190,7 @@ class ChipRegions:
     chip: int
     source: str = "chips"
 
-    def __call__(self, tile: np.ndarray, embedding: torch.Tensor, valid: np.ndarray) -> Regions:
+    def __call__(self, tile: np.ndarray, embedding: torch.Tensor | None, valid: np.ndarray) -> Regions:
         """Regions of a tile's read window (whole chips, starting on the scene's chip grid)."""
         from geosam.chip_grid import chip_regions
 

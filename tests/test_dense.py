@@ -279,3 +279,46 @@ def test_regions_take_the_dense_majority_in_a_run(road):
     np.testing.assert_allclose(
         r.region_probs, mean_probabilities(r.dense_probs, r.labels, len(r.region_probs))
     )
+
+
+def test_pixel_only_dense_head_skips_the_encoder_and_maps_the_same(road, tmp_path, monkeypatch):
+    """A dense head on the pixels alone (the ``train polygons`` default) reads no encoder features:
+    ``geosam run`` skips the encoder pass, and the maps equal those of a run that computes it."""
+    import geosam.encode
+    import geosam.inference
+    from geosam.config import RunConfig
+    from geosam.predict import predict_scene
+    from geosam.runtime import load_models
+    from geosam.train.workflows import train_polygons
+
+    _, scene, labels, _ = road
+    cfg = TrainConfig(
+        head="dense",
+        backbone="tiny",
+        out=tmp_path / "pixel_model",
+        seed=0,
+        dense={"steps": 20, "patches": 16, "use_encoder": False, "context": (), "keep": "last"},
+    )
+    res = train_polygons(scene, labels, class_column="cover", cfg=cfg)
+    run_cfg = RunConfig().with_overrides(**{"dense.probabilities": True, "output.regions": False})
+    models = load_models(res.bundle, None, run_cfg)
+    assert models.region_source == "felzenszwalb" and models.bundle.domain is None
+    assert geosam.inference.needs_features(models.bundle.model, "felzenszwalb", None) is False
+    assert geosam.inference.needs_features(models.bundle.model, "sam", None) is True
+
+    calls = []
+    real = geosam.encode.encode_tiles
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(geosam.encode, "encode_tiles", counting)
+    skipped = predict_scene(scene, tmp_path / "skipped", models, run_cfg)
+    assert calls == []
+    monkeypatch.setattr(geosam.inference, "needs_features", lambda *a: True)
+    encoded = predict_scene(scene, tmp_path / "encoded", models, run_cfg)
+    assert calls  # the control really ran the encoder
+    for key in ("classes", "confidence", "probabilities"):
+        with rasterio.open(skipped.outputs[key]) as a, rasterio.open(encoded.outputs[key]) as b:
+            np.testing.assert_array_equal(a.read(), b.read())

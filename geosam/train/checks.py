@@ -66,6 +66,14 @@ def check_options(cfg: TrainConfig, *, chip_size: int | None = None) -> None:
         ConfigError: A combination that cannot work; the message says which values would.
         WeightsNotFoundError: The SAM checkpoint given as ``--backbone`` does not exist.
     """
+    if cfg.backbone == "default":
+        if cfg.head == "dense":
+            return  # the packaged encoder, band-adapted by the dense trainer (geosam.train.dense)
+        raise ConfigError(
+            "--backbone default (the packaged model's encoder) trains the dense head only: add --head dense, "
+            "or train a chip classifier with --backbone small|tiny|<SAM checkpoint>, or continue a bundle of "
+            "the same bands and classes with --init-from BUNDLE"
+        )
     if cfg.backbone in PRESET_PATCH:
         patch = PRESET_PATCH[cfg.backbone]
         if cfg.input_size is not None and cfg.input_size % patch:

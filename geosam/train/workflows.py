@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from geosam.train.engine import TrainResult
 
 __all__ = [
+    "POLYGONS_DENSE",
     "POLYGONS_HEAD",
     "cv_run_config",
     "masked_label_raster",
@@ -34,15 +35,31 @@ __all__ = [
     "train_raster",
 ]
 
-#: The head ``geosam train polygons`` trains when ``--head`` is not given. Measured on the Raleigh sample
-#: (benchmarks/bench_vs_random_forest.py, docs/training.md) it does NOT beat a per-pixel Random Forest
-#: (overall accuracy 0.555 against 0.741); the chip head was not measured there.
+#: The head ``geosam train polygons`` trains when ``--head`` is not given.
 POLYGONS_HEAD = "dense"
+
+#: Dense-head options ``geosam train polygons`` uses where the user set none (``dense:`` in ``--config``):
+#: the per-pixel branch on the bands alone (no encoder features, no local means; its 3 x 3 convolution
+#: is the only context), input noise 0.2 and every polygon trained on (``keep: last``). Chosen by
+#: leave-polygons-out CV on the Raleigh sample (benchmarks/bench_vs_random_forest.py, docs/training.md):
+#: with regions, overall accuracy 0.872 / 0.804 / 0.775 on fold seeds 0 / 1 / 2 against 0.741 / 0.737 /
+#: 0.734 for a per-pixel Random Forest, where the encoder features gave 0.555 (seed 0): a few dozen
+#: polygons are too few to fit a head on 256 encoder channels from another sensor. Label rasters
+#: (``geosam train raster``) keep :class:`~geosam.train.config.DenseOptions`' own defaults.
+POLYGONS_DENSE: dict[str, Any] = {"use_encoder": False, "context": (), "noise": 0.2, "keep": "last"}
 
 
 def polygons_head(cfg: TrainConfig) -> TrainConfig:
-    """``cfg`` with :data:`POLYGONS_HEAD` unless the user chose a head."""
-    return cfg if "head" in cfg.model_fields_set else cfg.model_copy(update={"head": POLYGONS_HEAD})
+    """``cfg`` with :data:`POLYGONS_HEAD` unless the user chose a head.
+
+    A dense head gets :data:`POLYGONS_DENSE` for the dense options the user did not set.
+    """
+    if "head" not in cfg.model_fields_set:
+        cfg = cfg.model_copy(update={"head": POLYGONS_HEAD})
+    if cfg.head != "dense":
+        return cfg
+    unset = {k: v for k, v in POLYGONS_DENSE.items() if k not in cfg.dense.model_fields_set}
+    return cfg.model_copy(update={"dense": cfg.dense.model_copy(update=unset)})
 
 
 def train_polygons(
