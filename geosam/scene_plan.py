@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Literal
 
 from geosam.config import RunConfig, TilingConfig
 from geosam.errors import ConfigError
+from geosam.resolution import TOLERANCE as GSD_TOLERANCE
 
 if TYPE_CHECKING:
     from geosam.models.bundle import BundleMeta
@@ -52,8 +53,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Scene and model GSDs closer than this (relative) are treated as equal: nothing is resampled.
-GSD_TOLERANCE = 0.05
 #: Tile edge of SAM regions when none is configured: SAM's native 1024 px input.
 SAM_TILE = 1024
 
