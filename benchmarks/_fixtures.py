@@ -24,20 +24,10 @@ from xml.sax.saxutils import escape
 
 from _harness import ROOT
 
+from geosam.train.data import EUROSAT_CLASSES
+
 WORK = Path(os.environ.get("GEOSAM_BENCH_WORK", "/tmp/geosam-bench"))
 SHARED = Path(os.environ.get("GEOSAM_SHARED_DATA", ROOT.parent / "shared" / "data"))
-EUROSAT_CLASSES = (
-    "AnnualCrop",
-    "Forest",
-    "HerbaceousVegetation",
-    "Highway",
-    "Industrial",
-    "Pasture",
-    "PermanentCrop",
-    "Residential",
-    "River",
-    "SeaLake",
-)
 #: Where the trained default model may be (the packaged one first).
 DEFAULT_MODEL_CANDIDATES = (ROOT / "geosam" / "data" / "default_model",)
 

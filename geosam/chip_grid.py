@@ -37,17 +37,13 @@ import numpy as np
 
 from geosam.config import TilingConfig
 from geosam.errors import ConfigError
+from geosam.resolution import MAX_MATCHED_TILE, MAX_TILE
+from geosam.resolution import TOLERANCE as GSD_TOLERANCE
 
 __all__ = ["ChipGrid", "chip_regions", "plan_chip_grid"]
 
 log = logging.getLogger(__name__)
 
-#: Relative GSD difference below which a scene is encoded at the model's chip size.
-GSD_TOLERANCE = 0.05
-#: Largest tile edge (:class:`~geosam.config.TilingConfig`).
-MAX_TILE = 8192
-#: Largest tile edge derived without a configured tile size (:mod:`geosam.resolution`).
-MAX_MATCHED_TILE = 4096
 #: Default chips per tile side (with a halo of one chip: (8/6)^2 = 1.78 encoder inputs per owned chip).
 TILE_CHIPS = 8
 

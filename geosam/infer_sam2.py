@@ -248,16 +248,7 @@ class Sam2SharedInference:
         secs["segment"] = t2 - t1
         classes = classify_tile(self.model, cls_map[0], valid, regions.labels, regions.count)
         secs["classify"] = time.perf_counter() - t2
-        return TileResult(
-            spec,
-            regions.labels,
-            valid,
-            classes.regions,
-            regions.predicted_iou,
-            regions.stability_score,
-            classes.tile,
-            secs,
-        )
+        return TileResult.from_regions(spec, valid, regions, classes, secs)
 
 
 def sam2_tile_inference(

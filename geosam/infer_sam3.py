@@ -282,6 +282,7 @@ class Sam3ZeroShotInference:
 
     def __call__(self, tile_data: np.ndarray, valid: np.ndarray, spec: TileSpec) -> TileResult:
         """Labelled regions of one ``(N, T, T)`` 0..1 tile."""
+        from geosam.classify import TileClasses
         from geosam.inference import TileResult
 
         t0 = time.perf_counter()
@@ -294,16 +295,9 @@ class Sam3ZeroShotInference:
             proposals, valid, self.n_concepts, threshold=self.threshold, min_area=self.min_area
         )
         t2 = time.perf_counter()
-        r = out.regions
-        return TileResult(
-            spec,
-            r.labels,
-            valid,
-            out.region_probs,
-            r.predicted_iou,
-            r.stability_score,
-            out.tile_probs,
-            {"segment": t1 - t0, "classify": t2 - t1},
+        classes = TileClasses(out.tile_probs, out.region_probs)
+        return TileResult.from_regions(
+            spec, valid, out.regions, classes, {"segment": t1 - t0, "classify": t2 - t1}
         )
 
 

@@ -24,13 +24,14 @@ from geosam.config import SegmentConfig
 if TYPE_CHECKING:
     import torch
 
+    from geosam.classify import TileClasses
     from geosam.domain import DomainStats
     from geosam.encode import EncoderPlan
     from geosam.infer_sam2 import Sam2SharedInference
     from geosam.infer_sam3 import Sam3ZeroShotInference
     from geosam.models.classifier import LandCoverModel
     from geosam.runtime import Models
-    from geosam.segment import RegionMaker
+    from geosam.segment import RegionMaker, Regions
     from geosam.types import TileSpec
 
 __all__ = ["TileInference", "TileResult", "needs_features", "tile_inference"]
@@ -65,6 +66,32 @@ class TileResult:
     seconds: dict[str, float]
     domain_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
     dense_probs: np.ndarray | None = None
+
+    @classmethod
+    def from_regions(
+        cls,
+        spec: TileSpec,
+        valid: np.ndarray,
+        regions: Regions,
+        classes: TileClasses,
+        seconds: dict[str, float],
+        *,
+        domain_scores: np.ndarray | None = None,
+        dense_probs: np.ndarray | None = None,
+    ) -> TileResult:
+        """The result of a tile from its regions and their classes (what every tile inference returns)."""
+        return cls(
+            spec,
+            regions.labels,
+            valid,
+            classes.regions,
+            regions.predicted_iou,
+            regions.stability_score,
+            classes.tile,
+            seconds,
+            np.zeros(0) if domain_scores is None else domain_scores,
+            dense_probs,
+        )
 
 
 @dataclass(frozen=True)
@@ -163,18 +190,10 @@ class TileInference:
                 from geosam.domain import tile_scores
 
                 domain_scores = tile_scores(self.domain, emb[0], valid, self.encoder.grid)
+            secs = {"encode": encode_s, "segment": t2 - t1, "classify": time.perf_counter() - t2}
             out.append(
-                TileResult(
-                    spec,
-                    regions.labels,
-                    valid,
-                    classes.regions,
-                    regions.predicted_iou,
-                    regions.stability_score,
-                    classes.tile,
-                    {"encode": encode_s, "segment": t2 - t1, "classify": time.perf_counter() - t2},
-                    domain_scores,
-                    dense,
+                TileResult.from_regions(
+                    spec, valid, regions, classes, secs, domain_scores=domain_scores, dense_probs=dense
                 )
             )
         return out

@@ -106,6 +106,15 @@ def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e6):06d}Z"
 
 
+def _create_schema(conn: sqlite3.Connection) -> None:
+    """Create the tables and the ``meta`` rows where they do not exist yet."""
+    conn.executescript(_SCHEMA)
+    conn.execute(
+        "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?), ('created', ?)",
+        (str(SCHEMA_VERSION), now_iso()),
+    )
+
+
 @dataclass(frozen=True)
 class SceneRow:
     """One row of the ``scenes`` table (see the module docstring for the columns)."""
@@ -178,11 +187,7 @@ class Manifest:
                 conn.execute("PRAGMA synchronous=FULL")
             conn.row_factory = sqlite3.Row
             if not readonly:
-                conn.executescript(_SCHEMA)
-                conn.execute(
-                    "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?), ('created', ?)",
-                    (str(SCHEMA_VERSION), now_iso()),
-                )
+                _create_schema(conn)
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         except sqlite3.DatabaseError as err:
             msg = f"cannot open the ingest manifest ({err})"
@@ -190,13 +195,7 @@ class Manifest:
             msg = ""
         if msg:
             raise OutputError(msg, p)
-        version = int(row["value"]) if row else 0
-        if version != SCHEMA_VERSION:
-            conn.close()
-            raise ConfigError(
-                f"manifest schema version {version} is not {SCHEMA_VERSION} (another geosam?)", p
-            )
-        return cls(conn, p)
+        return cls._of_version(conn, p, row)
 
     @classmethod
     def snapshot(cls, path: str | os.PathLike[str]) -> Manifest:
@@ -220,11 +219,7 @@ class Manifest:
         mem = sqlite3.connect(":memory:", isolation_level=None)
         mem.row_factory = sqlite3.Row
         if not p.is_file():
-            mem.executescript(_SCHEMA)
-            mem.execute(
-                "INSERT INTO meta VALUES ('schema_version', ?), ('created', ?)",
-                (str(SCHEMA_VERSION), now_iso()),
-            )
+            _create_schema(mem)
             return cls(mem, p)
         wal = p.with_name(p.name + "-wal")
         try:
@@ -247,12 +242,22 @@ class Manifest:
             msg = ""
         if msg:
             raise OutputError(msg, p)
+        return cls._of_version(mem, p, row)
+
+    @classmethod
+    def _of_version(cls, conn: sqlite3.Connection, path: Path, row: sqlite3.Row | None) -> Manifest:
+        """The manifest on ``conn`` if ``row`` (its ``meta`` schema_version) is this geosam's schema.
+
+        Raises:
+            ConfigError: Another (or no) schema version; ``conn`` is closed.
+        """
         version = int(row["value"]) if row else 0
         if version != SCHEMA_VERSION:
+            conn.close()
             raise ConfigError(
-                f"manifest schema version {version} is not {SCHEMA_VERSION} (another geosam?)", p
+                f"manifest schema version {version} is not {SCHEMA_VERSION} (another geosam?)", path
             )
-        return cls(mem, p)
+        return cls(conn, path)
 
     def close(self) -> None:
         """Close the connection."""

@@ -183,7 +183,47 @@ def _rich_progress() -> Any:
     )
 
 
-class Progress:
+class _Shown:
+    """The mode, clock and log lines of :class:`Progress` and :class:`BatchProgress` (they set ``_bar``)."""
+
+    def __init__(self, enabled: bool, settings: ProgressSettings | None, clock: Any) -> None:
+        s = settings or current_settings()
+        self.mode = s.resolved_mode() if enabled else "off"
+        self.interval_s = s.interval_s
+        self._clock = clock
+        self._t0 = clock()
+        self._last = self._t0
+        self._lines = 0
+        self._bar: Any = None
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the task started."""
+        return float(self._clock() - self._t0)
+
+    def line(self) -> str:
+        """The current progress line (what ``log`` mode writes)."""
+        raise NotImplementedError
+
+    def _maybe_log(self) -> None:
+        """In ``log`` mode, log :meth:`line` when ``interval_s`` has passed since the last one."""
+        if self.mode != "log":
+            return
+        now = self._clock()
+        if now - self._last >= self.interval_s:
+            self._last = now
+            self._lines += 1
+            log.info("%s", self.line())
+
+    def _finish(self) -> None:
+        """Stop the bar, or log the closing line (when lines were logged)."""
+        if self._bar is not None:
+            self._bar.stop()
+        elif self.mode == "log" and self._lines:
+            log.info("%s (finished)", self.line())
+
+
+class Progress(_Shown):
     """Progress of one task: ``done`` of ``total`` steps, shown as the settings say.
 
     Use as a context manager (or call :meth:`close`). In ``log`` mode a line is logged when
@@ -209,29 +249,17 @@ class Progress:
         settings: ProgressSettings | None = None,
         clock: Any = time.monotonic,
     ) -> None:
-        s = settings or current_settings()
+        super().__init__(enabled, settings, clock)
         self.description = description
         self.total = total
         self.unit = unit
         self.done = 0
-        self.mode = s.resolved_mode() if enabled else "off"
-        self.interval_s = s.interval_s
-        self._clock = clock
-        self._t0 = clock()
-        self._last = self._t0
-        self._lines = 0
         self._closed = False
-        self._bar: Any = None
         self._task: Any = None
         if self.mode == "bar":
             self._bar = _rich_progress()
             self._bar.start()
             self._task = self._bar.add_task(description, total=total)
-
-    @property
-    def elapsed(self) -> float:
-        """Seconds since the task started."""
-        return float(self._clock() - self._t0)
 
     def line(self) -> str:
         """The current progress line (what ``log`` mode writes)."""
@@ -249,22 +277,15 @@ class Progress:
             self.total = int(total)
         if self.mode == "bar":
             self._bar.update(self._task, completed=self.done, total=self.total)
-        elif self.mode == "log":
-            now = self._clock()
-            if now - self._last >= self.interval_s:
-                self._last = now
-                self._lines += 1
-                log.info("%s", self.line())
+        else:
+            self._maybe_log()
 
     def close(self) -> None:
         """Stop the bar, or log the closing line (when lines were logged)."""
         if self._closed:
             return
         self._closed = True
-        if self._bar is not None:
-            self._bar.stop()
-        elif self.mode == "log" and self._lines:
-            log.info("%s (finished)", self.line())
+        self._finish()
 
     def __enter__(self) -> Progress:
         return self
@@ -293,7 +314,7 @@ def progress_iter(
             p.advance()
 
 
-class BatchProgress:
+class BatchProgress(_Shown):
     """A batch's progress: scenes done of all, and the tiles of the scenes started so far.
 
     Fed with :meth:`advance` (scenes finished or skipped) and :meth:`event` (the ``start``/``tile``
@@ -316,18 +337,11 @@ class BatchProgress:
         settings: ProgressSettings | None = None,
         clock: Any = time.monotonic,
     ) -> None:
-        s = settings or current_settings()
+        super().__init__(enabled, settings, clock)
         self.total = total
         self.done = 0
         self.failed = 0
         self.tiles: dict[str, tuple[int, int]] = {}
-        self.mode = s.resolved_mode() if enabled else "off"
-        self.interval_s = s.interval_s
-        self._clock = clock
-        self._t0 = clock()
-        self._last = self._t0
-        self._lines = 0
-        self._bar: Any = None
 
     def __enter__(self) -> BatchProgress:
         if self.mode == "bar":
@@ -338,10 +352,7 @@ class BatchProgress:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-        elif self.mode == "log" and self._lines:
-            log.info("%s (finished)", self.line())
+        self._finish()
 
     def tile_counts(self) -> tuple[int, int]:
         """``(done, total)`` tiles over the scenes that reported tiles."""
@@ -349,7 +360,7 @@ class BatchProgress:
 
     def line(self) -> str:
         """The current progress line (what ``log`` mode writes)."""
-        elapsed = float(self._clock() - self._t0)
+        elapsed = self.elapsed
         failed = f" ({self.failed} failed)" if self.failed else ""
         text = f"batch: {self.done}/{self.total} scenes{failed}"
         tdone, ttotal = self.tile_counts()
@@ -361,15 +372,6 @@ class BatchProgress:
                 f"{_rate_text(rate, 'tiles')}, ETA of the started scenes {eta}"
             )
         return f"{text}, elapsed {format_duration(elapsed)}"
-
-    def _maybe_log(self) -> None:
-        if self.mode != "log":
-            return
-        now = self._clock()
-        if now - self._last >= self.interval_s:
-            self._last = now
-            self._lines += 1
-            log.info("%s", self.line())
 
     def advance(self, n: int = 1, *, failed: int = 0) -> None:
         """Count ``n`` more scenes finished (``failed`` of them failed)."""

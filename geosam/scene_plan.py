@@ -22,15 +22,18 @@ decision and the words ``info`` prints about it live together; the geometry rule
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from geosam.config import RunConfig, TilingConfig
 from geosam.errors import ConfigError
+from geosam.resolution import TOLERANCE as GSD_TOLERANCE
 
 if TYPE_CHECKING:
     from geosam.models.bundle import BundleMeta
@@ -50,8 +53,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Scene and model GSDs closer than this (relative) are treated as equal: nothing is resampled.
-GSD_TOLERANCE = 0.05
 #: Tile edge of SAM regions when none is configured: SAM's native 1024 px input.
 SAM_TILE = 1024
 
@@ -232,11 +233,7 @@ def scene_encoding(
         reason = ""
     chip_override: int | None = None
     if geom.region_source != "sam":
-        grid_log_r = logging.getLogger("geosam.resolution")
-        saved_r = grid_log_r.level
-        if quiet:
-            grid_log_r.setLevel(logging.ERROR)
-        try:
+        with _raised_level("geosam.resolution", logging.ERROR, quiet):
             sizes = encoding_sizes(
                 path=info.path,
                 model_chip=chip,
@@ -248,17 +245,10 @@ def scene_encoding(
                 tile_size=geom.tile_size if geom.tile_size_configured else None,
                 scene_shape=info.shape,
             )
-        finally:
-            if quiet:
-                grid_log_r.setLevel(saved_r)
         chip_override = sizes.chip
         if not reason or sizes.clamped:  # the tile size is the chip grid's, below
             reason = re.sub(r", tiles of \d+ px", "", sizes.note)
-    grid_log = logging.getLogger("geosam.chip_grid")
-    saved = grid_log.level
-    if quiet:
-        grid_log.setLevel(logging.WARNING)
-    try:
+    with _raised_level("geosam.chip_grid", logging.WARNING, quiet):
         g = plan_chip_grid(
             model_chip=chip,
             model_tile=geom.tile_size,
@@ -274,10 +264,21 @@ def scene_encoding(
             name=name,
             chip=chip_override,
         )
-    finally:
-        if quiet:
-            grid_log.setLevel(saved)
     return SceneEncoding(g.chip, g.tile, scene_gsd, g.matched, reason, g.halo)
+
+
+@contextlib.contextmanager
+def _raised_level(logger: str, level: int, when: bool) -> Iterator[None]:
+    """Set ``logger``'s level to ``level`` inside the block when ``when`` (a quiet plan), then restore it."""
+    lg = logging.getLogger(logger)
+    saved = lg.level
+    if when:
+        lg.setLevel(level)
+    try:
+        yield
+    finally:
+        if when:
+            lg.setLevel(saved)
 
 
 def scene_tiling(

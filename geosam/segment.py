@@ -21,6 +21,7 @@ visible on top; masks left with fewer than ``min_region_area`` visible valid pix
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -44,6 +45,7 @@ __all__ = [
     "felzenszwalb_regions",
     "generate_single_crop",
     "mask_generator",
+    "paint_in_order",
     "paint_masks",
     "region_maker",
     "sam_regions",
@@ -90,9 +92,26 @@ def paint_masks(
         min_area: Masks with fewer visible valid pixels after painting are dropped.
         source: Recorded in the result.
     """
-    h, w = valid.shape
-    canvas = np.zeros((h, w), np.int32)
     order = sorted(range(len(masks)), key=lambda i: -int(masks[i].sum()))
+    labels, kept = paint_in_order(masks, order, valid, min_area)
+    iou = np.array([scores[i][0] for i in kept], np.float32)
+    stab = np.array([scores[i][1] for i in kept], np.float32)
+    return Regions(labels, iou, stab, source)
+
+
+def paint_in_order(
+    masks: Sequence[np.ndarray] | np.ndarray,
+    order: Sequence[int] | np.ndarray,
+    valid: np.ndarray,
+    min_area: int,
+) -> tuple[np.ndarray, list[int]]:
+    """Paint ``masks[order[0]]``, then ``masks[order[1]]``... (a later mask wins a pixel) into a partition.
+
+    Invalid pixels belong to no mask; masks left with fewer than ``min_area`` (at least 1) visible pixels
+    are dropped. Returns the ``(H, W)`` int32 label image (``i`` = the ``i``-th mask kept, 0 = none) and
+    the index into ``masks`` of each mask kept, in label order.
+    """
+    canvas = np.zeros(valid.shape, np.int32)
     for rank, i in enumerate(order, start=1):
         canvas[masks[i]] = rank
     canvas[~valid] = 0
@@ -100,11 +119,7 @@ def paint_masks(
     keep = [r for r in range(1, len(order) + 1) if counts[r] >= max(1, min_area)]
     remap = np.zeros(len(order) + 1, np.int32)
     remap[keep] = np.arange(1, len(keep) + 1, dtype=np.int32)
-    labels = remap[canvas]
-    kept = [order[r - 1] for r in keep]
-    iou = np.array([scores[i][0] for i in kept], np.float32)
-    stab = np.array([scores[i][1] for i in kept], np.float32)
-    return Regions(labels, iou, stab, source)
+    return remap[canvas], [int(order[r - 1]) for r in keep]
 
 
 class SamRegions:

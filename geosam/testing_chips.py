@@ -1,4 +1,7 @@
-"""Chips as georeferenced scenes, and per-chip predictions read back from ``geosam run`` outputs.
+"""Chips as files: a chip folder to train on, chips as georeferenced scenes, and per-chip predictions.
+
+:func:`write_chip_folder` writes a small class-per-subfolder PNG chip folder (EuroSAT layout) that
+``geosam train folder`` learns in an epoch.
 
 For parity checks between the training/validation path (a chip through the bundle's preprocessing and
 the model) and ``geosam run`` (the same chip inside a scene): :func:`write_chip_scene` writes one chip
@@ -15,7 +18,33 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["chip_classes_from_map", "tile_classes", "write_chip_scene", "write_mosaic"]
+__all__ = ["chip_classes_from_map", "tile_classes", "write_chip_folder", "write_chip_scene", "write_mosaic"]
+
+
+def write_chip_folder(
+    root: str | os.PathLike[str],
+    per_class: int,
+    size: int,
+    *,
+    classes: Sequence[str] = ("Forest", "Water"),
+    seed: int = 0,
+) -> Path:
+    """Write ``per_class`` RGB PNG chips of ``size`` px per class as ``root/<class>/<class>_<i>.png``.
+
+    Chips are uint8 noise in 0..59 with 150 added to one band per class (green for the first class,
+    blue for the second, then red...): classes a tiny model tells apart after one epoch. Returns ``root``.
+    """
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    out = Path(root)
+    for ci, name in enumerate(classes):
+        (out / name).mkdir(parents=True)
+        for i in range(per_class):
+            a = rng.integers(0, 60, (size, size, 3)).astype(np.uint8)
+            a[..., (1 + ci) % 3] += 150
+            Image.fromarray(a).save(out / name / f"{name}_{i}.png")
+    return out
 
 
 def write_chip_scene(

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from geosam.errors import ConfigError
-from geosam.segment import Regions
+from geosam.segment import Regions, paint_in_order
 from geosam.types import ClassScheme
 
 __all__ = [
@@ -175,21 +175,11 @@ def label_concepts(
     """
     from scipy import ndimage
 
-    h, w = valid.shape
     k1 = n_concepts + 1
     scores = np.asarray(proposals.scores, np.float32)
     accepted = np.flatnonzero(scores >= threshold)
     order = accepted[np.argsort(scores[accepted], kind="stable")]  # lowest first: the highest wins
-    canvas = np.zeros((h, w), np.int32)
-    for rank, i in enumerate(order, start=1):
-        canvas[proposals.masks[i]] = rank
-    canvas[~valid] = 0
-    counts = np.bincount(canvas.ravel(), minlength=len(order) + 1)
-    keep = [r for r in range(1, len(order) + 1) if counts[r] >= max(1, min_area)]
-    remap = np.zeros(len(order) + 1, np.int32)
-    remap[keep] = np.arange(1, len(keep) + 1, dtype=np.int32)
-    labels = remap[canvas]
-    kept = [int(order[r - 1]) for r in keep]
+    labels, kept = paint_in_order(proposals.masks, order, valid, min_area)
     probs = np.zeros((len(kept), k1), np.float32)
     for j, i in enumerate(kept):
         probs[j, 1 + int(proposals.concept[i])] = scores[i]
@@ -199,9 +189,9 @@ def label_concepts(
     if not unclassified_regions:
         n_pieces = 0
     if n_pieces:
-        near = np.zeros((h, w), np.float32)  # best rejected score per pixel
-        for i in np.flatnonzero(scores < threshold):
-            np.maximum(near, np.where(proposals.masks[i], scores[i], 0.0), out=near)
+        near = np.zeros(valid.shape, np.float32)  # best rejected score per pixel
+        for r in np.flatnonzero(scores < threshold):
+            np.maximum(near, np.where(proposals.masks[r], scores[r], 0.0), out=near)
         sums = ndimage.sum_labels(1.0 - near, pieces, index=np.arange(1, n_pieces + 1))
         sizes = np.bincount(pieces.ravel(), minlength=n_pieces + 1)[1:]
         unc = np.zeros((n_pieces, k1), np.float32)

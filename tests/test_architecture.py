@@ -27,7 +27,6 @@ PENDING: dict[str, str] = {
     "cli/train.py": "issue 16 item 6 generates its options from TrainConfig",
     "train/engine.py": "issue 16 item 6 splits train() into split/build/fit/bundle",
     "train/scene_chips.py": "issue 16 item 6 (sampling options into the config)",
-    "models/bundle.py": "issues 10 and 12 add preprocessing, calibration and backbones to it",
 }
 
 

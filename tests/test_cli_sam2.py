@@ -9,15 +9,14 @@ import logging
 from pathlib import Path
 
 import geopandas as gpd
-import numpy as np
 import pytest
 import rasterio
-from PIL import Image
 from rio_cogeo.cogeo import cog_validate
 
 from geosam.cli.main import main
 from geosam.hashing import sha256_file
 from geosam.predict import output_paths
+from geosam.testing_chips import write_chip_folder
 
 if importlib.util.find_spec("sam2") is None:  # find_spec: importing sam2 would initialise Hydra globally
     pytest.skip("SAM 2 tests need the sam2 package (pip install 'geosam[sam2]')", allow_module_level=True)
@@ -86,15 +85,7 @@ def test_bad_sam_checkpoint_is_one_line(tmp_path, capsys):
 
 @pytest.fixture
 def chip_folder(tmp_path: Path) -> Path:
-    rng = np.random.default_rng(0)
-    root = tmp_path / "chips"
-    for ci, name in enumerate(["Forest", "Water"]):
-        (root / name).mkdir(parents=True)
-        for i in range(8):
-            a = rng.integers(0, 60, (64, 64, 3)).astype(np.uint8)
-            a[..., 1 + ci] += 150
-            Image.fromarray(a).save(root / name / f"{name}_{i}.png")
-    return root
+    return write_chip_folder(tmp_path / "chips", 8, 64)
 
 
 def test_train_on_sam2_then_run(chip_folder, sample_data, sam2_tiny_checkpoint, tmp_path):

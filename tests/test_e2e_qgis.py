@@ -11,6 +11,7 @@ import shutil
 import subprocess
 
 import geopandas as gpd
+import numpy as np
 import pytest
 
 from geosam.config import RunConfig
@@ -18,6 +19,7 @@ from geosam.models.bundle import default_bundle_path
 from geosam.predict import predict_scene
 from geosam.runtime import load_models
 from geosam.testing_models import make_dense_bundle, make_tiny_bundle
+from geosam.types import ClassScheme
 
 pytestmark = pytest.mark.qgis
 
@@ -37,17 +39,21 @@ def real_run(tmp_path_factory, sample_data):
     return res, models
 
 
+def _area_legend(class_map, scheme: ClassScheme) -> tuple[np.ndarray, list[str]]:
+    """A class map's pixels per class, and its default legend (classes present, largest area first)."""
+    from geosam.io.legend import class_pixel_counts, legend_entries
+
+    counts = class_pixel_counts(class_map, len(scheme))
+    return counts, [label for _, label in legend_entries(scheme, counts, "area")]
+
+
 def test_outputs_open_styled_in_qgis(real_run, tmp_path):
     from helpers_qgis import qgis_python, run_qgis_check
 
     qgis_python()  # skips without PyQGIS
-    from geosam.io.legend import class_pixel_counts, legend_entries
-
     res, models = real_run
     scheme = models.bundle.meta.class_scheme
-    # the default legend: the classes present, largest area first, with their share
-    counts = class_pixel_counts(res.outputs["classes"], len(scheme))
-    names = [label for _, label in legend_entries(scheme, counts, "area")]
+    counts, names = _area_legend(res.outputs["classes"], scheme)
     assert len(names) == int((counts > 0).sum()) and names[0].startswith(scheme.names[int(counts.argmax())])
     n_regions = len(gpd.read_file(res.outputs["regions_gpkg"]))
     n_tiles = len(gpd.read_file(res.outputs["tiles_gpkg"]))
@@ -156,16 +162,9 @@ def test_probability_cog_opens_styled_in_qgis(dense_run, tmp_path):
     from helpers_qgis import qgis_python, run_qgis_check
 
     qgis_python()  # skips without PyQGIS
-    from geosam.io.legend import class_pixel_counts, legend_entries
-    from geosam.types import ClassScheme
-
     res, classes = dense_run
     o = res.outputs
-    # the class map's default legend: the classes present, largest area first, with their share
-    counts = class_pixel_counts(o["classes"], len(classes))
-    legend = [
-        label for _, label in legend_entries(ClassScheme.from_dict({"names": list(classes)}), counts, "area")
-    ]
+    _, legend = _area_legend(o["classes"], ClassScheme.from_dict({"names": list(classes)}))
     spec = {
         "layers": [
             {

@@ -233,19 +233,25 @@ def bundle(tmp_path_factory):
     return tiny_bundle_at(tmp_path_factory.mktemp("geod") / "bundle", gsd_m=10.0)
 
 
-def _mercator_scene(path, lat_top=60.0, px=10.0, size=96):
-    x0, y0 = Transformer.from_crs(4326, 3857, always_xy=True).transform(10.0, lat_top)
+def _blocky_rgb(path, size, px, *, seed, block=8, crs="EPSG:32633", origin=(500000.0, 5000000.0)):
+    """A north-up ``size`` x ``size`` uint8 RGB scene of flat blocks, ``px`` CRS units per pixel."""
+    x0, y0 = origin
     return make_raster(
         path,
         size,
         size,
         count=3,
         dtype="uint8",
-        crs="EPSG:3857",
+        crs=crs,
         transform=(px, 0.0, x0, 0.0, -px, y0),
-        fill=blocky(size, size, seed=3),
+        fill=blocky(size, size, seed=seed, block=block),
         colorinterp=["red", "green", "blue"],
     )
+
+
+def _mercator_scene(path, lat_top=60.0, px=10.0, size=96):
+    origin = Transformer.from_crs(4326, 3857, always_xy=True).transform(10.0, lat_top)
+    return _blocky_rgb(path, size, px, seed=3, crs="EPSG:3857", origin=origin)
 
 
 def _pixel_areas_3857(transform, height, width):
@@ -288,16 +294,7 @@ def test_tiny_pixels_keep_significant_area_digits(bundle, tmp_path, capsys, capl
     """1 cm pixels (issue item 5): areas of 1e-4 m2 per pixel, not rounded to 0.1 m2."""
     import geopandas as gpd
 
-    scene = make_raster(
-        tmp_path / "drone.tif",
-        64,
-        64,
-        count=3,
-        dtype="uint8",
-        transform=(0.01, 0.0, 500000.0, 0.0, -0.01, 5000000.0),
-        fill=blocky(64, 64, seed=5, block=4),
-        colorinterp=["red", "green", "blue"],
-    )
+    scene = _blocky_rgb(tmp_path / "drone.tif", 64, 0.01, seed=5, block=4)
     out = tmp_path / "out"
     args = ["run", str(scene), "--model", str(bundle), "--out", str(out), "--no-match-resolution"]
     rc, _, err, _ = run_geosam([*args, "--min-region-area", "1"], capsys, caplog)
@@ -311,16 +308,7 @@ def test_tiny_pixels_keep_significant_area_digits(bundle, tmp_path, capsys, capl
 def test_same_ground_gives_the_same_gsd_and_area_in_any_crs(crs, bundle, tmp_path, capsys, caplog):
     import geopandas as gpd
 
-    utm = make_raster(
-        tmp_path / "utm.tif",
-        80,
-        80,
-        count=3,
-        dtype="uint8",
-        transform=(10.0, 0.0, 500000.0, 0.0, -10.0, 5000000.0),
-        fill=blocky(80, 80, seed=7, block=10),
-        colorinterp=["red", "green", "blue"],
-    )
+    utm = _blocky_rgb(tmp_path / "utm.tif", 80, 10.0, seed=7, block=10)
     # about 10 m on the ground in each CRS's own units (at 45.1 N)
     coslat = math.cos(math.radians(45.1))
     res = {

@@ -31,21 +31,9 @@ import pytest
 import rasterio
 
 from geosam.cli.main import main as geosam_main
+from geosam.train.data import EUROSAT_CLASSES
 
 pytestmark = pytest.mark.shared
-
-CLASSES = (
-    "AnnualCrop",
-    "Forest",
-    "HerbaceousVegetation",
-    "Highway",
-    "Industrial",
-    "Pasture",
-    "PermanentCrop",
-    "Residential",
-    "River",
-    "SeaLake",
-)
 
 
 def run(scenes, out: Path, *options: str) -> None:
@@ -108,7 +96,7 @@ def rgb(shared_data: Path):
 
     root = shared_data / "eurosat_rgb" / "2750"
     files, labels, classes = _list_folder(root, None, 0)
-    assert tuple(classes) == CLASSES
+    assert tuple(classes) == EUROSAT_CLASSES
     _, val = stratified_split(np.asarray(labels), 0.1, 0)  # the default model's own validation split
     rng = np.random.default_rng(0)
     lab = np.asarray(labels)
@@ -120,8 +108,8 @@ def rgb(shared_data: Path):
     def reference(chosen):
         chips = [read_chip(f) for f in chosen]
         images, _ = stack_chips(chips, (64, 64))
-        y = [CLASSES.index(f.parent.name) for f in chosen]
-        data = ChipData.for_model(images, y, CLASSES, bundle.meta.bands, bundle.meta.preprocessing)
+        y = [EUROSAT_CLASSES.index(f.parent.name) for f in chosen]
+        data = ChipData.for_model(images, y, EUROSAT_CLASSES, bundle.meta.bands, bundle.meta.preprocessing)
         return [c.data for c in chips], predict_chips(bundle.model, data, size=bundle.meta.input_size)
 
     return {"singles": reference(singles), "mosaic": reference(mosaic)}
@@ -172,13 +160,13 @@ def test_classify_cli_is_the_validation_path(rgb, tmp_path, shared_data):
     from PIL import Image
 
     for i, c in enumerate(chips):
-        d = tmp_path / "chips" / CLASSES[i // 3]
+        d = tmp_path / "chips" / EUROSAT_CLASSES[i // 3]
         d.mkdir(parents=True, exist_ok=True)
         Image.fromarray(c.transpose(1, 2, 0)).save(d / f"c{i:03d}.png")  # lossless, as decoded
     assert geosam_main(["-q", "classify", str(tmp_path / "chips"), "--out", str(tmp_path / "p.csv")]) == 0
     with open(tmp_path / "p.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    probs = np.array([[float(r[f"p_{c}"]) for c in CLASSES] for r in rows])
+    probs = np.array([[float(r[f"p_{c}"]) for c in EUROSAT_CLASSES] for r in rows])
     np.testing.assert_allclose(probs, ref, atol=1e-5)
 
 
@@ -228,8 +216,8 @@ def test_ms_test_chips_through_geosam_run_match_the_validation_path(ms, shared_d
     bundle = load_bundle(bundle_dir, sam_checkpoint=ckpt)
     chips = [read_chip(f) for f in files]
     images, _ = stack_chips(chips, (64, 64))
-    y = [CLASSES.index(f.parent.name) for f in files]
-    data = ChipData.for_model(images, y, CLASSES, bundle.meta.bands, bundle.meta.preprocessing)
+    y = [EUROSAT_CLASSES.index(f.parent.name) for f in files]
+    data = ChipData.for_model(images, y, EUROSAT_CLASSES, bundle.meta.bands, bundle.meta.preprocessing)
     ref = predict_chips(bundle.model, data, size=bundle.meta.input_size)
     opts = ("--model", str(bundle_dir), "--sam-checkpoint", str(ckpt), "--regions", "chips")
     # single chips: the real files, with their own UTM georeferencing

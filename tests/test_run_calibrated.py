@@ -10,7 +10,6 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from geosam.calibration import CalibrationMeta
 from geosam.cli.main import main
@@ -20,6 +19,7 @@ from geosam.models.bundle import META_FILE, load_bundle, read_bundle_meta
 from geosam.predict import predict_scene
 from geosam.runtime import load_models
 from geosam.testing import make_raster
+from geosam.testing_chips import write_chip_folder
 from geosam.testing_models import make_tiny_bundle
 
 CLASSES = ("water", "forest", "field")
@@ -149,15 +149,7 @@ def test_calibrated_probabilities_in_the_outputs(calibrated, tmp_path):
 
 @pytest.fixture
 def chip_folder(tmp_path: Path) -> Path:
-    rng = np.random.default_rng(0)
-    root = tmp_path / "chips"
-    for ci, name in enumerate(["Forest", "Water"]):
-        (root / name).mkdir(parents=True)
-        for i in range(24):
-            a = rng.integers(0, 60, (32, 32, 3)).astype(np.uint8)
-            a[..., 1 + ci] += 150
-            Image.fromarray(a).save(root / name / f"{name}_{i}.png")
-    return root
+    return write_chip_folder(tmp_path / "chips", 24, 32)
 
 
 def test_train_calibrates_and_calibrate_adds_it_to_an_old_bundle(tmp_path, chip_folder, capsys, monkeypatch):

@@ -9,6 +9,7 @@ import importlib.util
 import numpy as np
 import pytest
 import torch
+from helpers_masks import assert_same_masks, blocky_image, single_crop_kwargs
 
 from geosam.config import SegmentConfig
 from geosam.errors import CheckpointError, ConfigError
@@ -27,12 +28,6 @@ if importlib.util.find_spec("sam2") is None:  # find_spec: importing sam2 would 
     pytest.skip("SAM 2 tests need the sam2 package (pip install 'geosam[sam2]')", allow_module_level=True)
 
 TINY = SAM2_VARIANTS["sam2.1_hiera_tiny"]
-
-
-def _image(size: int, block: int = 16) -> np.ndarray:
-    rng = np.random.default_rng(3)
-    blocks = rng.integers(0, 256, (size // block, size // block, 3), dtype=np.uint8)
-    return np.kron(blocks, np.ones((block, block, 1), np.uint8))
 
 
 def _normalised(img: np.ndarray) -> torch.Tensor:
@@ -150,7 +145,7 @@ def test_weights_only_refuses_pickled_code(tmp_path):
 def test_one_pass_features_equal_the_predictors(sam2_tiny_checkpoint, size):
     """Any multiple of 32: Sam2Encoder + decoder_inputs give set_image's tensors exactly."""
     model = gs2.load_sam2(sam2_tiny_checkpoint, TINY, size)
-    img = _image(size)
+    img = blocky_image(size)
     pred = gs2.image_predictor(model)
     pred.set_image(img)
     enc = enc2.Sam2Encoder(model.image_encoder, TINY)
@@ -177,7 +172,7 @@ def test_classifier_levels(tiny128):
     enc = enc2.Sam2Encoder(tiny128.image_encoder, TINY, level="fpn16+trunk32")
     assert enc.out_chans == 256 + 768
     with torch.inference_mode():
-        feats = enc.forward_features(_normalised(_image(128)))
+        feats = enc.forward_features(_normalised(blocky_image(128)))
         out = enc.classifier_map(feats)
     assert out.shape == (1, 1024, 8, 8)
     # the coarse level is repeated cell by cell: its mean over the grid is unchanged
@@ -197,17 +192,8 @@ def test_classifier_levels(tiny128):
 def test_generate_single_crop_equals_sam2_generator(tiny128, pred_iou, stability, nms, some):
     from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
 
-    img = _image(128)
-    kwargs = {
-        "points_per_side": 5,
-        "points_per_batch": 7,  # several batches, the last one partial
-        "pred_iou_thresh": pred_iou,
-        "stability_score_thresh": stability,
-        "box_nms_thresh": nms,
-        "crop_n_layers": 0,
-        "min_mask_region_area": 0,
-        "output_mode": "binary_mask",
-    }
+    img = blocky_image(128)
+    kwargs = single_crop_kwargs(5, 7, pred_iou, stability, nms)  # 7 per batch: the last one partial
     gen = SAM2AutomaticMaskGenerator(tiny128, **kwargs)
     gs2.fix_feature_sizes(gen.predictor)  # stock predictor assumes 1024 px
     anns = gen.generate(img)
@@ -221,11 +207,7 @@ def test_generate_single_crop_equals_sam2_generator(tiny128, pred_iou, stability
     pred = gs2.image_predictor(tiny128)
     pred.set_image(img)
     masks, scores = generate_single_crop_sam2(pred, cfg, 128, 128)
-    assert (len(anns) > 0) == some and len(masks) == len(anns)
-    for ann, mask, (iou, stab) in zip(anns, masks, scores, strict=True):
-        np.testing.assert_array_equal(mask, ann["segmentation"])
-        assert iou == pytest.approx(ann["predicted_iou"], abs=1e-6)
-        assert stab == pytest.approx(ann["stability_score"], abs=1e-6)
+    assert_same_masks(anns, masks, scores, some)
     if nms == 1.0:
         assert len(masks) > 5
 
@@ -236,7 +218,7 @@ def test_sam2_regions_from_one_pass(tiny128):
     dec = Sam2MaskDecoder(tiny128, SamModelId("sam2.1", TINY.name, TINY))
     pred = dec.new_predictor()
     enc = enc2.Sam2Encoder(tiny128.image_encoder, TINY)
-    img = _image(128)
+    img = blocky_image(128)
     with torch.inference_mode():
         feats = enc.forward_features(_normalised(img))
     valid = np.ones((128, 128), bool)

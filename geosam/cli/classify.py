@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from geosam.cli.options import model_option
+
 EPILOG = """\b
 Examples:
   geosam classify eurosat/2750 --out predictions.csv
@@ -23,13 +25,7 @@ CSV columns: file, true_class (the sub-folder), predicted_class, probability, p_
 
 @click.command(epilog=EPILOG, context_settings={"max_content_width": 100})
 @click.argument("chips", type=click.Path(path_type=Path))
-@click.option(
-    "--model",
-    "-m",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Model bundle folder (default: the packaged model trained on EuroSAT RGB).",
-)
+@model_option
 @click.option(
     "--sam-checkpoint", type=click.Path(path_type=Path), default=None, help="For head-only bundles."
 )

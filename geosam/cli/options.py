@@ -1,4 +1,7 @@
-"""Click options shared by ``geosam run`` and ``geosam batch``, and how they map onto :class:`RunConfig`."""
+"""Click options shared by ``geosam run`` and ``geosam batch``, and how they map onto :class:`RunConfig`.
+
+``--model`` (:func:`model_option`) is also ``geosam classify``'s.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import click
 
 from geosam.config import RunConfig, load_config
 
-__all__ = ["build_run_config", "run_options"]
+__all__ = ["build_run_config", "model_option", "run_options"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -50,16 +53,21 @@ def _bands(_ctx: click.Context, _param: click.Parameter, value: str | None) -> l
     return out
 
 
+def model_option(f: F) -> F:
+    """Decorate a command with ``--model``/``-m``, the bundle folder (``None``: the packaged model)."""
+    return click.option(
+        "--model",
+        "-m",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Model bundle folder (default: the packaged model trained on EuroSAT RGB).",
+    )(f)
+
+
 def run_options(f: F) -> F:
     """Decorate a command with the model, tiling, region and output options."""
     opts = [
-        click.option(
-            "--model",
-            "-m",
-            type=click.Path(path_type=Path),
-            default=None,
-            help="Model bundle folder (default: the packaged model trained on EuroSAT RGB).",
-        ),
+        model_option,
         click.option(
             "--sam-checkpoint",
             type=click.Path(path_type=Path),

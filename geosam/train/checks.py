@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from geosam.errors import ConfigError, WeightsNotFoundError
+from geosam.resolution import MAX_TILE, MIN_TILE
+from geosam.resolution import TOLERANCE as GSD_TOLERANCE
 from geosam.train.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -32,9 +34,7 @@ log = logging.getLogger(__name__)
 #: Patch size of geosam's CPU-sized encoders (``geosam.models.sam_config.SamConfig.preset``).
 PRESET_PATCH = {"small": 8, "tiny": 16}
 #: Tile sizes ``geosam run`` accepts (``geosam.config.TilingConfig.tile_size``).
-RUN_TILE_RANGE = (32, 8192)
-#: Relative difference below which two GSDs are the same (as resolution matching treats them).
-GSD_TOLERANCE = 0.05
+RUN_TILE_RANGE = (MIN_TILE, MAX_TILE)
 
 
 def _multiples(value: int, step: int) -> str:

@@ -32,7 +32,7 @@ from geosam.errors import DataError
 from geosam.preprocess import DisplayMapping, FixedScaling, InputRecord, Preprocessing
 from geosam.radiometry import BandScaling, RadiometryOption
 
-__all__ = ["EUROSAT_MS_BANDS", "ChipData", "load_folder_chips", "stratified_split"]
+__all__ = ["EUROSAT_CLASSES", "EUROSAT_MS_BANDS", "ChipData", "load_folder_chips", "stratified_split"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,20 @@ log = logging.getLogger(__name__)
 #: provenance says and the data confirm (band 13 correlates 0.98-1.00 with B07/B08, band 9 is water
 #: vapour B09, band 10 cirrus B10 at ~11 DN).
 EUROSAT_MS_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12", "B8A")
+#: EuroSAT's ten land-cover classes, in the order of its class folders (sorted): the classes of the
+#: packaged default model.
+EUROSAT_CLASSES = (
+    "AnnualCrop",
+    "Forest",
+    "HerbaceousVegetation",
+    "Highway",
+    "Industrial",
+    "Pasture",
+    "PermanentCrop",
+    "Residential",
+    "River",
+    "SeaLake",
+)
 
 
 @dataclass(frozen=True)
