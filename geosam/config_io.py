@@ -27,7 +27,13 @@ from geosam.errors import ConfigError
 if TYPE_CHECKING:
     from pydantic import BaseModel, ValidationError
 
-__all__ = ["check_schema_version", "field_descriptions", "format_validation_error", "read_yaml"]
+__all__ = [
+    "check_schema_version",
+    "field_descriptions",
+    "format_validation_error",
+    "nested_model",
+    "read_yaml",
+]
 
 
 def read_yaml(
@@ -136,8 +142,8 @@ def _prefixes(loc: str) -> list[str]:
     return [".".join(bits[:i]) for i in range(len(bits), 0, -1)]
 
 
-def _model_of(annotation: Any) -> type[BaseModel] | None:
-    """The pydantic model inside ``annotation`` (``M``, ``M | None``), or ``None``."""
+def nested_model(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model a field holds (``M``, ``M | None``), or ``None`` for other fields."""
     from pydantic import BaseModel
 
     args = typing.get_args(annotation) if _is_union(annotation) else (annotation,)
@@ -156,12 +162,12 @@ def _known_keys(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> str:
     node = model
     for part in loc[:-1]:
         field = node.model_fields.get(str(part)) if node is not None else None
-        node = _model_of(field.annotation) if field is not None else None
+        node = nested_model(field.annotation) if field is not None else None
     if node is None:
         return ""
     hint = ""
     for name, field in node.model_fields.items():
-        nested = _model_of(field.annotation)
+        nested = nested_model(field.annotation)
         if nested is not None and str(loc[-1]) in nested.model_fields:
             hint = f"; did you mean '{name}.{loc[-1]}'?"
             break

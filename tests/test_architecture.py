@@ -24,9 +24,6 @@ KNOWN_CYCLES: dict[tuple[str, ...], str] = {}
 #: issues 10-13). Each entry must still be over the limit; when its owner splits the module or writes
 #: the reason into its docstring ("Why this module is long: ..."), the entry goes.
 PENDING: dict[str, str] = {
-    "cli/train.py": "issue 16 item 6 generates its options from TrainConfig",
-    "train/engine.py": "issue 16 item 6 splits train() into split/build/fit/bundle",
-    "train/scene_chips.py": "issue 16 item 6 (sampling options into the config)",
     "models/bundle.py": "issues 10 and 12 add preprocessing, calibration and backbones to it",
 }
 
