@@ -66,8 +66,8 @@ def model_path(files: list[Path]) -> np.ndarray:
     from geosam.chips import read_chip, stack_chips
     from geosam.models.bundle import load_bundle
     from geosam.preprocess import fill_values
+    from geosam.train.chip_batches import model_input
     from geosam.train.data import ChipData
-    from geosam.train.engine import _batch
 
     chips = [read_chip(f) for f in files]
     images, _ = stack_chips(chips, chips[0].data.shape[1:])
@@ -90,7 +90,9 @@ def model_path(files: list[Path]) -> np.ndarray:
         for s in range(0, len(files), 64):
             idx = np.arange(s, min(s + 64, len(files)))
             out.append(
-                bundle.model(_batch(data, idx, bundle.meta.input_size, torch.device("cpu"), fill)).argmax(1)
+                bundle.model(
+                    model_input(data, idx, bundle.meta.input_size, torch.device("cpu"), fill)
+                ).argmax(1)
             )
     return torch.cat(out).numpy()
 

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from geosam.config_io import check_schema_version, format_validation_error, read_yaml
 from geosam.errors import ConfigError
 
 __all__ = [
@@ -260,19 +261,6 @@ class RunConfig(_Strict):
         return parse_config(data)
 
 
-def format_validation_error(err: ValidationError, source: str | None = None) -> str:
-    """Turn a pydantic error into one readable line naming each bad key."""
-    parts = []
-    for e in err.errors():
-        loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
-        if e["type"] == "extra_forbidden":
-            parts.append(f"unknown key '{loc}'")
-        else:
-            parts.append(f"'{loc}': {e['msg']}")
-    what = "invalid configuration" if source is None else f"invalid configuration in {source}"
-    return f"{what}: " + "; ".join(parts)
-
-
 def parse_config(data: Any, source: str | os.PathLike[str] | None = None) -> RunConfig:
     """Validate a mapping as a :class:`RunConfig`, upgrading older schema versions.
 
@@ -302,12 +290,7 @@ def upgrade_config(data: dict[str, Any], source: str | os.PathLike[str] | None =
     Raises:
         ConfigError: A ``schema_version`` from the future (or not an integer).
     """
-    version = data.get("schema_version", 1)
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1 or version > SCHEMA_VERSION:
-        raise ConfigError(
-            f"schema_version {version!r} is not supported by this geosam (supports 1..{SCHEMA_VERSION})",
-            source,
-        )
+    version = check_schema_version(data, SCHEMA_VERSION, source)
     out = dict(data)
     if version < 2 and isinstance(out.get("segment"), dict) and "mask_threshold" in out["segment"]:
         segment = dict(out["segment"])
@@ -331,17 +314,5 @@ def load_config(path: str | os.PathLike[str]) -> RunConfig:
     Raises:
         ConfigError: The file is missing, not YAML, or invalid (see :func:`parse_config`).
     """
-    import yaml
-
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError("configuration file not found", p)
-    try:
-        text = p.read_text(encoding="utf-8")
-        data = yaml.safe_load(text)
-    except (UnicodeDecodeError, yaml.YAMLError) as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ConfigError(f"not a valid YAML/JSON file ({first})", p) from None
-    except RecursionError:
-        raise ConfigError("not a valid configuration: the YAML is nested too deeply", p) from None
-    return parse_config(data, p)
+    return parse_config(read_yaml(p, mapping=False), p)

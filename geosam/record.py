@@ -230,9 +230,10 @@ def read_run_record(path: str | os.PathLike[str]) -> RunRecord:
     try:
         return RunRecord.model_validate(data)
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(x) for x in first["loc"]) or "(top level)"
-        raise OutputError(f"not a geosam run record ('{where}': {first['msg']})", p) from None
+        from geosam.config_io import format_validation_error
+
+        why = format_validation_error(err, what="run record").removeprefix("invalid run record: ")
+        raise OutputError(f"not a geosam run record ({why})", p) from None
 
 
 def hash_outputs(outputs: SceneOutputs) -> dict[str, str]:

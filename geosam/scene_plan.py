@@ -287,7 +287,7 @@ def scene_tiling(
     """The scene's :class:`SceneEncoding` and the resolved tiling (``halo`` defaults to tile / 8)."""
     from pydantic import ValidationError
 
-    from geosam.config import format_validation_error
+    from geosam.config_io import format_validation_error
 
     enc = scene_encoding(geom, info, match_resolution=cfg.match_resolution, halo=cfg.tiling.halo, quiet=quiet)
     try:

@@ -109,7 +109,7 @@ def concept_scheme(concepts: Sequence[Concept]) -> ClassScheme:
 
 
 def _known_color(name: str) -> tuple[int, int, int] | None:
-    from geosam.train.engine import KNOWN_COLORS
+    from geosam.train.colors import KNOWN_COLORS
 
     return KNOWN_COLORS.get("".join(ch for ch in name.lower() if ch.isalnum()))
 

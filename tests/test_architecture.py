@@ -23,11 +23,7 @@ KNOWN_CYCLES: dict[tuple[str, ...], str] = {}
 #: Modules over the limit whose split or reason belongs to work under way elsewhere (issue 16 items 3-6,
 #: issues 10-13). Each entry must still be over the limit; when its owner splits the module or writes
 #: the reason into its docstring ("Why this module is long: ..."), the entry goes.
-PENDING: dict[str, str] = {
-    "cli/train.py": "issue 16 item 6 generates its options from TrainConfig",
-    "train/engine.py": "issue 16 item 6 splits train() into split/build/fit/bundle",
-    "train/scene_chips.py": "issue 16 item 6 (sampling options into the config)",
-}
+PENDING: dict[str, str] = {}
 
 
 def test_no_import_cycle_inside_the_package():

@@ -93,7 +93,7 @@ SHELL_OVERRIDES: tuple[tuple[str, tuple[str, ...]], ...] = (
     # SAM regions: a 4 x 4 prompt grid on 256 px tiles (not 32 x 32 on SAM's 1024)
     (r"^geosam (run|batch) .*--sam-checkpoint", ("--points-per-side", "4", "--tile-size", "256")),
     (r"^geosam (batch|ingest) ", ("--workers", "0")),
-    # the dense head (the polygons default) in 6 steps instead of 300: its options are YAML-only
+    # the dense head (the polygons default) in 6 steps instead of 300, from a YAML file (its `dense:` section)
     (r"^geosam train (polygons|raster) (?!.*--config)", ("--config", "docs_dense_small.yaml")),
     # the sample scene at its own 28.5 m: 9 tiles of 64 px chips instead of 56 resampled ones
     (r"^geosam run sample_tiles/data/raleigh_landsat7_2000\.vrt", ("--no-match-resolution",)),
@@ -292,7 +292,7 @@ PLACEHOLDERS: dict[str, Callable[[Path], object]] = {
     "my_scene.tif": lambda p: _scene(p, 1),
     "s2.tif": lambda p: _scene(p, 2),
     "sam_vit_b_01ec64.pth": _tiny_sam,
-    # the dense head's training in a few steps (its options are YAML-only; see SHELL_OVERRIDES)
+    # the dense head's training in a few steps (its `dense:` options; see SHELL_OVERRIDES)
     "docs_dense_small.yaml": lambda p: p.write_text(
         "dense: {steps: 6, patches: 12, patch_size: 32, decoder_channels: 16}\n", encoding="utf-8"
     ),

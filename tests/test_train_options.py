@@ -71,7 +71,7 @@ def test_impossible_tile_size_is_refused_before_the_embedding_pass(
     def no_embedding(*a, **k):
         raise AssertionError("the embedding pass ran")
 
-    monkeypatch.setattr(geosam.train.engine, "_probe_features", no_embedding)
+    monkeypatch.setattr(geosam.train.engine, "probe_features", no_embedding)
     monkeypatch.setattr(geosam.train.engine, "build_model", no_embedding)
     ckpt = make_tiny_sam_checkpoint(tmp_path / "sam_tiny.pth")
     args = ["train", "folder", str(chips64), "--backbone", str(ckpt), "--mode", "probe", "--input-size",

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from geosam.config_io import read_yaml
 from geosam.errors import ConfigError, DataError
 
 __all__ = [
@@ -177,17 +178,11 @@ def load_class_mapping(path: str | os.PathLike[str]) -> ClassMapping:
     Raises:
         ConfigError: The file is missing, unreadable, or not a mapping of names to names.
     """
-    import yaml
-
     p = _resolve(path)
     if p.suffix.lower() == ".csv":
         both = _read_csv(p)
         return ClassMapping(map=both, reference=both, source=os.fspath(p))
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, yaml.YAMLError) as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ConfigError(f"not a valid YAML/JSON class mapping ({first})", p) from None
+    data = read_yaml(p, what="class mapping", noun="class mapping", mapping=False)
     if not isinstance(data, Mapping) or not data:
         raise ConfigError("a class mapping is a non-empty YAML mapping of class names to class names", p)
     keys = {str(k) for k in data}

@@ -43,11 +43,9 @@ class EvaluateConfig(BaseModel):
     @classmethod
     def build(cls, **options: Any) -> EvaluateConfig:
         """Validate options (``None`` means "default"); errors are :class:`ConfigError` naming each key."""
-        from geosam.config import format_validation_error
+        from geosam.config_io import format_validation_error
 
         try:
             return cls.model_validate({k: v for k, v in options.items() if v is not None})
         except ValidationError as err:
-            raise ConfigError(
-                format_validation_error(err).replace("configuration", "evaluate option")
-            ) from None
+            raise ConfigError(format_validation_error(err, what="evaluate option")) from None

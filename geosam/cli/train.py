@@ -1,225 +1,85 @@
 """``geosam train``: train a land-cover classifier from chips, or from a scene with label polygons/raster.
 
 The commands only parse options, build a :class:`~geosam.train.config.TrainConfig` (from ``--config``
-YAML, then the options given on the command line) and call the library: a chip loader
-(:func:`geosam.train.data.load_folder_chips`, :func:`geosam.train.scene_chips.polygon_chips`,
-:func:`geosam.train.scene_chips.raster_chips`) and :func:`geosam.train.engine.train`.
+YAML, then the options given on the command line: :func:`~geosam.train.config.load_train_config`) and
+call the library: a chip loader (:func:`geosam.train.data.load_folder_chips`) and
+:func:`geosam.train.engine.train`, or a scene workflow (:mod:`geosam.train.workflows`). The options
+are generated from the config's fields (:mod:`geosam.cli.config_options`): a field, its option and
+its YAML key are one thing, with one description.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from geosam.cli.config_options import FieldOption, field_options, given_values, leaf_fields, option_decorator
 from geosam.errors import ConfigError
-from geosam.train.config import TrainConfig
+from geosam.train.config import TrainConfig, load_train_config
 
 if TYPE_CHECKING:
     from geosam.train.data import ChipData
 
-__all__ = ["train"]
-
-F = TypeVar("F", bound=Callable[..., Any])
+__all__ = ["TRAIN_OPTIONS", "train"]
 
 _COMMON_EXAMPLES = """
 \b
-Training options come from --config YAML (keys: the TrainConfig fields, e.g. `epochs: 20`), then
-from the options given here, which win. Run with -q to hide progress bars.
+Options come from --config YAML (the TrainConfig fields, e.g. `epochs: 20`; the source options under
+`sampling:`, the dense head's under `dense:`), then from the options given here, which win. A bundle's
+report/train_config.yaml replays its run. Run with -q to hide progress bars.
 """
+_CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
 
-def _default(field: str) -> str:
-    value = TrainConfig.model_fields[field].default
-    return "none" if value is None else str(value)
+def _options(*paths: str) -> tuple[FieldOption, ...]:
+    return field_options(
+        TrainConfig,
+        paths,
+        flatten=("sampling",),
+        flags={"gsd_m": ("--gsd",), "sampling.class_column": ("--field", "--class-column")},
+        defaults={"head": "chip; dense for polygons"},
+        metavars={"gsd_m": "METRES"},
+    )
 
 
-def _csv(value: str | None) -> list[str] | None:
-    if value is None:
-        return None
-    items = [v.strip() for v in value.split(",")]
-    if not all(items):
-        raise ConfigError(f"empty item in the comma-separated list {value!r}")
-    return items
+_TRAIN_FIELDS = leaf_fields(TrainConfig, skip=("schema_version", "sampling", "out", "backbone", "head"))
+#: Every source's options: the training fields (the dense head's as --dense-*) and the band names.
+TRAIN_OPTIONS = _options("out", "backbone", "head", *_TRAIN_FIELDS, "sampling.band_names")
+_RADIOMETRY = ("sampling.radiometry", "sampling.dn_offset")
+_FOLDER_OPTIONS = _options("sampling.reflectance_to_display", *_RADIOMETRY)
+_SCENE_OPTIONS = _options(
+    "sampling.chip_size", "sampling.bands", "sampling.spacing", "sampling.max_nodata", *_RADIOMETRY
+)
+_POLYGON_OPTIONS = _options("sampling.class_column", "sampling.layer", "sampling.max_per_polygon")
+_RASTER_OPTIONS = _options(
+    "sampling.classes", "sampling.label_rule", "sampling.label_nodata", "sampling.block_chips"
+)
+
+_config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    help="YAML file of TrainConfig fields (unknown keys are an error; a bundle's report/train_config.yaml "
+    "replays its run); options given here win.",
+)
+_cv_option = click.option(
+    "--cv",
+    "cv",
+    type=int,
+    help="Also run K-fold spatially grouped cross-validation (folds of whole polygons or blocks, "
+    "stratified, seeded by --seed): train on K-1 folds, classify the scene with `geosam run`, "
+    "score the held-out labels; prints per-fold and mean accuracy, kappa and F1 and writes "
+    "<out>/report/cv.json. Takes about K times the training plus K runs.",
+)
 
 
-def _train_options(f: F) -> F:
-    """Options shared by every source: the TrainConfig fields and --config."""
-    options = [
-        click.option(
-            "--out",
-            type=click.Path(path_type=Path),
-            help="Bundle folder to write (replaced if it exists) [default: model].",
-        ),
-        click.option(
-            "--backbone",
-            help="`small` or `tiny` (geosam's CPU-sized SAM encoders, trained from scratch), or the path of "
-            "an official SAM checkpoint: SAM 1 (sam_vit_b_01ec64.pth) or SAM 2.x (sam2.1_hiera_small.pt), "
-            "recognised from its weights; geosam never downloads it [default: small].",
-        ),
-        click.option(
-            "--head",
-            type=click.Choice(["chip", "dense"]),
-            help="chip: classify chips, regions and tiles from pooled encoder features; dense: classify "
-            "every pixel (the encoder's features plus the pixels and their local context; regions then "
-            "take the mean pixel probabilities). Dense is for scene sources [default: chip; dense for "
-            "polygons].",
-        ),
-        click.option(
-            "--mode",
-            type=click.Choice(["probe", "last_n", "full"]),
-            help="probe: frozen encoder, cached embeddings, train the head only (needs a pretrained "
-            "checkpoint); last_n: also train the last N blocks and the neck; full: train everything "
-            f"[default: {_default('mode')}].",
-        ),
-        click.option(
-            "--last-n", type=int, help=f"Blocks trained in last_n mode [default: {_default('last_n')}]."
-        ),
-        click.option(
-            "--feature-level",
-            help="SAM 2 backbones: feature map(s) the head pools, e.g. fpn16 (SAM 2's image embedding) or "
-            "fpn16+trunk32 [default: fpn16].",
-        ),
-        click.option(
-            "--input-size",
-            type=int,
-            help="Encoder input size in pixels; chips are resized to it (e.g. 224 for 64 px chips and "
-            "ViT-B; position embeddings are interpolated) [default: the chip size].",
-        ),
-        click.option("--epochs", type=int, help=f"Maximum epochs [default: {_default('epochs')}]."),
-        click.option("--batch-size", type=int, help=f"Chips per step [default: {_default('batch_size')}]."),
-        click.option(
-            "--lr", type=float, help=f"Peak learning rate (AdamW, cosine) [default: {_default('lr')}]."
-        ),
-        click.option(
-            "--patience",
-            type=int,
-            help=f"Stop after this many epochs without a better validation macro-F1; 0 = never "
-            f"[default: {_default('patience')}].",
-        ),
-        click.option(
-            "--val-fraction",
-            type=float,
-            help=f"Share of each class held out for validation [default: {_default('val_fraction')}].",
-        ),
-        click.option(
-            "--seed",
-            type=int,
-            help=f"Seed for split, initialisation, sampling [default: {_default('seed')}].",
-        ),
-        click.option(
-            "--band-names",
-            help="Comma-separated names of the chip bands in order, e.g. B01,B02,...,B12,B8A for EuroSAT MS "
-            "(Sentinel-2 ids, red/green/blue/nir...). Default: from the data.",
-        ),
-        click.option(
-            "--max-per-class", type=int, help="Use at most this many chips per class [default: all]."
-        ),
-        click.option(
-            "--cache-dir",
-            type=click.Path(path_type=Path),
-            help="Cache for decoded chips and probe embeddings.",
-        ),
-        click.option(
-            "--resume/--no-resume", default=None, help="Continue from <out>.work/last.pt when it exists."
-        ),
-        click.option(
-            "--save-dtype",
-            type=click.Choice(["float32", "float16"]),
-            help="Weight storage dtype [default: float32].",
-        ),
-        click.option(
-            "--tile-size",
-            type=int,
-            help="Default tile size of `geosam run` for this model, in scene pixels (a multiple of the "
-            "chip size) [default: about 256 encoder pixels of chips].",
-        ),
-        click.option(
-            "--gsd",
-            "gsd_m",
-            type=float,
-            metavar="METRES",
-            help="Ground sampling distance of the training chips (metres per pixel, e.g. 10 for "
-            "Sentinel-2), recorded so `geosam run` can match scene resolutions. Needed for chip folders; "
-            "scenes in a projected CRS record their own.",
-        ),
-        click.option("--name", help=f"Model name recorded in the bundle [default: {_default('name')}]."),
-        click.option("--threads", type=int, help="Torch CPU threads [default: all cores]."),
-        click.option("--device", help="cpu, cuda or auto [default: auto]."),
-        click.option(
-            "--config",
-            "config_path",
-            type=click.Path(path_type=Path),
-            help="YAML file of TrainConfig fields (unknown keys are an error); options given here win.",
-        ),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
-
-
-def _radiometry_options(f: F) -> F:
-    """What the training data's values are (:mod:`geosam.radiometry`), recorded in the bundle."""
-    options = [
-        click.option(
-            "--radiometry",
-            type=click.Choice(["auto", "display", "reflectance", "dn"]),
-            default="auto",
-            show_default=True,
-            help="What the values are: auto (from metadata and value ranges, logged), display (8-bit "
-            "levels), reflectance (after GDAL scale/offset), dn (Sentinel-2 DN: reflectance = "
-            "(DN + dn-offset) / 10000).",
-        ),
-        click.option(
-            "--dn-offset",
-            type=float,
-            help="Sentinel-2 RADIO_ADD_OFFSET/BOA_ADD_OFFSET of the data: -1000 for processing baseline "
-            "04.00+ (acquired from 2022-01-25) [default: 0].",
-        ),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
-
-
-def _scene_options(f: F) -> F:
-    """Options of the scene sources (polygons, raster)."""
-    options = [
-        click.option(
-            "--cv",
-            "cv",
-            type=int,
-            help="Also run K-fold spatially grouped cross-validation (folds of whole polygons or blocks, "
-            "stratified, seeded by --seed): train on K-1 folds, classify the scene with `geosam run`, "
-            "score the held-out labels; prints per-fold and mean accuracy, kappa and F1 and writes "
-            "<out>/report/cv.json. Takes about K times the training plus K runs.",
-        ),
-        click.option(
-            "--chip-size", type=int, default=64, show_default=True, help="Chip edge in scene pixels."
-        ),
-        click.option(
-            "--bands",
-            help="Scene bands to use, by 1-based index or name, comma-separated (3,2,1 or red,green,blue) "
-            "[default: all but alpha].",
-        ),
-        click.option(
-            "--spacing",
-            type=int,
-            help="Step in pixels between candidate chip centres [default: chip size / 2].",
-        ),
-        click.option(
-            "--max-nodata",
-            type=float,
-            default=0.5,
-            show_default=True,
-            help="Skip chips with more than this fraction of nodata pixels.",
-        ),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
+def _config(config_path: Path | None, kw: dict[str, Any], *groups: tuple[FieldOption, ...]) -> TrainConfig:
+    """The run's TrainConfig: the YAML file, then the options given (which leave ``kw``)."""
+    options = [o for g in groups for o in g]
+    values = given_values(options, kw)
+    return load_train_config(config_path, values, flags={o.path: o.flags[0] for o in options})
 
 
 TRAIN_HELP = """Train a land-cover classifier (a SAM encoder plus a head) and save it as a model bundle.
@@ -298,78 +158,6 @@ Examples:
 """
 
 
-_TRAIN_KEYS = (
-    "head",
-    "out",
-    "backbone",
-    "mode",
-    "last_n",
-    "feature_level",
-    "input_size",
-    "epochs",
-    "batch_size",
-    "lr",
-    "patience",
-    "val_fraction",
-    "seed",
-    "max_per_class",
-    "cache_dir",
-    "resume",
-    "save_dtype",
-    "tile_size",
-    "gsd_m",
-    "name",
-    "threads",
-    "device",
-)
-
-
-def _load_yaml(path: Path) -> dict[str, Any]:
-    import yaml
-
-    if not path.is_file():
-        raise ConfigError("configuration file not found", path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise ConfigError(f"not valid YAML ({str(err).splitlines()[0]})", path) from None
-    except RecursionError:
-        raise ConfigError("not a valid configuration: the YAML is nested too deeply", path) from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"a training configuration is a mapping of TrainConfig fields, not a {type(data).__name__}", path
-        )
-    return data
-
-
-def build_config(config_path: Path | None, options: dict[str, Any]) -> TrainConfig:
-    """TrainConfig from the YAML file (if any) overridden by the options that were given (not ``None``).
-
-    Raises:
-        ConfigError: Unreadable YAML, unknown keys or invalid values; the message names the key or option.
-    """
-    from pydantic import ValidationError
-
-    data = _load_yaml(config_path) if config_path is not None else {}
-    given = {k: v for k, v in options.items() if v is not None}
-    try:
-        return TrainConfig.model_validate({**data, **given})
-    except ValidationError as err:
-        parts = []
-        for e in err.errors():
-            key = str(e["loc"][0]) if e["loc"] else ""
-            flag = "--gsd" if key == "gsd_m" else f"--{key.replace('_', '-')}"
-            where = flag if key in given else f"{key!r} in {config_path}" if key else ""
-            if e["type"] == "extra_forbidden":
-                known = ", ".join(TrainConfig.model_fields)
-                parts.append(f"unknown key {key!r} in {config_path} (known keys: {known})")
-            else:
-                parts.append(f"{where}: {e['msg']}" if where else str(e["msg"]).removeprefix("Value error, "))
-        raise ConfigError("invalid training configuration: " + "; ".join(parts)) from None
-
-
 def _progress(ctx: click.Context) -> bool:
     return bool((ctx.find_root().obj or {}).get("progress", False))
 
@@ -392,25 +180,29 @@ def _run(ctx: click.Context, cfg: TrainConfig, data: ChipData) -> None:
         f"{result.seconds:.0f} s): overall accuracy {m['overall_accuracy']:.3f}, "
         f"macro-F1 {m['macro_f1']:.3f}, kappa {m['kappa']:.3f}"
     )
-    cal = result.meta.calibration
-    if cal is not None and cal.ece_before is not None and cal.ece_after is not None:
-        click.echo(
-            f"calibration: temperature {cal.temperature:.3f}, expected calibration error "
-            f"{cal.ece_before:.3f} -> {cal.ece_after:.3f} (validation, cross-fitted; docs/calibration.md)"
-        )
+    _print_calibration(result)
     click.echo(f"bundle: {result.bundle}  (model.json, weights.safetensors)")
     click.echo(
         f"report: {result.bundle / 'report'}  (metrics.json, confusion_matrix.png, learning_curve.png)"
     )
 
 
-def _check_scene_options(cfg: TrainConfig, scene: Path, chip_size: int) -> None:
+def _print_calibration(result: Any) -> None:
+    cal = result.meta.calibration
+    if cal is not None and cal.ece_before is not None and cal.ece_after is not None:
+        click.echo(
+            f"calibration: temperature {cal.temperature:.3f}, expected calibration error "
+            f"{cal.ece_before:.3f} -> {cal.ece_after:.3f} (validation, cross-fitted; docs/calibration.md)"
+        )
+
+
+def _check_scene_options(cfg: TrainConfig, scene: Path) -> None:
     """Refuse impossible option combinations before sampling chips (header reads only)."""
     from geosam.io.read import open_scene
     from geosam.train.checks import check_gsd, check_options
 
     # the dense head cuts its own chips (cfg.dense); --chip-size is the chip classifier's
-    check_options(cfg, chip_size=chip_size if cfg.head == "chip" else None)
+    check_options(cfg, chip_size=cfg.sampling.chip_size if cfg.head == "chip" else None)
     check_gsd(cfg.gsd_m, open_scene(scene).gsd_m, scene)
 
 
@@ -428,12 +220,7 @@ def _summary(result: Any, cv_result: Any = None) -> None:
         )
     else:
         click.echo(f"trained in {result.seconds:.0f} s (no class had two polygons/blocks to validate on)")
-    cal = result.meta.calibration
-    if cal is not None and cal.ece_before is not None and cal.ece_after is not None:
-        click.echo(
-            f"calibration: temperature {cal.temperature:.3f}, expected calibration error "
-            f"{cal.ece_before:.3f} -> {cal.ece_after:.3f} (validation, cross-fitted; docs/calibration.md)"
-        )
+    _print_calibration(result)
     if cv_result is not None:
         report = result.bundle / "report"
         report.mkdir(exist_ok=True)
@@ -442,334 +229,95 @@ def _summary(result: Any, cv_result: Any = None) -> None:
     click.echo(f"report: {result.bundle / 'report'}")
 
 
-def _cross_validate_polygons(
-    ctx: click.Context,
-    scene: Path,
-    labels: Path,
-    class_column: str,
-    cfg: TrainConfig,
-    sampling: dict[str, Any],
-    k: int,
-) -> Any:
-    """Run ``--cv K`` for the polygons source and print per-fold and pooled figures."""
-    from geosam.io.read import open_scene
-    from geosam.train.cv import cross_validate_polygons
-    from geosam.train.workflows import polygons_fold_workflow
-
-    train_opts = {f: getattr(cfg, f) for f in cfg.model_fields_set if f not in ("out", "resume", "cache_dir")}
-    layer = sampling.pop("layer")
-    workflow = polygons_fold_workflow(
-        scene, class_column=class_column, train=train_opts, sampling=sampling, progress=_progress(ctx)
-    )
-    click.echo(f"{k}-fold cross-validation, polygons never split (seed {cfg.seed})", err=True)
-    res = cross_validate_polygons(
-        open_scene(scene),
-        labels,
-        workflow,
-        k=k,
-        seed=cfg.seed,
-        class_column=class_column,
-        layer=layer,
-        on_fold=_fold_printer(k),
-    )
-    sampling["layer"] = layer
-    _print_cv(res)
-    return res
-
-
-def _cross_validate_raster(
-    ctx: click.Context,
-    scene: Path,
-    label_raster: Path,
-    classes: dict[int, str] | None,
-    cfg: TrainConfig,
-    sampling: dict[str, Any],
-    k: int,
-) -> Any:
-    """Run ``--cv K`` for the label-raster source (blocks of --block-chips x --chip-size pixels)."""
-    from geosam.io.read import open_scene
-    from geosam.train.cv import cross_validate_raster, raster_reference
-    from geosam.train.workflows import raster_fold_workflow
-
-    info = open_scene(scene)
-    block = sampling["block_chips"] * sampling["chip_size"]
-    _, class_map = raster_reference(
-        info, label_raster, classes=classes, label_nodata=sampling["label_nodata"]
-    )
-    train_opts = {f: getattr(cfg, f) for f in cfg.model_fields_set if f not in ("out", "resume", "cache_dir")}
-    workflow = raster_fold_workflow(
-        scene,
-        label_raster,
-        classes=class_map,
-        block=block,
-        label_nodata=sampling["label_nodata"],
-        train=train_opts,
-        sampling={k_: v for k_, v in sampling.items() if k_ != "label_nodata"},
-        progress=_progress(ctx),
-    )
-    click.echo(f"{k}-fold cross-validation, {block} px blocks never split (seed {cfg.seed})", err=True)
-    res = cross_validate_raster(
-        info,
-        label_raster,
-        workflow,
-        k=k,
-        seed=cfg.seed,
-        classes=class_map,
-        label_nodata=sampling["label_nodata"],
-        block=block,
-        on_fold=_fold_printer(k),
-    )
-    _print_cv(res)
-    return res
-
-
-def _fold_printer(k: int) -> Any:
-    def on_fold(r: Any) -> None:
-        m = r.metrics
-        click.echo(
-            f"  fold {r.fold + 1}/{k}: {m['n']} pixels of {len(r.test_polygons)} groups: overall "
-            f"accuracy {m['overall_accuracy']:.3f}, kappa {m['kappa']:.3f}, macro-F1 {m['macro_f1']:.3f} "
-            f"({r.seconds:.0f} s)",
-            err=True,
-        )
-
-    return on_fold
-
-
-def _print_cv(res: Any) -> None:
-    p, mean, std = res.pooled, res.mean, res.std
-    click.echo(
-        f"cross-validation ({res.n_pixels} reference pixels, each predicted once): overall accuracy "
-        f"{p['overall_accuracy']:.3f}, kappa {p['kappa']:.3f}, macro-F1 {p['macro_f1']:.3f}, mIoU "
-        f"{p['miou']:.3f}; per fold {mean['overall_accuracy']:.3f} +- {std['overall_accuracy']:.3f}"
-    )
-    click.echo("  per-class F1: " + ", ".join(f"{c} {v['f1']:.2f}" for c, v in p["per_class"].items()))
-
-
-def _options_to_config(config_path: Path | None, kw: dict[str, Any]) -> TrainConfig:
-    return build_config(config_path, {k: kw.pop(k) for k in _TRAIN_KEYS})
-
-
-@click.group(
-    "train",
-    help=TRAIN_HELP,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
-)
+@click.group("train", help=TRAIN_HELP, context_settings=_CONTEXT)
 def train() -> None:
     """Train a land-cover classifier (a SAM encoder plus a head) and save it as a model bundle."""
 
 
-@train.command(
-    "folder",
-    help=FOLDER_HELP,
-    epilog=_COMMON_EXAMPLES,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
-)
+@train.command("folder", help=FOLDER_HELP, epilog=_COMMON_EXAMPLES, context_settings=_CONTEXT)
 @click.argument("root", type=click.Path(path_type=Path))
-@click.option(
-    "--reflectance-to-display",
-    type=click.Choice(["none", "eurosat-l1c"]),
-    default="none",
-    show_default=True,
-    help="For display chips rendered from Sentinel-2 reflectance: record how reflectance maps to their "
-    "levels, so runs can take reflectance scenes (eurosat-l1c: the EuroSAT RGB JPEGs' mapping, "
-    "docs/preprocessing.md).",
-)
-@_radiometry_options
-@_train_options
+@option_decorator(_FOLDER_OPTIONS)
+@_config_option
+@option_decorator(TRAIN_OPTIONS)
 @click.pass_context
-def folder(
-    ctx: click.Context,
-    /,
-    root: Path,
-    reflectance_to_display: str,
-    radiometry: str,
-    dn_offset: float | None,
-    config_path: Path | None,
-    band_names: str | None,
-    **kw: Any,
-) -> None:
+def folder(ctx: click.Context, /, root: Path, config_path: Path | None, **kw: Any) -> None:
     """Train on chips in ROOT/<class>/*.jpg|png|tif (sub-folder names are the classes)."""
     from geosam.preprocess import EUROSAT_RGB_FROM_L1C
     from geosam.train.checks import check_options
     from geosam.train.data import load_folder_chips
 
-    cfg = _options_to_config(config_path, kw)
+    cfg = _config(config_path, kw, _FOLDER_OPTIONS, TRAIN_OPTIONS)
     check_options(cfg)  # the chip-size checks run once the chips are loaded, before training
+    s = cfg.sampling
     data = load_folder_chips(
         root,
-        band_names=_csv(band_names),
+        band_names=s.band_names,
         max_per_class=cfg.max_per_class,
         cache_dir=cfg.cache_dir,
         seed=cfg.seed,
         progress=_progress(ctx),
-        radiometry=radiometry,  # type: ignore[arg-type]
-        dn_offset=dn_offset,
-        reflectance_to_display=EUROSAT_RGB_FROM_L1C if reflectance_to_display == "eurosat-l1c" else None,
+        radiometry=s.radiometry,
+        dn_offset=s.dn_offset,
+        reflectance_to_display=EUROSAT_RGB_FROM_L1C if s.reflectance_to_display == "eurosat-l1c" else None,
     )
     _run(ctx, cfg, data)
 
 
-@train.command(
-    "polygons",
-    help=POLYGONS_HELP,
-    epilog=_COMMON_EXAMPLES,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
-)
+@train.command("polygons", help=POLYGONS_HELP, epilog=_COMMON_EXAMPLES, context_settings=_CONTEXT)
 @click.argument("scene", type=click.Path(path_type=Path))
 @click.argument("labels", type=click.Path(path_type=Path))
-@click.option(
-    "--field",
-    "--class-column",
-    "class_column",
-    required=True,
-    help="Attribute of LABELS holding each polygon's class (--class-column is the same option).",
-)
-@click.option("--layer", help="Layer of a multi-layer LABELS file (GeoPackage) [default: the first].")
-@click.option(
-    "--max-per-polygon", type=int, default=50, show_default=True, help="At most this many chips per polygon."
-)
-@_scene_options
-@_radiometry_options
-@_train_options
+@option_decorator(_POLYGON_OPTIONS)
+@_cv_option
+@option_decorator(_SCENE_OPTIONS)
+@_config_option
+@option_decorator(TRAIN_OPTIONS)
 @click.pass_context
 def polygons(
-    ctx: click.Context,
-    /,
-    scene: Path,
-    labels: Path,
-    class_column: str,
-    layer: str | None,
-    max_per_polygon: int,
-    chip_size: int,
-    bands: str | None,
-    spacing: int | None,
-    max_nodata: float,
-    radiometry: str,
-    dn_offset: float | None,
-    config_path: Path | None,
-    band_names: str | None,
-    **kw: Any,
+    ctx: click.Context, /, scene: Path, labels: Path, config_path: Path | None, cv: int | None, **kw: Any
 ) -> None:
     """Train on SCENE with the polygons of LABELS (any CRS; reprojected)."""
-    from geosam.train.workflows import polygons_head, train_polygons
+    from geosam.train.workflows import class_column, polygons_head, train_polygons
 
-    cv = kw.pop("cv")
-    cfg = polygons_head(_options_to_config(config_path, kw))
-    _check_scene_options(cfg, scene, chip_size)
-    sampling: dict[str, Any] = {
-        "layer": layer,
-        "chip_size": chip_size,
-        "bands": _csv(bands),
-        "band_names": _csv(band_names),
-        "spacing": spacing,
-        "max_per_polygon": max_per_polygon,
-        "max_nodata": max_nodata,
-        "normalize": _normalize(radiometry, dn_offset),
-    }
+    cfg = polygons_head(_config(config_path, kw, _POLYGON_OPTIONS, _SCENE_OPTIONS, TRAIN_OPTIONS))
+    class_column(cfg)  # given, before anything is read
+    _check_scene_options(cfg, scene)
     cv_result = None
     if cv is not None:
-        cv_result = _cross_validate_polygons(ctx, scene, labels, class_column, cfg, sampling, cv)
-    result = train_polygons(
-        scene, labels, class_column=class_column, cfg=cfg, progress=_progress(ctx), **sampling
-    )
-    _summary(result, cv_result)
+        from geosam.cli.train_cv import cross_validate_polygons
+
+        cv_result = cross_validate_polygons(scene, labels, cfg, cv, progress=_progress(ctx))
+    _summary(train_polygons(scene, labels, cfg=cfg, progress=_progress(ctx)), cv_result)
 
 
-def _normalize(radiometry: str, dn_offset: float | None) -> Any:
-    from geosam.config import NormalizeConfig
-
-    return NormalizeConfig.model_validate({"radiometry": radiometry, "dn_offset": dn_offset})
-
-
-def _parse_classes(value: str | None) -> dict[int, str] | None:
-    if value is None:
-        return None
-    out: dict[int, str] = {}
-    for item in _csv(value) or []:
-        key, sep, name = item.partition("=")
-        if not sep or not key.strip().lstrip("-").isdigit() or not name.strip():
-            raise ConfigError(f"--classes takes ID=NAME pairs such as 1=water,2=forest; {item!r} is not one")
-        out[int(key)] = name.strip()
-    return out
-
-
-@train.command(
-    "raster",
-    help=RASTER_HELP,
-    epilog=_COMMON_EXAMPLES,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
-)
+@train.command("raster", help=RASTER_HELP, epilog=_COMMON_EXAMPLES, context_settings=_CONTEXT)
 @click.argument("scene", type=click.Path(path_type=Path))
 @click.argument("label_raster", type=click.Path(path_type=Path))
-@click.option(
-    "--classes",
-    help="ID=NAME pairs, comma-separated (1=water,2=forest); other ids are ignored, ids with one name are "
-    "merged. Default: the raster's category names / attribute table (.aux.xml), else class_<id>.",
-)
-@click.option(
-    "--label-rule",
-    type=click.Choice(["majority", "centre"]),
-    default="majority",
-    show_default=True,
-    help="Chip label: the most frequent class in the chip, or the centre pixel's class.",
-)
-@click.option("--label-nodata", type=float, help="A label value meaning 'no label' (e.g. 0), besides nodata.")
-@click.option(
-    "--block-chips",
-    type=int,
-    default=4,
-    show_default=True,
-    help="Split groups are blocks of N x N chips (limits train/validation leakage).",
-)
-@_scene_options
-@_radiometry_options
-@_train_options
+@option_decorator(_RASTER_OPTIONS)
+@_cv_option
+@option_decorator(_SCENE_OPTIONS)
+@_config_option
+@option_decorator(TRAIN_OPTIONS)
 @click.pass_context
 def raster(
     ctx: click.Context,
     /,
     scene: Path,
     label_raster: Path,
-    classes: str | None,
-    label_rule: str,
-    label_nodata: float | None,
-    block_chips: int,
-    chip_size: int,
-    bands: str | None,
-    spacing: int | None,
-    max_nodata: float,
-    radiometry: str,
-    dn_offset: float | None,
     config_path: Path | None,
-    band_names: str | None,
+    cv: int | None,
     **kw: Any,
 ) -> None:
     """Train on SCENE where LABEL_RASTER has a class id (any grid; read nearest-neighbour)."""
     from geosam.train.workflows import train_raster
 
-    cv = kw.pop("cv")
-    cfg = _options_to_config(config_path, kw)
-    _check_scene_options(cfg, scene, chip_size)
-    sampling: dict[str, Any] = {
-        "label_rule": label_rule,
-        "label_nodata": label_nodata,
-        "block_chips": block_chips,
-        "chip_size": chip_size,
-        "bands": _csv(bands),
-        "band_names": _csv(band_names),
-        "spacing": spacing,
-        "max_nodata": max_nodata,
-        "normalize": _normalize(radiometry, dn_offset),
-    }
-    class_map = _parse_classes(classes)
+    cfg = _config(config_path, kw, _RASTER_OPTIONS, _SCENE_OPTIONS, TRAIN_OPTIONS)
+    _check_scene_options(cfg, scene)
     cv_result = None
     if cv is not None:
-        cv_result = _cross_validate_raster(ctx, scene, label_raster, class_map, cfg, sampling, cv)
-    result = train_raster(
-        scene, label_raster, cfg=cfg, classes=class_map, progress=_progress(ctx), **sampling
-    )
-    _summary(result, cv_result)
+        from geosam.cli.train_cv import cross_validate_raster
+
+        cv_result = cross_validate_raster(scene, label_raster, cfg, cv, progress=_progress(ctx))
+    _summary(train_raster(scene, label_raster, cfg=cfg, progress=_progress(ctx)), cv_result)
 
 
 TORCHGEO_HELP = """Train on a TorchGeo dataset already on disk in TorchGeo's layout (never downloaded).
@@ -787,12 +335,7 @@ Examples:
 """
 
 
-@train.command(
-    "torchgeo",
-    help=TORCHGEO_HELP,
-    epilog=_COMMON_EXAMPLES,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
-)
+@train.command("torchgeo", help=TORCHGEO_HELP, epilog=_COMMON_EXAMPLES, context_settings=_CONTEXT)
 @click.argument("dataset", metavar="NAME")
 @click.option(
     "--root", required=True, type=click.Path(path_type=Path), help="The dataset's folder (TorchGeo layout)."
@@ -804,23 +347,17 @@ Examples:
     show_default=True,
     help="Split to train on (segmentation datasets validate on `val`).",
 )
-@_train_options
+@_config_option
+@option_decorator(TRAIN_OPTIONS)
 @click.pass_context
 def torchgeo_cmd(
-    ctx: click.Context,
-    /,
-    dataset: str,
-    root: Path,
-    split: str,
-    config_path: Path | None,
-    band_names: str | None,
-    **kw: Any,
+    ctx: click.Context, /, dataset: str, root: Path, split: str, config_path: Path | None, **kw: Any
 ) -> None:
     """Train on TorchGeo dataset NAME found under ROOT."""
     from geosam.train.workflows import train_torchgeo
 
-    if band_names is not None:
+    cfg = _config(config_path, kw, TRAIN_OPTIONS)
+    if cfg.sampling.band_names is not None:
         raise ConfigError("--band-names does not apply to TorchGeo datasets: their bands are known")
-    cfg = _options_to_config(config_path, kw)
     result = train_torchgeo(dataset, root, cfg=cfg, split=split, progress=_progress(ctx))
     _summary(result)

@@ -16,7 +16,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from geosam.batch import SCENE_PATTERNS, ExecutorSpec
-from geosam.config import RunConfig, format_validation_error, load_config, parse_config
+from geosam.config import RunConfig, load_config, parse_config
+from geosam.config_io import check_schema_version, format_validation_error, read_yaml
 from geosam.errors import ConfigError
 
 __all__ = [
@@ -48,12 +49,7 @@ def upgrade_ingest_config(
     Raises:
         ConfigError: A version from the future, or an executor key set twice.
     """
-    version = data.get("schema_version", 1)
-    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= SCHEMA_VERSION:
-        raise ConfigError(
-            f"schema_version {version!r} is not supported by this geosam (supports 1..{SCHEMA_VERSION})",
-            source,
-        )
+    check_schema_version(data, SCHEMA_VERSION, source)
     out = dict(data)
     flat = {k: out.pop(k) for k in EXECUTOR_KEYS if k in out}
     if flat:
@@ -165,19 +161,8 @@ def load_ingest_config(path: str | os.PathLike[str], **overrides: Any) -> Ingest
     Raises:
         ConfigError: Missing file, invalid YAML, unknown keys, bad values, an invalid run config.
     """
-    import yaml
-
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError("ingest configuration file not found", p)
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except (UnicodeDecodeError, yaml.YAMLError) as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ConfigError(f"not a valid YAML file ({first})", p) from None
-    if not isinstance(data, dict):
-        raise ConfigError("an ingest configuration must be a mapping", p)
-    data = upgrade_ingest_config(data, p)
+    data = upgrade_ingest_config(read_yaml(p, what="ingest configuration"), p)
     given = {k: v for k, v in overrides.items() if v is not None}
     executor_over = {k: given.pop(k) for k in EXECUTOR_KEYS if k in given}
     if executor_over:

@@ -231,10 +231,8 @@ def read_bundle_meta(path: str | os.PathLike[str]) -> BundleMeta:
     try:
         return BundleMeta.model_validate(data)
     except ValidationError as err:
-        from geosam.config import format_validation_error
+        from geosam.config_io import format_validation_error
 
-        raise BundleError(
-            format_validation_error(err).replace("configuration", "bundle metadata"), meta_path
-        ) from None
+        raise BundleError(format_validation_error(err, what="bundle metadata"), meta_path) from None
     except Exception as err:  # ConfigError from ClassScheme
         raise BundleError(f"invalid bundle metadata ({err})", meta_path) from None

@@ -257,12 +257,12 @@ def raster_reference(
     """
     from geosam.errors import DataError
     from geosam.io.pam import class_names
-    from geosam.train.scene_chips import _label_grid, _scan_lattice
+    from geosam.train.label_raster import label_grid, scan_lattice
 
     path = Path(label_raster)
     step = max(1, int(np.ceil(np.sqrt(info.width * info.height / max_pixels))))
-    with _label_grid(path, info) as (ds, _):
-        rows, cols, ids = _scan_lattice(ds, step, (0, 0), label_nodata, path)
+    with label_grid(path, info) as (ds, _):
+        rows, cols, ids = scan_lattice(ds, step, (0, 0), label_nodata, path)
     if classes is None:
         cats, _src = class_names(path)
         classes = {int(i): cats.get(int(i), f"class_{int(i)}") for i in np.unique(ids)}

@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from geosam.errors import DataError
-from geosam.train.config import TrainConfig
+from geosam.train.config import TrainConfig, replay_yaml
 from geosam.train.metrics import confusion_matrix, summarize
 
 if TYPE_CHECKING:
@@ -220,12 +220,12 @@ def raster_dense_data(
     from geosam.train import _scene_sampling as ss
     from geosam.train.data import stratified_split
     from geosam.train.geodata import label_dataset
-    from geosam.train.scene_chips import _label_grid, _scan_lattice
+    from geosam.train.label_raster import label_grid, scan_lattice
 
     sc = ss.prepare_scene(scene, bands, band_names, normalize)
     lab_path = Path(label_raster)
-    with _label_grid(lab_path, sc.info) as (ds, _warped):
-        rows, cols, ids = _scan_lattice(
+    with label_grid(lab_path, sc.info) as (ds, _warped):
+        rows, cols, ids = scan_lattice(
             ds, 1 if max(ds.width, ds.height) <= 4096 else 4, (0, 0), label_nodata, lab_path
         )
     found = sorted({int(v) for v in np.unique(ids)})
@@ -592,7 +592,10 @@ def fit_dense(
     from geosam.models.bundle import BundleMeta, save_bundle
     from geosam.progress import progress_iter
     from geosam.train.backbones import trainable_parameters
-    from geosam.train.engine import TrainResult, _colors, _lr_lambda, _param_groups, dihedral
+    from geosam.train.chip_batches import dihedral
+    from geosam.train.chip_model import lr_lambda, param_groups
+    from geosam.train.colors import class_colors
+    from geosam.train.engine import TrainResult
     from geosam.train.report import report_files
 
     t_start = time.time()
@@ -621,8 +624,8 @@ def fit_dense(
     weights = _class_weights(pool.y, k, o.class_weights)
     weights = None if weights is None else weights.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(o.steps, min(cfg.warmup_steps, o.steps // 4)))
+    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(o.steps, min(cfg.warmup_steps, o.steps // 4)))
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
     rounds = max(1, min(cfg.epochs, o.steps))
@@ -700,7 +703,11 @@ def fit_dense(
     mean_std = (model.get_buffer("mean").reshape(-1).tolist(), model.get_buffer("std").reshape(-1).tolist())
     meta = BundleMeta(
         name=cfg.name,
-        classes={"names": list(classes), "colors": [list(c) for c in _colors(tuple(classes))], "nodata": 255},
+        classes={
+            "names": list(classes),
+            "colors": [list(c) for c in class_colors(tuple(classes))],
+            "nodata": 255,
+        },
         bands=band_names,
         mean=[float(v) for v in mean_std[0]],
         std=[float(v) for v in mean_std[1]],
@@ -741,7 +748,10 @@ def fit_dense(
         dtype=cfg.save_dtype,
         include_encoder=not frozen_ckpt,
         include_prefixes=("encoder.patch_embed.",) if frozen_ckpt and bb.meta.band_adapter != "none" else (),
-        extra_files=report_files(metrics, history) if val is not None else None,
+        extra_files={
+            **(report_files(metrics, history) if val is not None else {}),
+            "report/train_config.yaml": replay_yaml(cfg).encode(),
+        },
     )
     return TrainResult(
         bundle=cfg.out, metrics=metrics, history=copy.deepcopy(history), seconds=elapsed, meta=meta

@@ -98,14 +98,14 @@ def read_label_polygons(
         DataError: Missing file or column (the message lists the columns), no CRS, or no usable polygon.
     """
     from geosam.train import _scene_sampling as ss
-    from geosam.train.scene_chips import _class_names, _read_polygons
+    from geosam.train.label_polygons import class_values, read_polygons
 
     p = Path(path)
-    gdf = _read_polygons(p, layer, class_column)
+    gdf = read_polygons(p, layer, class_column)
     scene_crs = ss.proj_crs(info)
     if not gdf.crs.equals(scene_crs):
         gdf = gdf.to_crs(scene_crs)
-    names = _class_names(gdf[class_column].tolist())
+    names = class_values(gdf[class_column].tolist())
     usable = np.array(
         [
             g is not None and not g.is_empty and g.geom_type in ("Polygon", "MultiPolygon") and n is not None

@@ -9,7 +9,9 @@ which is how ``geosam run`` prepares scenes. What the values mean is decided by 
 ``normalize.method`` says otherwise, and the :class:`~geosam.train.data.ChipData` carries it as its
 ``preprocessing`` record, which the bundle stores and every run applies. Chips are stored as float16
 (or float32) values in 0..1 (invalid pixels ``NaN``, given the model's nodata fill when batched), with
-``low = 0`` and ``high = 1``.
+``low = 0`` and ``high = 1``. The options of ``geosam train polygons|raster`` that reach these
+functions are :class:`~geosam.train.config.SamplingConfig` (``sampling:``); the label files are read by
+:mod:`geosam.train.label_polygons` and :mod:`geosam.train.label_raster`.
 
 Conventions. Chips are ``chip_size`` pixels square on the scene grid. A chip's *centre pixel* is
 ``(row_off + chip_size // 2, col_off + chip_size // 2)``: for even sizes, the pixel just below and right
@@ -54,11 +56,9 @@ Sampling from a label raster (:func:`raster_chips`):
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -69,19 +69,17 @@ from geosam.errors import DataError
 from geosam.hashing import sha256_files
 from geosam.io.pam import class_names
 from geosam.train import _scene_sampling as ss
+from geosam.train import label_polygons as lp
+from geosam.train import label_raster as lr
 from geosam.train.data import ChipData
-from geosam.types import PixelWindow, SceneInfo
 
 if TYPE_CHECKING:
-    import geopandas as gpd
-
     from geosam.preprocess import Preprocessing
 
 __all__ = ["polygon_chips", "raster_chips"]
 
 log = logging.getLogger(__name__)
 
-_SCAN_BLOCK = 1024  # label-raster scan window edge in pixels: bounds the scan's memory to a few MB
 _SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
 
 
@@ -119,96 +117,6 @@ def _chip_data(
         gsd_m=sc.info.gsd_m,
         preprocessing=sc.record,
     )
-
-
-# --------------------------------------------------------------------------------------------- polygons
-
-
-def _read_polygons(path: Path, layer: str | None, class_column: str) -> gpd.GeoDataFrame:
-    import geopandas as gpd
-    from pyogrio.errors import DataLayerError, DataSourceError
-
-    if not path.exists():
-        raise DataError("label file not found", path)
-    try:
-        gdf = gpd.read_file(path, layer=layer)
-    except (DataSourceError, DataLayerError, ValueError, OSError) as err:
-        raise DataError(f"cannot read label polygons ({str(err).splitlines()[0]})", path) from None
-    if class_column not in gdf.columns:
-        cols = [str(c) for c in gdf.columns if c != gdf.geometry.name]
-        raise DataError(
-            f"no class column {class_column!r}; available columns: {', '.join(cols) or '(none)'}", path
-        )
-    if gdf.crs is None:
-        raise DataError(
-            "the label file has no CRS, so it cannot be matched to the scene; assign the CRS it was "
-            "drawn in (e.g. ogr2ogr -a_srs EPSG:<code> fixed.gpkg labels.shp)",
-            path,
-        )
-    return gdf
-
-
-def _class_names(values: Sequence[Any]) -> list[str | None]:
-    """Class column values as names; whole floats print as integers (``2.0`` -> ``2``), blanks are None."""
-    out: list[str | None] = []
-    for v in values:
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            out.append(None)
-        elif isinstance(v, float) and v.is_integer():
-            out.append(str(int(v)))
-        else:
-            out.append(str(v).strip() or None)
-    return out
-
-
-def _polygon_candidates(
-    geoms_px: np.ndarray, width: int, height: int, step: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Lattice candidates of each polygon (pixel space): rows, cols, polygon position, fallbacks used."""
-    import shapely
-
-    rows: list[np.ndarray] = []
-    cols: list[np.ndarray] = []
-    owner: list[np.ndarray] = []
-    fallbacks = 0
-    for k, g in enumerate(geoms_px):
-        x0, y0, x1, y1 = g.bounds
-        c0, r0 = max(0, math.floor(x0)), max(0, math.floor(y0))
-        c1, r1 = min(width, math.ceil(x1)), min(height, math.ceil(y1))
-        if c1 <= c0 or r1 <= r0:
-            continue  # outside the scene
-        off_r, off_c = (int(v) for v in rng.integers(0, step, size=2))
-        mr, mc = np.meshgrid(np.arange(r0 + off_r, r1, step), np.arange(c0 + off_c, c1, step), indexing="ij")
-        gr, gc = mr.ravel(), mc.ravel()
-        inside = shapely.contains_xy(g, gc + 0.5, gr + 0.5)
-        gr, gc = gr[inside], gc[inside]
-        if len(gr) == 0:  # the lattice misses this (small) polygon
-            p = g.representative_point()
-            r, c = math.floor(p.y), math.floor(p.x)
-            if not (0 <= r < height and 0 <= c < width):
-                continue  # its part inside the scene holds no representative point
-            gr, gc = np.array([r]), np.array([c])
-            fallbacks += 1
-        rows.append(gr)
-        cols.append(gc)
-        owner.append(np.full(len(gr), k))
-    if not rows:
-        empty = np.empty(0, np.int64)
-        return empty, empty, empty, fallbacks
-    return np.concatenate(rows), np.concatenate(cols), np.concatenate(owner), fallbacks
-
-
-def _ambiguous(
-    geoms_px: np.ndarray, poly_cls: np.ndarray, rows: np.ndarray, cols: np.ndarray, owner: np.ndarray
-) -> np.ndarray:
-    """Flag the candidates whose centre pixel's centre lies inside a polygon of another class."""
-    import shapely
-
-    tree = shapely.STRtree(geoms_px)
-    pi, gi = tree.query(shapely.points(cols + 0.5, rows + 0.5), predicate="intersects")
-    bad = np.zeros(len(rows), bool)
-    bad[pi[poly_cls[gi] != poly_cls[owner[pi]]]] = True
-    return bad
 
 
 def polygon_chips(
@@ -266,14 +174,14 @@ def polygon_chips(
     """
     step = ss.check_common(chip_size, spacing, max_nodata, dtype)
     lab_path = Path(labels)
-    gdf = _read_polygons(lab_path, layer, class_column)
+    gdf = lp.read_polygons(lab_path, layer, class_column)
     sc = ss.prepare_scene(scene, bands, band_names, normalize, model)
     labels_crs = gdf.crs.to_string()
     scene_crs = ss.proj_crs(sc.info)
     reprojected = not gdf.crs.equals(scene_crs)
     if reprojected:
         gdf = gdf.to_crs(scene_crs)
-    names = _class_names(gdf[class_column].tolist())
+    names = lp.class_values(gdf[class_column].tolist())
     geoms = gdf.geometry.to_numpy()
     usable = np.array(
         [
@@ -295,7 +203,7 @@ def polygon_chips(
     poly_cls = np.array([classes.index(str(names[i])) for i in keep], np.int64)
     geoms_px = ss.to_pixels(geoms[keep], sc.info)
     rng = np.random.default_rng(seed)
-    rows, cols, owner, fallbacks = _polygon_candidates(geoms_px, sc.info.width, sc.info.height, step, rng)
+    rows, cols, owner, fallbacks = lp.polygon_candidates(geoms_px, sc.info.width, sc.info.height, step, rng)
     if len(rows) == 0:
         x0, y0, x1, y1 = gdf.geometry.iloc[keep].total_bounds
         sx0, sy0, sx1, sy1 = ss.scene_bounds(sc.info)
@@ -305,7 +213,7 @@ def polygon_chips(
             f"y {sy0:.0f}..{sy1:.0f}); are they for this scene? their CRS is {labels_crs}",
             lab_path,
         )
-    ambiguous = _ambiguous(geoms_px, poly_cls, rows, cols, owner)
+    ambiguous = lp.ambiguous_candidates(geoms_px, poly_cls, rows, cols, owner)
     if ambiguous.any():
         log.warning("%d candidate chips dropped: their centre is in polygons of two classes", ambiguous.sum())
     ok = ~ambiguous
@@ -351,140 +259,6 @@ def polygon_chips(
             "ambiguous_candidates": int(ambiguous.sum()),
         },
     )
-
-
-# ----------------------------------------------------------------------------------------- label raster
-
-
-@contextmanager
-def _label_grid(path: Path, info: SceneInfo) -> Iterator[tuple[Any, bool]]:
-    """Yield ``(dataset, warped)``: the label raster on the scene grid (nearest-neighbour warp if needed)."""
-    import rasterio
-    from affine import Affine
-    from rasterio.crs import CRS
-    from rasterio.enums import Resampling
-    from rasterio.errors import RasterioError
-    from rasterio.vrt import WarpedVRT
-
-    from geosam.io.env import geosam_env
-
-    if not path.exists():
-        raise DataError("label raster not found", path)
-    with geosam_env(path):
-        try:
-            src = rasterio.open(path)
-        except RasterioError as err:
-            raise DataError(f"cannot read the label raster ({str(err).splitlines()[0]})", path) from None
-        with src:
-            if src.crs is None or src.transform.is_identity:
-                raise DataError(
-                    "the label raster has no CRS or geotransform, so it cannot be matched to the scene; "
-                    "give it the scene's: gdal_translate -a_srs EPSG:<code> -a_ullr <ulx> <uly> <lrx> <lry> "
-                    f"{path.name} fixed.tif (the scene's corners, from `geosam info SCENE` or gdalinfo)",
-                    path,
-                )
-            if np.issubdtype(np.dtype(src.dtypes[0]), np.complexfloating):
-                raise DataError("the label raster holds complex values, not class ids", path)
-            scene_crs = CRS.from_wkt(info.crs)
-            grid = Affine(*info.transform)
-            same = (
-                src.crs == scene_crs
-                and (src.width, src.height) == (info.width, info.height)
-                and src.transform.almost_equals(grid)
-            )
-            if same:
-                yield src, False
-                return
-            with WarpedVRT(
-                src,
-                crs=scene_crs,
-                transform=grid,
-                width=info.width,
-                height=info.height,
-                resampling=Resampling.nearest,
-                add_alpha=True,  # so that pixels outside the label raster read as invalid
-            ) as vrt:
-                yield vrt, True
-
-
-def _read_labels(
-    ds: Any, window: PixelWindow, label_nodata: float | None, path: Path
-) -> tuple[np.ndarray, np.ndarray]:
-    """Boundless read of band 1 on the scene grid: int64 class ids and their validity."""
-    ids = np.zeros((window.height, window.width), np.int64)
-    valid = np.zeros((window.height, window.width), bool)
-    inside = window.intersection(PixelWindow(0, 0, ds.width, ds.height))
-    if inside is None:
-        return ids, valid
-    rw = inside.to_rasterio()
-    raw = ds.read(1, window=rw)
-    ok = ds.read_masks(1, window=rw) > 0
-    if np.issubdtype(raw.dtype, np.floating):
-        ok &= np.isfinite(raw)
-    if label_nodata is not None:
-        ok &= raw != label_nodata
-    values = raw[ok]
-    if values.size and np.issubdtype(raw.dtype, np.floating) and not np.array_equal(values, np.rint(values)):
-        bad = values[values != np.rint(values)][0]
-        raise DataError(
-            f"the label raster holds non-integer values (e.g. {bad:g}); class ids must be whole numbers "
-            "(is it a continuous raster? set its nodata or pass --label-nodata if that value marks no data)",
-            path,
-        )
-    rows, cols = inside.relative_to(window)
-    ids[rows, cols] = np.where(ok, raw, 0).astype(np.int64)
-    valid[rows, cols] = ok
-    return ids, valid
-
-
-def _scan_lattice(
-    ds: Any, step: int, offset: tuple[int, int], label_nodata: float | None, path: Path
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows, cols and class ids of the lattice pixels with a valid label, scanned window by window."""
-    lat_r = np.arange(offset[0], ds.height, step)
-    lat_c = np.arange(offset[1], ds.width, step)
-    out_r: list[np.ndarray] = []
-    out_c: list[np.ndarray] = []
-    out_v: list[np.ndarray] = []
-    for r0 in range(0, ds.height, _SCAN_BLOCK):
-        rr = lat_r[(lat_r >= r0) & (lat_r < r0 + _SCAN_BLOCK)]
-        if not len(rr):
-            continue
-        for c0 in range(0, ds.width, _SCAN_BLOCK):
-            cc = lat_c[(lat_c >= c0) & (lat_c < c0 + _SCAN_BLOCK)]
-            if not len(cc):
-                continue
-            win = PixelWindow(int(cc[0]), int(rr[0]), int(cc[-1] - cc[0] + 1), int(rr[-1] - rr[0] + 1))
-            ids, valid = _read_labels(ds, win, label_nodata, path)
-            sub = np.ix_(rr - rr[0], cc - cc[0])
-            v, ok = ids[sub], valid[sub]
-            gr, gc = np.meshgrid(rr, cc, indexing="ij")
-            out_r.append(gr[ok])
-            out_c.append(gc[ok])
-            out_v.append(v[ok])
-    if not out_r:
-        empty = np.empty(0, np.int64)
-        return empty, empty, empty
-    return np.concatenate(out_r), np.concatenate(out_c), np.concatenate(out_v)
-
-
-def _classes_of(ids: np.ndarray, known: np.ndarray, cls_of_id: np.ndarray) -> np.ndarray:
-    """Class index of each id (``-1`` for ids not in ``known``, which is sorted)."""
-    pos = np.clip(np.searchsorted(known, ids), 0, len(known) - 1)
-    out: np.ndarray = np.where(known[pos] == ids, cls_of_id[pos], -1)
-    return out
-
-
-def _majority(ids: np.ndarray, valid: np.ndarray, known: np.ndarray, cls_of_id: np.ndarray) -> int | None:
-    """Most frequent class in a chip; ties go to the centre pixel's class, else the smallest class index."""
-    cls = np.where(valid, _classes_of(ids, known, cls_of_id), -1)
-    counts = np.bincount(cls[cls >= 0], minlength=int(cls_of_id.max()) + 1)
-    if not counts.any():
-        return None
-    tied = np.flatnonzero(counts == counts.max())
-    h, w = ids.shape
-    centre = int(cls[h // 2, w // 2])
-    return centre if centre in tied else int(tied[0])
 
 
 def raster_chips(
@@ -548,8 +322,8 @@ def raster_chips(
     sc = ss.prepare_scene(scene, bands, band_names, normalize, model)
     rng = np.random.default_rng(seed)
     offset = (int(rng.integers(0, step)), int(rng.integers(0, step)))
-    with _label_grid(lab_path, sc.info) as (ds, warped):
-        rows, cols, ids = _scan_lattice(ds, step, offset, label_nodata, lab_path)
+    with lr.label_grid(lab_path, sc.info) as (ds, warped):
+        rows, cols, ids = lr.scan_lattice(ds, step, offset, label_nodata, lab_path)
         found = Counter(int(v) for v in np.unique(ids))
         if classes is not None:
             names_by_id = {int(k): str(v) for k, v in classes.items()}
@@ -574,16 +348,16 @@ def raster_chips(
                 lab_path,
             )
         rows, cols, ids = rows[listed], cols[listed], ids[listed]
-        cls = _classes_of(ids, known, cls_of_id)
+        cls = lr.classes_of(ids, known, cls_of_id)
         block = block_chips * chip_size
         group = (rows // block) * (-(-sc.info.width // block)) + cols // block
         relabel: ss.Relabel | None = None
         if label_rule == "majority":
 
             def label_of(arrays: tuple[np.ndarray, ...]) -> int | None:
-                return _majority(arrays[0], arrays[1], known, cls_of_id)
+                return lr.majority(arrays[0], arrays[1], known, cls_of_id)
 
-            relabel = (lambda w: _read_labels(ds, w, label_nodata, lab_path), label_of)
+            relabel = (lambda w: lr.read_labels(ds, w, label_nodata, lab_path), label_of)
         sel = ss.select_and_read(
             sc,
             ss.Candidates(rows, cols, cls, group),

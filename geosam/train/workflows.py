@@ -16,18 +16,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from geosam.train.config import TrainConfig
+from geosam.train.config import TrainConfig, with_sampling
 
 if TYPE_CHECKING:
-    from geosam.config import NormalizeConfig, RunConfig
+    from geosam.config import RunConfig
     from geosam.train.cv import FoldWorkflow
     from geosam.train.engine import TrainResult
 
 __all__ = [
     "POLYGONS_DENSE",
     "POLYGONS_HEAD",
+    "class_column",
     "cv_run_config",
-    "masked_label_raster",
     "polygons_fold_workflow",
     "polygons_head",
     "raster_fold_workflow",
@@ -62,31 +62,52 @@ def polygons_head(cfg: TrainConfig) -> TrainConfig:
     return cfg.model_copy(update={"dense": cfg.dense.model_copy(update=unset)})
 
 
+def class_column(cfg: TrainConfig) -> str:
+    """The polygons' class attribute (``sampling.class_column``).
+
+    Raises:
+        ConfigError: It is not given.
+    """
+    if cfg.sampling.class_column is None:
+        from geosam.errors import ConfigError
+
+        raise ConfigError(
+            "which attribute of the label polygons holds their class? pass --field COLUMN (or "
+            "class_column under sampling: in --config)"
+        )
+    return cfg.sampling.class_column
+
+
 def train_polygons(
     scene: str | os.PathLike[str],
     labels: str | os.PathLike[str],
     *,
-    class_column: str,
     cfg: TrainConfig,
-    layer: str | None = None,
-    chip_size: int = 64,
-    bands: Sequence[int | str] | None = None,
-    band_names: Sequence[str] | None = None,
-    spacing: int | None = None,
-    max_per_polygon: int | None = 50,
-    max_nodata: float = 0.5,
-    normalize: NormalizeConfig | None = None,
     progress: bool = False,
+    **sampling: Any,
 ) -> TrainResult:
     """Train on a scene and label polygons with the head ``cfg.head`` (``chip`` or ``dense``).
 
-    The chip options (``chip_size``, ``spacing``, ``max_per_polygon``, ``max_nodata``) apply to the
-    chip classifier only; the dense head's are ``cfg.dense``. ``normalize`` (radiometry, DN offset,
-    stretch) decides how both bring the scene to 0..1 (:func:`geosam.train._scene_sampling.prepare_scene`).
+    Chips are sampled as ``cfg.sampling`` says (:class:`~geosam.train.config.SamplingConfig`; its
+    ``class_column`` is required). The chip options (``chip_size``, ``spacing``, ``max_per_polygon``,
+    ``max_nodata``) apply to the chip classifier only; the dense head's are ``cfg.dense``. The radiometry
+    (``radiometry``, ``dn_offset``) decides how both bring the scene to 0..1
+    (:func:`geosam.train._scene_sampling.prepare_scene`).
+
+    Args:
+        scene: The image.
+        labels: The label polygons.
+        cfg: The training configuration; the bundle records it, ``sampling`` included.
+        progress: Progress bars.
+        sampling: :class:`~geosam.train.config.SamplingConfig` fields overriding ``cfg.sampling``
+            (``class_column="lc", chip_size=16``...).
 
     Raises:
+        ConfigError: No ``class_column``, or an invalid sampling option.
         DataError, RasterError, BandError: From reading the scene and the labels.
     """
+    cfg = with_sampling(cfg, **sampling)
+    column, s = class_column(cfg), cfg.sampling
     if cfg.head == "dense":
         from geosam.train.dense import dense_defaults, polygon_dense_data, train_dense
 
@@ -94,11 +115,11 @@ def train_polygons(
         dense_data = polygon_dense_data(
             scene,
             labels,
-            class_column=class_column,
-            layer=layer,
-            bands=bands,
-            band_names=band_names,
-            normalize=normalize,
+            class_column=column,
+            layer=s.layer,
+            bands=s.bands,
+            band_names=s.band_names,
+            normalize=s.normalize,
             val_fraction=cfg.val_fraction if cfg.dense.keep == "best" else 0.0,
             seed=cfg.seed,
         )
@@ -109,16 +130,16 @@ def train_polygons(
     data = polygon_chips(
         scene,
         labels,
-        class_column=class_column,
-        chip_size=chip_size,
-        layer=layer,
-        bands=bands,
-        band_names=band_names,
-        spacing=spacing,
-        max_per_polygon=max_per_polygon,
+        class_column=column,
+        chip_size=s.chip_size,
+        layer=s.layer,
+        bands=s.bands,
+        band_names=s.band_names,
+        spacing=s.spacing,
+        max_per_polygon=s.max_per_polygon,
         max_per_class=cfg.max_per_class,
-        max_nodata=max_nodata,
-        normalize=normalize,
+        max_nodata=s.max_nodata,
+        normalize=s.normalize,
         seed=cfg.seed,
         progress=progress,
     )
@@ -130,23 +151,20 @@ def train_raster(
     label_raster: str | os.PathLike[str],
     *,
     cfg: TrainConfig,
-    classes: dict[int, str] | None = None,
-    label_rule: str = "majority",
-    label_nodata: float | None = None,
-    block_chips: int = 4,
-    chip_size: int = 64,
-    bands: Sequence[int | str] | None = None,
-    band_names: Sequence[str] | None = None,
-    spacing: int | None = None,
-    max_nodata: float = 0.5,
-    normalize: NormalizeConfig | None = None,
     progress: bool = False,
+    **sampling: Any,
 ) -> TrainResult:
     """Train on a scene and a label raster with the head ``cfg.head`` (``chip`` or ``dense``).
 
+    Chips are sampled as ``cfg.sampling`` says; ``sampling`` keywords override its fields
+    (``classes={1: "water"}``, ``chip_size=16``...), as in :func:`train_polygons`.
+
     Raises:
+        ConfigError: An invalid sampling option.
         DataError, RasterError, BandError: From reading the scene and the labels.
     """
+    cfg = with_sampling(cfg, **sampling)
+    s = cfg.sampling
     if cfg.head == "dense":
         from geosam.train.dense import dense_defaults, raster_dense_data, train_dense
 
@@ -154,12 +172,12 @@ def train_raster(
         dense_data = raster_dense_data(
             scene,
             label_raster,
-            classes=classes,
-            label_nodata=label_nodata,
-            block=block_chips * 16,
-            bands=bands,
-            band_names=band_names,
-            normalize=normalize,
+            classes=s.classes,
+            label_nodata=s.label_nodata,
+            block=s.block_chips * 16,
+            bands=s.bands,
+            band_names=s.band_names,
+            normalize=s.normalize,
             val_fraction=cfg.val_fraction if cfg.dense.keep == "best" else 0.0,
             seed=cfg.seed,
         )
@@ -170,17 +188,17 @@ def train_raster(
     data = raster_chips(
         scene,
         label_raster,
-        chip_size=chip_size,
-        classes=classes,
-        label_rule="centre" if label_rule == "centre" else "majority",
-        label_nodata=label_nodata,
-        bands=bands,
-        band_names=band_names,
-        spacing=spacing,
-        block_chips=block_chips,
+        chip_size=s.chip_size,
+        classes=s.classes,
+        label_rule=s.label_rule,
+        label_nodata=s.label_nodata,
+        bands=s.bands,
+        band_names=s.band_names,
+        spacing=s.spacing,
+        block_chips=s.block_chips,
         max_per_class=cfg.max_per_class,
-        max_nodata=max_nodata,
-        normalize=normalize,
+        max_nodata=s.max_nodata,
+        normalize=s.normalize,
         seed=cfg.seed,
         progress=progress,
     )
@@ -270,8 +288,10 @@ def polygons_fold_workflow(
     Args:
         scene: The scene trained on and classified.
         class_column: Class attribute of the polygons.
-        train: :class:`TrainConfig` fields (as ``geosam train`` options; ``out`` is per fold).
-        sampling: Keyword arguments of :func:`train_polygons` (``chip_size``, ``bands``...).
+        train: :class:`TrainConfig` fields (as ``geosam train`` options; ``out`` is per fold), the
+            ``sampling`` section included.
+        sampling: :class:`~geosam.train.config.SamplingConfig` fields overriding ``train``'s
+            (``chip_size``, ``bands``...).
         run: Dotted :class:`~geosam.config.RunConfig` overrides of ``geosam run`` (e.g.
             ``{"dense.refine": "none"}``).
         progress: Progress bars.
@@ -289,9 +309,8 @@ def polygons_fold_workflow(
         frame = train_polys.drop(columns=["_class"])
         frame.to_file(labels, driver="GPKG", layer="labels")
         cfg = polygons_head(TrainConfig.model_validate({**train_opts, "out": workdir / "model"}))
-        res = train_polygons(
-            scene, labels, class_column=class_column, cfg=cfg, progress=progress, **sampling_opts
-        )
+        fold = {**sampling_opts, "class_column": class_column, "layer": "labels"}  # the file just written
+        res = train_polygons(scene, labels, cfg=cfg, progress=progress, **fold)
         run_cfg = cv_run_config().with_overrides(**run_opts)
         models = load_models(res.bundle, None, run_cfg)
         out = predict_scene(scene, workdir / "run", models, run_cfg, progress=progress)
@@ -299,59 +318,6 @@ def polygons_fold_workflow(
         return pred, models.bundle.meta.class_scheme.names
 
     return workflow
-
-
-#: Nodata of the masked label rasters written for raster cross-validation folds.
-_MASKED_NODATA = -1
-
-
-def masked_label_raster(
-    label_raster: str | os.PathLike[str],
-    info: Any,
-    out: Path,
-    *,
-    hold_out: np.ndarray,
-    block: int,
-    label_nodata: float | None = None,
-) -> Path:
-    """Copy a label raster onto the scene grid without the labels of the ``hold_out`` blocks.
-
-    Written window by window (memory of one 1024 px window) as int32 with nodata ``-1``; pixels that
-    were unlabelled stay unlabelled. Block ids are those of :func:`geosam.train.cv.raster_reference`.
-    """
-    import rasterio
-    from affine import Affine
-
-    from geosam.train.scene_chips import _label_grid, _read_labels
-    from geosam.types import PixelWindow
-
-    path = Path(label_raster)
-    blocks_per_row = -(-info.width // block)
-    held = np.asarray(hold_out, np.int64)
-    profile = {
-        "driver": "GTiff",
-        "width": info.width,
-        "height": info.height,
-        "count": 1,
-        "dtype": "int32",
-        "crs": info.crs,
-        "transform": Affine(*info.transform),
-        "nodata": _MASKED_NODATA,
-        "tiled": True,
-        "blockxsize": 256,
-        "blockysize": 256,
-        "compress": "deflate",
-    }
-    with _label_grid(path, info) as (ds, _), rasterio.open(out, "w", **profile) as dst:
-        for r0 in range(0, info.height, 1024):
-            for c0 in range(0, info.width, 1024):
-                win = PixelWindow(c0, r0, min(1024, info.width - c0), min(1024, info.height - r0))
-                ids, valid = _read_labels(ds, win, label_nodata, path)
-                rr, cc = np.indices(ids.shape)
-                group = ((rr + r0) // block) * blocks_per_row + (cc + c0) // block
-                keep = valid & ~np.isin(group, held) & (ids >= 0)
-                dst.write(np.where(keep, ids, _MASKED_NODATA).astype(np.int32), 1, window=win.to_rasterio())
-    return out
 
 
 def raster_fold_workflow(
@@ -366,7 +332,11 @@ def raster_fold_workflow(
     run: dict[str, Any] | None = None,
     progress: bool = False,
 ) -> Any:
-    """A fold of ``cross_validate_raster``: train without the held-out blocks, run the scene, read."""
+    """A fold of ``cross_validate_raster``: train without the held-out blocks, run the scene, read.
+
+    ``train`` and ``sampling`` are as in :func:`polygons_fold_workflow`; the fold trains on a copy of
+    the label raster without the held-out blocks' labels (:func:`masked_label_raster`), with ``classes``.
+    """
     train_opts = dict(train or {})
     sampling_opts = dict(sampling or {})
     run_opts = dict(run or {})
@@ -375,6 +345,7 @@ def raster_fold_workflow(
         from geosam.io.read import open_scene
         from geosam.predict import predict_scene
         from geosam.runtime import load_models
+        from geosam.train.label_raster import masked_label_raster
         from geosam.train.reference import read_at
 
         info = open_scene(scene)
@@ -387,7 +358,8 @@ def raster_fold_workflow(
             label_nodata=label_nodata,
         )
         cfg = TrainConfig.model_validate({**train_opts, "out": workdir / "model"})
-        res = train_raster(scene, masked, cfg=cfg, classes=classes, progress=progress, **sampling_opts)
+        fold = {**sampling_opts, "classes": classes, "label_nodata": None}  # masked holds the labels left
+        res = train_raster(scene, masked, cfg=cfg, progress=progress, **fold)
         run_cfg = cv_run_config().with_overrides(**run_opts)
         models = load_models(res.bundle, None, run_cfg)
         out = predict_scene(scene, workdir / "run", models, run_cfg, progress=progress)
