@@ -15,8 +15,9 @@ classes (``sample_tiles/``; ``python sample_tiles/fetch.py`` first).
   (``geosam run`` makes them tile by tile and merges them across seams).
 * **geosam** (``default``): ``geosam train polygons SCENE POLYGONS --field label`` on the training
   folds' polygons (the library function that command calls, with its defaults: the dense head,
-  ``geosam.train.workflows.POLYGONS_HEAD``), then ``geosam run`` on the scene (defaults, without the
-  vector layers); the class map it writes is read at the test pixels.
+  ``geosam.train.workflows.POLYGONS_HEAD``, with ``POLYGONS_DENSE``: the pixel branch on the bands),
+  then ``geosam run`` on the scene (defaults, without the vector layers: the class map refined by
+  regions); the class map it writes is read at the test pixels.
 * All are scored by :func:`geosam.train.cv.cross_validate_polygons` on the same folds (polygons as
   groups, stratified, seeded; the first workflow computes them, the others are given them; written to
   the JSON) and the same pixels: every reference pixel (centre inside a polygon) of the held-out
@@ -166,10 +167,35 @@ def geosam_workflow(scene: Path, options: dict[str, Any]) -> Callable[..., Any]:
 
 #: name -> (description, options of :func:`geosam_workflow`). ``default`` is exactly the CLI's default.
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "default": ("geosam train polygons --field label (defaults: dense head), geosam run", {}),
+    "default": (
+        "geosam train polygons --field label (defaults: dense head, pixel branch on the bands), geosam run",
+        {},
+    ),
     "default_no_refine": (
         "geosam train polygons --field label (defaults), geosam run --refine none (pixel classes)",
         {"run": {"dense.refine": "none"}},
+    ),
+    "encoder": (
+        "dense head on the packaged encoder's features plus the pixel branch with 3/7 px local means, no"
+        " input noise, best of 6 rounds on 10 % of the polygons held out (the default until 2026-11-30)",
+        {"train": {"dense": {"use_encoder": True, "context": [3, 7], "noise": 0.0, "keep": "best"}}},
+    ),
+    "encoder_dropout": (
+        "as encoder, with channel dropout 0.5 on the encoder features, input noise 0.2, keep last",
+        {"train": {"dense": {"use_encoder": True, "context": [3, 7], "encoder_dropout": 0.5}}},
+    ),
+    "local_means": (
+        "as default, plus the bands' 3 x 3 and 7 x 7 local means as inputs",
+        {"train": {"dense": {"context": [3, 7]}}},
+    ),
+    "local_means_no_refine": (
+        "as local_means, geosam run --refine none",
+        {"train": {"dense": {"context": [3, 7]}}, "run": {"dense.refine": "none"}},
+    ),
+    "chip": (
+        "geosam train polygons --head chip (chip classifier, its defaults: the small SAM encoder"
+        " trained on 64 px chips inside the polygons), geosam run (regions classified)",
+        {"train": {"head": "chip"}},
     ),
 }
 

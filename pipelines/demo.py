@@ -7,8 +7,8 @@ polygons in 7 classes:
    (:func:`geosam.train.spatial_cv.grouped_folds`, seed 0): fold 0 is held out, the rest is for
    training. A polygon is never on both sides, so the accuracy below is measured on ground the model
    never saw (pixels of one polygon are strongly correlated; a random pixel split would flatter it).
-2. ``geosam train polygons SCENE train.gpkg --class-column label`` (the library defaults: the dense
-   per-pixel head).
+2. ``geosam train polygons SCENE train.gpkg --class-column label`` (the defaults: the dense per-pixel
+   head on the pixel values, ``geosam.train.workflows.POLYGONS_DENSE``).
 3. ``geosam run SCENE --model model`` (class map, confidence, regions, QGIS project).
 4. ``geosam evaluate CLASSES heldout.gpkg --field label``: confusion matrix, overall accuracy, kappa,
    producer's and user's accuracy of the held-out polygons, printed and written as JSON
@@ -17,7 +17,7 @@ polygons in 7 classes:
    reference polygons on top (class-coloured outlines), so the map can be checked against them.
 
 Every step is the command a user would type (printed before it runs), called in-process. Outputs go to
-``demo_out/`` (``--out``). Takes about 3-5 minutes on 2 CPU cores.
+``demo_out/`` (``--out``). Takes about 20-30 s on 2 CPU cores (21 s measured on 2026-11-30).
 
     python pipelines/demo.py [--out demo_out]
 """

@@ -72,8 +72,12 @@ def test_failed_overwrite_rerun_keeps_the_stac_item_and_its_assets(tmp_path, bun
 # -- a child `geosam run` killed at each step -------------------------------------------------------------
 
 CHILD = r"""
-import sys, time
+import signal, sys, time
 from pathlib import Path
+
+# a background job of a non-interactive shell (`pytest ... &`) starts with SIGINT ignored, and Python
+# then installs no KeyboardInterrupt handler: this test is about geosam's handling of a Ctrl-C it gets
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 import geosam.io.region_stream as rs
 import geosam.io.scene_writer as sw
@@ -361,11 +365,16 @@ def test_signals_are_held_during_a_commit_and_acted_on_after():
     from geosam._signals import Terminated, signals_held, sigterm_raises
 
     done = []
-    with pytest.raises(KeyboardInterrupt), signals_held():
-        os.kill(os.getpid(), signal.SIGINT)
-        with signals_held():  # reentrant: the inner block records into the outer one
+    # Python's Ctrl-C handler, also when pytest runs as a background job (which starts with SIGINT ignored)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt), signals_held():
             os.kill(os.getpid(), signal.SIGINT)
-        done.append("the block ran to its end")
+            with signals_held():  # reentrant: the inner block records into the outer one
+                os.kill(os.getpid(), signal.SIGINT)
+            done.append("the block ran to its end")
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert done == ["the block ran to its end"]
     with sigterm_raises(), pytest.raises(Terminated), signals_held():
         os.kill(os.getpid(), signal.SIGTERM)

@@ -122,19 +122,33 @@ Examples:
   geosam train folder eurosat/2750 --max-per-class 500 --out eurosat_small --resume
 """
 
-POLYGONS_HELP = """Train on chips of SCENE centred inside the polygons of LABELS (any CRS: reprojected).
+POLYGONS_HELP = """Train on SCENE and the polygons of LABELS (any CRS: reprojected).
 
-Chip centres lie on a lattice inside each polygon (a polygon smaller than the lattice step gets one
-chip at its representative point); a chip's label is its polygon's class. Chips are stretched as
-`geosam run` stretches the scene, and chips of one polygon stay on one side of the
-train/validation split.
+By default this trains the dense head (a class and probability per pixel; `geosam run` then gives
+each region the mean probabilities of its pixels) on the pixel values alone: no encoder features
+(--no-dense-use-encoder), no local means (empty --dense-context), input noise 0.2, every polygon
+trained on (--dense-keep last). Chosen by leave-polygons-out cross-validation on the Raleigh sample:
+overall accuracy 0.834 (mean of five fold assignments) against 0.739 for a per-pixel Random Forest
+(docs/training.md). The [default: ...] of the --dense-* options below are the dense head's own, which
+`train raster --head dense` uses; any you give here replaces the polygons default.
+
+--head chip trains the chip classifier instead: chip centres lie on a lattice inside each polygon (a
+polygon smaller than the lattice step gets one chip at its representative point), a chip's label is
+its polygon's class, chips are stretched as `geosam run` stretches the scene, and chips of one polygon
+stay on one side of the train/validation split.
 
 \b
 Examples:
   # the Raleigh sample scene: 34 polygons, 7 classes in column `label`, 28.5 m pixels
+  geosam train polygons sample_tiles/data/raleigh_landsat7_2000_5band.vrt \\
+      sample_tiles/data/landsat96_polygons.shp --field label --out raleigh_model
+  # the same, first measured by 5-fold leave-polygons-out cross-validation (report/cv.json)
+  geosam train polygons sample_tiles/data/raleigh_landsat7_2000_5band.vrt \\
+      sample_tiles/data/landsat96_polygons.shp --field label --cv 5 --out raleigh_model
+  # the chip classifier, 16 px chips every 4 px
   geosam train polygons sample_tiles/data/landsat_multiband.tif \\
-      sample_tiles/data/landsat96_polygons.shp --class-column label \\
-      --band-names blue,green,red,nir,swir1 --chip-size 16 --spacing 4 --out raleigh_model
+      sample_tiles/data/landsat96_polygons.shp --class-column label --head chip \\
+      --band-names blue,green,red,nir,swir1 --chip-size 16 --spacing 4 --out raleigh_chip_model
   # one layer of a GeoPackage, the first three bands of a 4-band scene
   geosam train polygons naip.tif labels.gpkg --layer training --class-column class \\
       --bands 1,2,3 --out naip_model
@@ -217,6 +231,11 @@ def _summary(result: Any, cv_result: Any = None) -> None:
             f"validation ({m['n']} {'pixels' if t.get('head') == 'dense' else 'chips'}, best epoch "
             f"{t['best_epoch']} of {t['epochs_run']}, {result.seconds:.0f} s): overall accuracy "
             f"{m['overall_accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}, kappa {m['kappa']:.3f}"
+        )
+    elif ((t.get("config") or {}).get("dense") or {}).get("keep") == "last":
+        click.echo(
+            f"trained in {result.seconds:.0f} s on every polygon/block (keep: last, no validation split; "
+            "measure the recipe with --cv K)"
         )
     else:
         click.echo(f"trained in {result.seconds:.0f} s (no class had two polygons/blocks to validate on)")
