@@ -439,6 +439,8 @@ def run(
             title="against the per-pixel Random Forest",
         )
     harness.finish(data)
+    if size == "smoke":
+        print("smoke size: 2 folds and a few training steps, to test the script; these numbers mean nothing")
     print(f"command: {data['command']}")
     harness.write_result(NAME, data, results)
     return data

@@ -323,10 +323,14 @@ def resolve_bands(
     if info.count < len(wanted) and not known:
         raise BandError(_too_few_bands(info, wanted), info.path)
     missing = [w for w, f in zip(wanted, found, strict=True) if f is None]
+    # the example keeps what was matched by name and leaves a placeholder for each missing band: never a
+    # copy of another band, which would run but feed the model the wrong light
+    example = ",".join(str(f) if f is not None else f"<{w}>" for w, f in zip(wanted, found, strict=True))
     raise BandError(
         f"cannot find the model's bands {', '.join(missing)} (it expects {', '.join(wanted)}) among the "
-        f"raster's {info.count} band(s): {describe_bands(info)}; pass --bands with one scene band per "
-        f"model band, e.g. --bands {example_bands(info.count, len(wanted))}",
+        f"raster's {info.count} band(s): {describe_bands(info)}; if the scene holds them under other "
+        f"names, pass --bands with one scene band per model band in the model's order (--bands {example}); "
+        "if it does not, this model cannot classify it: use one trained on the bands the scene has",
         info.path,
     )
 

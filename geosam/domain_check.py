@@ -96,7 +96,11 @@ def record_entry(report: DomainReport | None, has_stats: bool, region_source: st
     if report is not None:
         return {**report.to_dict(), "note": report.note()}
     if not has_stats:
-        why = "the model bundle has no domain statistics (add them with `geosam calibrate`)"
+        why = (
+            "the model bundle has no domain statistics (a chip classifier gets them from `geosam calibrate "
+            "BUNDLE --data CHIP_FOLDER`; a dense head trained with `geosam train polygons|raster` has none: "
+            "check its maps with `geosam evaluate` on held-out labels)"
+        )
     elif region_source == "sam":
         why = "SAM-region runs encode whole tiles, not chips like the model's training chips"
     else:

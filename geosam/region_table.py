@@ -108,4 +108,9 @@ def region_frame(
             {c: [] for c in ("region_id", "class_id", "class_name", "probability")}, geometry=[], crs=info.crs
         )
     gdf["area_m2"] = areas_m2(gdf.geometry.values, info) if len(gdf) else []
+    for col in ("predicted_iou", "stability_score", "probability_2", "probability_3"):
+        # numbers, also when every region lacks them (superpixels: no SAM scores): an all-None column
+        # would be object dtype and become a String field in the GeoPackage
+        if col in gdf:
+            gdf[col] = gdf[col].astype("float64")
     return gdf

@@ -52,7 +52,7 @@ def sam2_tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import importlib.util
 
     if importlib.util.find_spec("sam2") is None:  # not importorskip: importing sam2 sets Hydra's global state
-        pytest.skip("SAM 2 tests need the sam2 package (pip install 'geosam[sam2]')")
+        pytest.skip("SAM 2 tests need the sam2 package (pip install -e '.[sam2]')")
     from geosam.testing_models import make_tiny_sam2_checkpoint
 
     return make_tiny_sam2_checkpoint(tmp_path_factory.mktemp("sam2") / "sam2.1_hiera_tiny.pt")

@@ -64,8 +64,22 @@ def test_bands_are_found_by_name_or_warned_or_refused_with_a_hint_that_works(lab
         except BandError as err:
             msg = str(err)
             assert "\n" not in msg and msg.startswith("/data/s.tif: ")
-            hint = hinted_bands(msg)
-            assert len(hint) == len(wanted) and all(1 <= b <= info.count for b in hint)
+            m = re.search(r"--bands ((?:\d+|<\w+>)(?:,(?:\d+|<\w+>))*)", msg)
+            assert m, f"no --bands hint in: {msg}"
+            tokens = m.group(1).split(",")
+            assert len(tokens) == len(wanted)
+            if any(t.startswith("<") for t in tokens):
+                # bands missing by name: the matched ones by index, a placeholder naming each missing
+                # one, never another band copied into its place
+                canon = [canonical_band_name(n) if n else None for n in labels]
+                for w, t in zip(wanted, tokens, strict=True):
+                    if t.startswith("<"):
+                        assert t == f"<{w}>" and "cannot find" in msg and w in msg
+                    else:
+                        assert canon[int(t) - 1] == w
+                return
+            hint = [int(t) for t in tokens]
+            assert all(1 <= b <= info.count for b in hint)
             assert resolve_bands(info, hint, wanted) == tuple(hint)  # the hint runs as written
             return
     assert len(chosen) == len(wanted)

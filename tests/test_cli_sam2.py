@@ -19,7 +19,7 @@ from geosam.predict import output_paths
 from geosam.testing_chips import write_chip_folder
 
 if importlib.util.find_spec("sam2") is None:  # find_spec: importing sam2 would initialise Hydra globally
-    pytest.skip("SAM 2 tests need the sam2 package (pip install 'geosam[sam2]')", allow_module_level=True)
+    pytest.skip("SAM 2 tests need the sam2 package (pip install -e '.[sam2]')", allow_module_level=True)
 
 # lowered thresholds (random weights) and no halo (4 tiles of the sample scene; seams: test_predict_sam2)
 LOWERED = ["--points-per-side", "4", "--pred-iou-thresh", "0", "--stability-score-thresh", "0", "--halo", "0"]

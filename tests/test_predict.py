@@ -139,6 +139,13 @@ def test_regions_partition_the_scene_and_match_the_class_map(run_default):
     ):
         assert col in gdf.columns
     assert gdf["region_source"].eq("felzenszwalb").all() and gdf["predicted_iou"].isna().all()
+    # numeric fields are Real in the GeoPackage also when every value is NULL (no SAM scores here)
+    import pyogrio
+
+    info = pyogrio.read_info(res.outputs["regions_gpkg"])
+    types = dict(zip(info["fields"], info["dtypes"], strict=True))
+    for col in ("probability", "probability_2", "predicted_iou", "stability_score", "area_m2"):
+        assert types[col] == "float64", (col, types[col])
 
 
 def test_seam_crossing_block_is_one_region(run_default):

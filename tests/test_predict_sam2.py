@@ -23,7 +23,7 @@ from geosam.testing import make_raster
 from geosam.testing_models import make_tiny_bundle, make_tiny_sam2_bundle, make_tiny_sam_checkpoint
 
 if importlib.util.find_spec("sam2") is None:  # find_spec: importing sam2 would initialise Hydra globally
-    pytest.skip("SAM 2 tests need the sam2 package (pip install 'geosam[sam2]')", allow_module_level=True)
+    pytest.skip("SAM 2 tests need the sam2 package (pip install -e '.[sam2]')", allow_module_level=True)
 
 CLASSES = ("water", "forest", "field")
 OUTPUTS = ("classes", "confidence", "regions_geojson", "regions_gpkg", "tiles_gpkg", "qgis_project", "record")

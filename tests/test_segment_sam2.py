@@ -25,7 +25,7 @@ from geosam.models.sam_family import (
 from geosam.segment_sam2 import generate_single_crop_sam2, sam2_regions
 
 if importlib.util.find_spec("sam2") is None:  # find_spec: importing sam2 would initialise Hydra globally
-    pytest.skip("SAM 2 tests need the sam2 package (pip install 'geosam[sam2]')", allow_module_level=True)
+    pytest.skip("SAM 2 tests need the sam2 package (pip install -e '.[sam2]')", allow_module_level=True)
 
 TINY = SAM2_VARIANTS["sam2.1_hiera_tiny"]
 

@@ -18,7 +18,7 @@ from geosam.train.data import ChipData
 from geosam.train.engine import train
 
 if importlib.util.find_spec("sam2") is None:  # find_spec: importing sam2 would initialise Hydra globally
-    pytest.skip("SAM 2 tests need the sam2 package (pip install 'geosam[sam2]')", allow_module_level=True)
+    pytest.skip("SAM 2 tests need the sam2 package (pip install -e '.[sam2]')", allow_module_level=True)
 
 
 def chips(bands=("red", "green", "blue"), n_per_class=6, size=64, seed=0) -> ChipData:

@@ -168,9 +168,20 @@ def evaluate(
             matches, or no reference unit falls on a valid map pixel.
         ConfigError: The class-mapping file is missing or invalid.
     """
+    from geosam.accuracy.provenance import training_reference
+
     cfg = config or EvaluateConfig()
     mapping = load_class_mapping(cfg.classes) if cfg.classes else None
     info = open_map(map_path)
+    trained_by = training_reference(map_path, reference)
+    if trained_by is not None:
+        log.warning(
+            "%s is the label file the map's model (%s) was trained on: these figures say how well the "
+            "model fits its training labels, not how right the map is; assess it on labels held out "
+            "from training (a spatial split, or `geosam train ... --cv K`)",
+            Path(reference).name,
+            trained_by,
+        )
     t = tally(
         info,
         reference,

@@ -52,7 +52,7 @@ A scene that fails is reported and skipped; the exit status is non-zero if any f
     default=None,
     help="Meta's SAM 3 checkpoint (sam3.pt; SAM License, downloaded by you) for concept prompts: the "
     "concepts are the classes (zero-shot), or with --regions sam3 the regions a model classifies. "
-    'Needs `pip install "geosam[sam3]"`.',
+    'Needs `pip install "geosam-landcover[sam3]"`.',
 )
 @click.option(
     "--concepts",

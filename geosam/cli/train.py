@@ -235,7 +235,8 @@ def _summary(result: Any, cv_result: Any = None) -> None:
     elif ((t.get("config") or {}).get("dense") or {}).get("keep") == "last":
         click.echo(
             f"trained in {result.seconds:.0f} s on every polygon/block (keep: last, no validation split; "
-            "measure the recipe with --cv K)"
+            "measure the recipe with --cv K); with nothing held out, its probabilities are not calibrated "
+            "and it has no domain statistics"
         )
     else:
         click.echo(f"trained in {result.seconds:.0f} s (no class had two polygons/blocks to validate on)")

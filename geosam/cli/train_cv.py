@@ -86,7 +86,9 @@ def _fold_printer(k: int) -> Any:
     def on_fold(r: Any) -> None:
         m = r.metrics
         click.echo(
-            f"  fold {r.fold + 1}/{k}: {m['n']} pixels of {len(r.test_polygons)} groups: overall "
+            f"  fold {r.fold + 1}/{k}: {m['n']} scored pixels of {len(r.test_polygons)} held-out groups"
+            + (f" ({m['unclassified']} more on map nodata, not scored)" if m.get("unclassified") else "")
+            + ": overall "
             f"accuracy {m['overall_accuracy']:.3f}, kappa {m['kappa']:.3f}, macro-F1 {m['macro_f1']:.3f} "
             f"({r.seconds:.0f} s)",
             err=True,
@@ -98,7 +100,9 @@ def _fold_printer(k: int) -> Any:
 def _print_cv(res: Any) -> None:
     p, mean, std = res.pooled, res.mean, res.std
     click.echo(
-        f"cross-validation ({res.n_pixels} reference pixels, each predicted once): overall accuracy "
+        f"cross-validation ({res.n_pixels} reference pixels, each predicted once; "
+        f"{res.n_pixels - p.get('unclassified', 0)} scored, {p.get('unclassified', 0)} on map nodata): "
+        "overall accuracy "
         f"{p['overall_accuracy']:.3f}, kappa {p['kappa']:.3f}, macro-F1 {p['macro_f1']:.3f}, mIoU "
         f"{p['miou']:.3f}; per fold {mean['overall_accuracy']:.3f} +- {std['overall_accuracy']:.3f}"
     )

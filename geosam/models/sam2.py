@@ -66,7 +66,7 @@ def _sam2() -> Any:
             except ImportError as err:  # pragma: no cover - sam2 is a declared dependency
                 raise CheckpointError(
                     f"SAM 2 checkpoints need the sam2 package ({err}); install it with "
-                    '`pip install "geosam[sam2]"` (SAM2_BUILD_CUDA=0 for a pure-Python wheel)'
+                    '`pip install "geosam-landcover[sam2]"` (SAM2_BUILD_CUDA=0 for a pure-Python wheel)'
                 ) from None
             finally:
                 restore_gh_from_backup(backup)

@@ -1,4 +1,4 @@
-"""SAM 3 concept prompts through Meta's ``sam3`` package (optional extra ``geosam[sam3]``).
+"""SAM 3 concept prompts through Meta's ``sam3`` package (optional extra ``geosam-landcover[sam3]``).
 
 This is the only geosam module that imports ``sam3`` (lazily). SAM 3's code and weights are under
 Meta's custom **SAM License** (not OSI; see ``docs/sam_models.md``): geosam neither bundles nor
@@ -44,8 +44,8 @@ log = logging.getLogger(__name__)
 #: SAM 3's input size in pixels (its RoPE tables are built for 72 x 72 patches of 14 px).
 SAM3_RESOLUTION = 1008
 _INSTALL = (
-    'install it with `pip install "geosam[sam3]"` (Meta\'s sam3 package, SAM License; it pins numpy<2.4, '
-    "so use a separate environment if other packages need a newer numpy)"
+    'install it with `pip install "geosam-landcover[sam3]"` (Meta\'s sam3 package, SAM License; it pins '
+    "numpy<2.4, so use a separate environment if other packages need a newer numpy)"
 )
 
 
