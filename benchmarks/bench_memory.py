@@ -42,7 +42,7 @@ from geosam.predict import predict_scene, process_tile
 from geosam.runtime import load_models
 cfg = parse_config(json.loads(cfg_json))
 
-def collected_finish(plan, models, cfg, stitched, scratch, outputs):
+def collected_finish(plan, models, cfg, stitched, scratch, outputs, *, progress=False, dense=None):
     # the control: every region's polygon kept until the end, then one frame written (before streaming)
     from geosam.io import scene_writer
     from geosam.region_table import region_frame
@@ -50,7 +50,9 @@ def collected_finish(plan, models, cfg, stitched, scratch, outputs):
     table = stitched.stitcher.finish(cfg.segment.min_region_area)
     tags = scene_writer.scene_tags(plan.path, models.bundle.meta.name, models.region_source)
     polygons = scene_writer.write_maps(scratch / geosam.predict._PROVISIONAL, plan.tiles, table,
-                                       stitched.tile_probs, outputs, scheme, cfg.output, tags)
+                                       stitched.tile_probs, outputs, scheme, cfg.output, tags,
+                                       progress=progress, dense=dense, refine=cfg.dense.refine == "regions",
+                                       probabilities=cfg.dense.probabilities)
     regions = region_frame(polygons, table, plan.tiles, scheme, models.region_source)
     scene_writer.write_regions(regions, outputs, scheme, cfg.output)
     return len(regions)

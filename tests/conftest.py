@@ -56,3 +56,34 @@ def sam2_tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from geosam.testing_models import make_tiny_sam2_checkpoint
 
     return make_tiny_sam2_checkpoint(tmp_path_factory.mktemp("sam2") / "sam2.1_hiera_tiny.pt")
+
+
+@pytest.fixture
+def scene_and_polygons(tmp_path: Path) -> tuple[Path, Path]:
+    """A 64 x 64 px 10 m UTM scene, dark left half and bright right half, and four label polygons (two per
+    half, class column ``lc``): the training tests' smallest real scene-and-polygons pair."""
+    import geopandas as gpd
+    import numpy as np
+    from shapely.geometry import box
+
+    from geosam.testing import make_raster
+
+    cols = np.arange(64)[None, :].repeat(64, axis=0)
+    arr = np.stack([np.where(cols < 32, 1000, 9000)] * 3).astype(np.uint16)
+    scene = make_raster(
+        tmp_path / "scene.tif", 64, 64, count=3, fill=arr, band_names=["red", "green", "blue"]
+    )
+    x0, y1 = 500000.0, 5000000.0  # 10 m pixels
+    polys = gpd.GeoDataFrame(
+        {"lc": ["dark", "dark", "bright", "bright"]},
+        geometry=[
+            box(x0 + 20, y1 - 300, x0 + 150, y1 - 20),
+            box(x0 + 20, y1 - 620, x0 + 150, y1 - 340),
+            box(x0 + 340, y1 - 300, x0 + 620, y1 - 20),
+            box(x0 + 340, y1 - 620, x0 + 620, y1 - 340),
+        ],
+        crs="EPSG:32633",
+    )
+    labels = tmp_path / "labels.gpkg"
+    polys.to_file(labels)
+    return scene, labels

@@ -5,14 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import geopandas as gpd
 import numpy as np
 import pytest
 from PIL import Image
-from shapely.geometry import box
 
 from geosam.cli.main import main
-from geosam.testing import make_raster
 
 
 @pytest.fixture(autouse=True)
@@ -92,29 +89,6 @@ def test_config_errors_are_one_line(
     assert "--epochs" in _error_line(capsys)
     assert main(["train", "folder", str(chip_folder), "--backbone", "vit_q"]) == 2
     assert "backbone must be" in _error_line(capsys)
-
-
-@pytest.fixture
-def scene_and_polygons(tmp_path: Path) -> tuple[Path, Path]:
-    cols = np.arange(64)[None, :].repeat(64, axis=0)
-    arr = np.stack([np.where(cols < 32, 1000, 9000)] * 3).astype(np.uint16)
-    scene = make_raster(
-        tmp_path / "scene.tif", 64, 64, count=3, fill=arr, band_names=["red", "green", "blue"]
-    )
-    x0, y1 = 500000.0, 5000000.0  # 10 m pixels
-    polys = gpd.GeoDataFrame(
-        {"lc": ["dark", "dark", "bright", "bright"]},
-        geometry=[
-            box(x0 + 20, y1 - 300, x0 + 150, y1 - 20),
-            box(x0 + 20, y1 - 620, x0 + 150, y1 - 340),
-            box(x0 + 340, y1 - 300, x0 + 620, y1 - 20),
-            box(x0 + 340, y1 - 620, x0 + 620, y1 - 340),
-        ],
-        crs="EPSG:32633",
-    )
-    labels = tmp_path / "labels.gpkg"
-    polys.to_file(labels)
-    return scene, labels
 
 
 def test_train_polygons_end_to_end(

@@ -7,12 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-import geopandas as gpd
-import numpy as np
 import pytest
 import yaml
 from pydantic import ValidationError
-from shapely.geometry import box
 
 from geosam.cli import train as train_cli
 from geosam.cli.config_options import leaf_fields
@@ -20,7 +17,6 @@ from geosam.cli.main import main
 from geosam.config import RunConfig
 from geosam.config_io import field_descriptions, format_validation_error
 from geosam.errors import ConfigError
-from geosam.testing import make_raster
 from geosam.train.config import (
     SCHEMA_VERSION,
     DenseOptions,
@@ -231,29 +227,6 @@ def test_config_round_trips_through_the_replay_yaml(tmp_path: Path) -> None:
     p.write_text(replay_yaml(cfg))
     assert load_train_config(p) == cfg
     assert yaml.safe_load(p.read_text())["sampling"]["classes"] == {1: "water", 2: "forest"}
-
-
-@pytest.fixture
-def scene_and_polygons(tmp_path: Path) -> tuple[Path, Path]:
-    cols = np.arange(64)[None, :].repeat(64, axis=0)
-    arr = np.stack([np.where(cols < 32, 1000, 9000)] * 3).astype(np.uint16)
-    scene = make_raster(
-        tmp_path / "scene.tif", 64, 64, count=3, fill=arr, band_names=["red", "green", "blue"]
-    )
-    x0, y1 = 500000.0, 5000000.0  # 10 m pixels
-    polys = gpd.GeoDataFrame(
-        {"lc": ["dark", "dark", "bright", "bright"]},
-        geometry=[
-            box(x0 + 20, y1 - 300, x0 + 150, y1 - 20),
-            box(x0 + 20, y1 - 620, x0 + 150, y1 - 340),
-            box(x0 + 340, y1 - 300, x0 + 620, y1 - 20),
-            box(x0 + 340, y1 - 620, x0 + 620, y1 - 340),
-        ],
-        crs="EPSG:32633",
-    )
-    labels = tmp_path / "labels.gpkg"
-    polys.to_file(labels)
-    return scene, labels
 
 
 def test_a_training_run_replays_from_its_bundle(
