@@ -2,7 +2,7 @@
 
 Scenes are VRT mosaics repeating a real scene (``RGB.byte.tif``, 791 x 718, nodata 0 around a rotated
 footprint) 1x1, 2x2 and 4x4 times: real pixels, no copy written. Each run is a fresh subprocess that
-loads the models, runs one warm-up tile, records its peak resident set size (``ru_maxrss``), runs
+loads the models, runs one warm-up tile, records its peak resident set size (``VmHWM``), runs
 ``predict_scene`` with every output enabled, and records the peak again. Reported: the baseline
 (interpreter, libraries, models), the peak, and the growth during the scene; a whole-scene approach
 would need at least the scene's float32 pixels (shown for scale).
@@ -31,6 +31,14 @@ import json, resource, sys, tempfile, time
 from pathlib import Path
 
 def peak_mb():
+    # VmHWM: this process image's own high-water mark. ru_maxrss is not: Linux carries the parent's
+    # peak over fork and exec, so a child of a large benchmark process reported the parent's peak
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 scene, model, ckpt, cfg_json = sys.argv[1:5]
