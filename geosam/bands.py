@@ -323,8 +323,15 @@ def resolve_bands(
     if info.count < len(wanted) and not known:
         raise BandError(_too_few_bands(info, wanted), info.path)
     missing = [w for w, f in zip(wanted, found, strict=True) if f is None]
-    # the example keeps what was matched by name and leaves a placeholder for each missing band: never a
-    # copy of another band, which would run but feed the model the wrong light
+    if len(missing) == len(wanted):  # nothing matched by name: the bands may be there, unnamed
+        raise BandError(
+            f"cannot find the model's bands {', '.join(missing)} among the raster's {info.count} band(s): "
+            f"{describe_bands(info)}; pass --bands with one scene band per model band in the model's "
+            f"order, e.g. --bands {example_bands(info.count, len(wanted))}",
+            info.path,
+        )
+    # some bands matched by name: the example keeps them and leaves a placeholder for each missing band,
+    # never a copy of another band, which would run but feed the model the wrong light
     example = ",".join(str(f) if f is not None else f"<{w}>" for w, f in zip(wanted, found, strict=True))
     raise BandError(
         f"cannot find the model's bands {', '.join(missing)} (it expects {', '.join(wanted)}) among the "
