@@ -6,63 +6,69 @@ import shutil
 
 import geopandas as gpd
 import numpy as np
+import pytest
 from shapely.geometry import box
 
 from geosam.accuracy.provenance import training_reference
-from geosam.testing import make_raster
+from geosam.testing import DEFAULT_TRANSFORM, make_raster
+from geosam.testing_models import make_tiny_bundle
 
 
-def _run_folder(tmp_path):
-    labels = tmp_path / "labels.gpkg"
-    gpd.GeoDataFrame(
-        {"label": ["0", "1"]}, geometry=[box(0, 0, 5, 5), box(5, 0, 10, 5)], crs="EPSG:32633"
-    ).to_file(labels)
-    bundle = tmp_path / "model"
-    bundle.mkdir()
-    (bundle / "model.json").write_text(json.dumps({"data": {"source": "polygons", "labels": str(labels)}}))
-    out = tmp_path / "out"
-    out.mkdir()
-    classes = out / "s_classes.tif"
-    classes.write_bytes(b"")  # only its name and its run record matter here
-    (out / "s_run.json").write_text(json.dumps({"model": {"path": str(bundle)}}))
-    return labels, bundle, classes
+def _polygons(path, classes, boxes):
+    a, _, c, _, e, f = DEFAULT_TRANSFORM
+
+    def px(c0, r0, c1, r1):
+        return box(c + c0 * a, f + r1 * e, c + c1 * a, f + r0 * e)
+
+    gpd.GeoDataFrame({"label": classes}, geometry=[px(*b) for b in boxes], crs="EPSG:32633").to_file(path)
+    return path
 
 
-def test_training_labels_are_recognised_by_path_or_content(tmp_path):
-    labels, bundle, classes = _run_folder(tmp_path)
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory):
+    """A real run of a tiny bundle whose model.json names ``labels.gpkg`` as its training labels."""
+    from geosam.config import RunConfig
+    from geosam.predict import predict_scene
+    from geosam.runtime import load_models
+
+    tmp = tmp_path_factory.mktemp("provenance")
+    labels = _polygons(tmp / "labels.gpkg", ["water", "field"], [(2, 2, 30, 60), (34, 2, 62, 60)])
+    bundle = make_tiny_bundle(tmp / "model")
+    meta = json.loads((bundle / "model.json").read_text())
+    meta["data"] = {"source": "polygons", "labels": str(labels.resolve())}  # as train polygons records it
+    (bundle / "model.json").write_text(json.dumps(meta))
+    scene = make_raster(
+        tmp / "s.tif", 64, 64, count=3, dtype="uint8", fill=np.full((3, 64, 64), 90, np.uint8)
+    )
+    cfg = RunConfig.model_validate({"output": {"regions": False}})
+    out = predict_scene(scene, tmp / "out", load_models(bundle, None, cfg), cfg)
+    return tmp, labels, bundle, out.outputs["classes"]
+
+
+def test_training_labels_are_recognised_by_path_or_content(run_folder):
+    tmp, labels, bundle, classes = run_folder
     assert training_reference(classes, labels) == bundle
-    copy = tmp_path / "elsewhere" / "copy.gpkg"
-    copy.parent.mkdir()
+    copy = tmp / "elsewhere" / "copy.gpkg"
+    copy.parent.mkdir(exist_ok=True)
     shutil.copy(labels, copy)
     assert training_reference(classes, copy) == bundle  # the same bytes under another name
-    other = tmp_path / "held_out.gpkg"
-    gpd.GeoDataFrame({"label": ["a"]}, geometry=[box(0, 5, 5, 10)], crs="EPSG:32633").to_file(other)
+    other = _polygons(tmp / "held_out.gpkg", ["water"], [(2, 62, 30, 64)])
     assert training_reference(classes, other) is None
     # not a geosam map name, or no run record beside it: not checked
     renamed = classes.with_name("s_map.tif")
     shutil.copy(classes, renamed)
     assert training_reference(renamed, labels) is None
-    (classes.parent / "s_run.json").unlink()
-    assert training_reference(classes, labels) is None
+    lone = tmp / "lone" / classes.name
+    lone.parent.mkdir(exist_ok=True)
+    shutil.copy(classes, lone)
+    assert training_reference(lone, labels) is None
 
 
-def test_evaluate_warns_on_training_labels(tmp_path, caplog):
+def test_evaluate_warns_on_training_labels(run_folder, caplog):
     from geosam.accuracy.config import EvaluateConfig
     from geosam.accuracy.evaluate import evaluate
 
-    labels, bundle, classes = _run_folder(tmp_path)
-    data = np.zeros((10, 10), np.uint8)
-    data[:, 5:] = 1
-    make_raster(
-        classes,
-        10,
-        10,
-        count=1,
-        dtype="uint8",
-        fill=data[None],
-        crs="EPSG:32633",
-        transform=(1, 0, 0, 0, -1, 10),
-    )
+    _, labels, bundle, classes = run_folder
     with caplog.at_level(logging.WARNING, logger="geosam.accuracy.evaluate"):
         evaluate(classes, labels, EvaluateConfig(field="label"))
     assert "was trained on" in caplog.text and str(bundle) in caplog.text

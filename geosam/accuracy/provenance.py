@@ -10,7 +10,6 @@ Maps of other tools, or geosam maps without their run record, are not checked.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -42,11 +41,15 @@ def training_reference(map_path: str | os.PathLike[str], reference: str | os.Pat
     m = Path(map_path)
     if not m.name.endswith(_CLASSES_SUFFIX):
         return None
+    from geosam.errors import GeosamError
+    from geosam.models.bundle import read_bundle_meta
+    from geosam.record import read_run_record
+
     record = m.with_name(m.name[: -len(_CLASSES_SUFFIX)] + RECORD_SUFFIX)
     try:
-        bundle = Path(json.loads(record.read_text(encoding="utf-8"))["model"]["path"])
-        data = json.loads((bundle / "model.json").read_text(encoding="utf-8")).get("data") or {}
-    except (OSError, ValueError, KeyError, TypeError):
+        bundle = Path(read_run_record(record).model.path)
+        data = read_bundle_meta(bundle).data
+    except GeosamError:  # no record, or no readable bundle: nothing to compare with
         return None
     for key in ("labels", "label_raster"):
         trained = data.get(key)
