@@ -314,6 +314,7 @@ class Sam3Regions:
     """
 
     source = "sam3"
+    reads_embedding = False  # SAM 3 encodes the tile itself
 
     def __init__(self, segmenter: ConceptSegmenter, cfg: SegmentConfig, rgb: tuple[int, int, int]) -> None:
         self.segmenter = segmenter

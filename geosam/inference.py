@@ -233,37 +233,38 @@ def tile_inference(
     domain = models.bundle.domain if models.region_source != "sam" else None
     mean: torch.Tensor = models.bundle.model.mean  # type: ignore[assignment]  # a registered buffer
     fill = fill_values(model_preprocessing(models.bundle.meta), mean.detach().cpu().numpy().reshape(-1))
+    regions = region_maker(
+        models.region_source,
+        models.sam,
+        segment,
+        chip_size=encoder.chip_size,
+        # the mask decoder follows the encoder's precision on GPUs; on CPUs it stays float32
+        precision=models.precision if models.device.type == "cuda" else "fp32",
+    )
     return TileInference(
         model=models.bundle.model,
         encoder=encoder,
-        # the mask decoder follows the encoder's precision on GPUs; on CPUs it stays float32
-        regions=region_maker(
-            models.region_source,
-            models.sam,
-            segment,
-            chip_size=encoder.chip_size,
-            precision=models.precision if models.device.type == "cuda" else "fp32",
-        ),
+        regions=regions,
         device=models.device,
         precision=models.precision,
         chip_batch=max(1, batch_size) * 16,
         fill=fill,
         domain=domain,
-        encode=needs_features(models.bundle.model, models.region_source, domain),
+        encode=needs_features(models.bundle.model, regions, domain),
     )
 
 
-def needs_features(model: LandCoverModel, region_source: str, domain: DomainStats | None) -> bool:
+def needs_features(model: LandCoverModel, regions: RegionMaker, domain: DomainStats | None) -> bool:
     """Whether a run reads the encoder's features.
 
-    A chip head, a dense head that uses them, SAM or chip regions (the mask decoder reads SAM's
-    embedding; chip regions are classified on the features) and domain statistics (scored on them)
-    do. ``False`` only for a dense head on the pixels alone (``use_encoder: false``, the ``geosam
-    train polygons`` default) with felzenszwalb or tiles regions and no domain statistics.
+    A chip head (it pools them), a dense head that uses them, regions made from the embedding (SAM's
+    mask decoder: ``regions.reads_embedding``) and domain statistics (scored on them) do. ``False``
+    only for a dense head on the pixels alone (``use_encoder: false``, the ``geosam train polygons``
+    default) with regions made from the pixels and no domain statistics.
     """
     from geosam.models.dense_head import DenseHead
 
     dense = model.dense
     if not isinstance(dense, DenseHead) or dense.cfg.use_encoder or domain is not None:
         return True
-    return region_source not in ("felzenszwalb", "tiles")
+    return regions.reads_embedding

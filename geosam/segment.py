@@ -135,6 +135,7 @@ class SamRegions:
     """
 
     source = "sam"
+    reads_embedding = True
 
     def __init__(self, sam: Sam, cfg: SegmentConfig, *, precision: str = "fp32") -> None:
         self.generator = mask_generator(sam, cfg)
@@ -165,6 +166,7 @@ class FelzenszwalbRegions:
     """Graph-based superpixels of the tile's pixels (:func:`felzenszwalb_regions`); ignores the embedding."""
 
     source = "felzenszwalb"
+    reads_embedding = False
 
     def __init__(self, cfg: SegmentConfig) -> None:
         self.cfg = cfg
@@ -178,6 +180,7 @@ class NoRegions:
     """No regions: every tile is classified as a whole (region source ``tiles``)."""
 
     source = "tiles"
+    reads_embedding = False
 
     def __call__(self, tile: np.ndarray, embedding: torch.Tensor | None, valid: np.ndarray) -> Regions:
         """An empty partition of the tile."""
@@ -185,9 +188,14 @@ class NoRegions:
 
 
 class RegionMaker(Protocol):
-    """Makes the regions of one tile from its stretched pixels and/or its encoder embedding."""
+    """Makes the regions of one tile from its stretched pixels and/or its encoder embedding.
+
+    ``reads_embedding``: whether the regions come from the embedding (SAM); makers that do not are
+    called with ``None`` when nothing else needs the encoder (:func:`geosam.inference.needs_features`).
+    """
 
     source: str
+    reads_embedding: bool
 
     def __call__(self, tile: np.ndarray, embedding: torch.Tensor | None, valid: np.ndarray) -> Regions:
         """Regions of a tile: ``tile`` (N, H, W) 0..1, ``embedding`` (1, C, h, w), ``valid`` (H, W)."""
@@ -204,6 +212,7 @@ class ChipRegions:
 
     chip: int
     source: str = "chips"
+    reads_embedding: bool = False
 
     def __call__(self, tile: np.ndarray, embedding: torch.Tensor | None, valid: np.ndarray) -> Regions:
         """Regions of a tile's read window (whole chips, starting on the scene's chip grid)."""

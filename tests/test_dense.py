@@ -303,8 +303,13 @@ def test_pixel_only_dense_head_skips_the_encoder_and_maps_the_same(road, tmp_pat
     run_cfg = RunConfig().with_overrides(**{"dense.probabilities": True, "output.regions": False})
     models = load_models(res.bundle, None, run_cfg)
     assert models.region_source == "felzenszwalb" and models.bundle.domain is None
-    assert geosam.inference.needs_features(models.bundle.model, "felzenszwalb", None) is False
-    assert geosam.inference.needs_features(models.bundle.model, "sam", None) is True
+    from geosam.segment import FelzenszwalbRegions, NoRegions, SamRegions
+
+    pixels = FelzenszwalbRegions(run_cfg.segment)
+    assert geosam.inference.needs_features(models.bundle.model, pixels, None) is False
+    assert geosam.inference.needs_features(models.bundle.model, NoRegions(), None) is False
+    sam = SamRegions.__new__(SamRegions)  # what matters is the class: SAM masks come from the embedding
+    assert geosam.inference.needs_features(models.bundle.model, sam, None) is True
 
     calls = []
     real = geosam.encode.encode_tiles
