@@ -47,8 +47,13 @@ def _top3(probs: np.ndarray, scheme: ClassScheme) -> list[str]:
     return [f"{scheme.names[i]}:{probs[i]:.3f}" for i in order]
 
 
-def _nan_none(v: float) -> float | None:
-    return None if not np.isfinite(v) else round(float(v), 4)
+def _score(v: float) -> float:
+    """A number rounded to 4 decimals, NaN where there is none.
+
+    NaN, not ``None``: the column stays numeric (a Real field in the GeoPackage, null in GeoJSON) also
+    when every region lacks it (superpixels have no SAM scores).
+    """
+    return round(float(v), 4) if np.isfinite(v) else float("nan")
 
 
 def _ranked(order: np.ndarray, i: int) -> bool:
@@ -89,13 +94,13 @@ def region_frame(
                 "class_name": scheme.names[int(order[0])],
                 "probability": round(float(probs[order[0]]), 4),
                 "class_2": scheme.names[int(order[1])] if _ranked(order, 1) else None,
-                "probability_2": round(float(probs[order[1]]), 4) if _ranked(order, 1) else None,
+                "probability_2": _score(probs[order[1]]) if _ranked(order, 1) else float("nan"),
                 "class_3": scheme.names[int(order[2])] if _ranked(order, 2) else None,
-                "probability_3": round(float(probs[order[2]]), 4) if _ranked(order, 2) else None,
+                "probability_3": _score(probs[order[2]]) if _ranked(order, 2) else float("nan"),
                 "top3": ", ".join(_top3(probs, scheme)),
                 "area_px": int(table.area_px[i]),
-                "predicted_iou": _nan_none(table.predicted_iou[i]),
-                "stability_score": _nan_none(table.stability_score[i]),
+                "predicted_iou": _score(table.predicted_iou[i]),
+                "stability_score": _score(table.stability_score[i]),
                 "tile_id": tiles_by_index[int(table.tile_index[i])].tile_id,
                 "pieces": int(table.pieces[i]),
                 "region_source": region_source,
@@ -108,9 +113,4 @@ def region_frame(
             {c: [] for c in ("region_id", "class_id", "class_name", "probability")}, geometry=[], crs=info.crs
         )
     gdf["area_m2"] = areas_m2(gdf.geometry.values, info) if len(gdf) else []
-    for col in ("predicted_iou", "stability_score", "probability_2", "probability_3"):
-        # numbers, also when every region lacks them (superpixels: no SAM scores): an all-None column
-        # would be object dtype and become a String field in the GeoPackage
-        if col in gdf:
-            gdf[col] = gdf[col].astype("float64")
     return gdf
