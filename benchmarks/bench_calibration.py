@@ -66,60 +66,160 @@ SCENE_SETS: dict[str, tuple[Path, list[int] | None, bool]] = {
 }
 
 
-def _val_outputs(bundle: Any, data: Any, idx: np.ndarray, batch: int = 128) -> tuple[np.ndarray, np.ndarray]:
-    """Uncalibrated logits and pooled features of EuroSAT chips ``idx`` (the training path's input)."""
+def _val_outputs(
+    bundle: Any, data: Any, idx: np.ndarray, block: int | None, batch: int = 128
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Uncalibrated logits and pooled features of EuroSAT chips ``idx`` (the training path's input).
+
+    Features: ``encoder`` (the encoder's output, what the head reads) and ``block`` (encoder block
+    ``block``'s output, :func:`geosam.domain.capture_block`; the encoder's when ``block`` is ``None``).
+    """
     import torch
 
+    from geosam.domain import capture_block
+
     model = bundle.model
-    logits, feats = [], []
+    logits, enc, blk = [], [], []
     with torch.inference_mode():
         for s in range(0, len(idx), batch):
             x = torch.from_numpy(data.to_unit(idx[s : s + batch]))
-            pooled = model.features(x).float().mean(dim=(2, 3))
+            with capture_block(model.encoder, block) as captured:
+                pooled = model.features(x).float().mean(dim=(2, 3))
+            dom = captured[0].mean(dim=(2, 3)) if captured else pooled
             logits.append(model.head.net(pooled).double().numpy())  # .net: without the temperature
-            feats.append(pooled.double().numpy())
-    return np.concatenate(logits), np.concatenate(feats)
+            enc.append(pooled.double().numpy())
+            blk.append(dom.double().numpy())
+    return np.concatenate(logits), {"encoder": np.concatenate(enc), "block": np.concatenate(blk)}
 
 
 def scene_chip_outputs(
-    models: Any, path: Path, bands: list[int] | None, method: str, match: bool
-) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    models: Any, path: Path, bands: list[int] | None, method: str, match: bool, block: int | None = None
+) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, Any]]:
     """Logits and pooled features of every encoder chip of a scene, made as ``geosam run`` makes them.
 
-    Tiles without halo (each chip once), chips at least half valid; returns ``(logits, features, info)``.
+    ``method``: ``run`` applies exactly the preprocessing ``geosam run`` resolves for the scene (the
+    bundle's, :func:`geosam.scene_preprocessing.scene_preprocessing`); ``dtype`` or ``percentile``
+    force that stretch. Tiles without halo (each chip once), chips at least half valid; returns
+    ``(logits, features, info)``; ``features`` as :func:`_val_outputs`' (``encoder`` and ``block``),
+    pooled per chip as ``geosam run`` pools them.
     """
     import torch
 
     from geosam.bands import resolve_bands
     from geosam.config import NormalizeConfig, RunConfig, TilingConfig
-    from geosam.domain import chip_features
-    from geosam.encode import encode_tiles, fill_invalid, plan_encoder
+    from geosam.domain import capture_block, chip_features
+    from geosam.encode import chips_to_tiles, encode_tiles, fill_invalid, plan_encoder
     from geosam.io.read import open_scene, read_tile
     from geosam.stretch import apply_stretch, compute_stretch
     from geosam.tiling import plan_tiles
 
-    cfg = RunConfig(match_resolution=match, normalize=NormalizeConfig(method=method))  # type: ignore[arg-type]
+    mean = models.bundle.model.mean.detach().cpu().numpy().reshape(-1)
+    norm = NormalizeConfig(method="auto" if method == "run" else method)  # type: ignore[arg-type]
+    cfg = RunConfig(match_resolution=match, normalize=norm)
     model = models.bundle.model
     info = open_scene(path)
     b = resolve_bands(info, bands, models.bundle.meta.bands)
-    stretch = compute_stretch(path, b, cfg.normalize)
+    if method == "run":
+        from geosam.preprocess import model_preprocessing
+        from geosam.scene_preprocessing import scene_preprocessing
+
+        pre = scene_preprocessing(path, b, model_preprocessing(models.bundle.meta), mean)
+        prepare = pre.apply
+        applied = pre.applied
+    else:
+        stretch = compute_stretch(path, b, cfg.normalize)
+
+        def prepare(data: np.ndarray, valid: np.ndarray) -> np.ndarray:
+            return fill_invalid(apply_stretch(data, valid, stretch), valid, mean)
+
+        applied = method
     enc = plan_encoder(models, info, match_resolution=match, tile_size=None)
     chip, tile, grid = enc.chip_size, enc.tile_size, enc.grid
     plan = plan_tiles(info, TilingConfig(tile_size=tile, halo=0).resolved(tile))
-    mean = model.mean.detach().cpu().numpy().reshape(-1)
-    logits, feats = [], []
+    logits, feats, blocks = [], [], []
     for spec in plan.tiles:
         t = read_tile(path, spec, b)
-        x = torch.from_numpy(fill_invalid(apply_stretch(t.data, t.valid, stretch), t.valid, mean))[None]
-        f = chip_features(encode_tiles(model, x, enc)[0], t.valid, grid)
+        x = torch.from_numpy(np.ascontiguousarray(prepare(t.data, t.valid), np.float32))[None]
+        with capture_block(model.encoder, block) as captured:
+            emb = encode_tiles(model, x, enc)
+        dom = chips_to_tiles(torch.cat(captured), 1, enc.chips_per_side) if captured else emb
+        f = chip_features(emb[0], t.valid, grid)
         if len(f):
             with torch.inference_mode():
                 logits.append(model.head.net(torch.from_numpy(f).float()).double().numpy())
             feats.append(f)
-    meta = {"scene_gsd_m": info.gsd_m, "chip_px": chip, "stretch": method, "resolution_matched": match}
+            blocks.append(chip_features(dom[0], t.valid, grid))
+    meta = {
+        "scene_gsd_m": info.gsd_m,
+        "chip_px": chip,
+        "stretch": method,
+        "applied": applied,
+        "resolution_matched": match,
+    }
     if not feats:
-        return np.zeros((0, len(models.bundle.meta.class_scheme))), np.zeros((0, 1)), meta
-    return np.concatenate(logits), np.concatenate(feats), meta
+        empty = np.zeros((0, 1))
+        return np.zeros((0, len(models.bundle.meta.class_scheme))), {"encoder": empty, "block": empty}, meta
+    return np.concatenate(logits), {"encoder": np.concatenate(feats), "block": np.concatenate(blocks)}, meta
+
+
+def sentinel2_chip_rates(
+    models: Any, stats: Any, inside: np.ndarray, limit: int | None = None
+) -> dict[str, Any] | None:
+    """In-domain false alarms on real Sentinel-2 L1C: the EuroSAT MS GeoTIFF chips through ``geosam run``.
+
+    Each 13-band chip (uint16 L1C digital numbers, real UTM georeferencing; the same places as EuroSAT
+    RGB JPEGs) is a one-chip scene prepared as ``geosam run`` prepares it (red, green and blue found by
+    name, the bundle's reflectance-to-display mapping). Its share above the threshold is the per-chip
+    false-alarm rate on real imagery like the training data; the probability that a scene of ``n`` such
+    chips is called partly or wholly out of domain follows from it (binomial: chips taken as
+    independent, an optimistic assumption for neighbouring chips of one scene).
+    """
+    from scipy.stats import binom
+
+    from geosam.domain import MIN_CHIPS_OUT
+
+    root = SHARED / "eurosat_ms"
+    files = sorted(root.glob("*/*/*.tif"))[:limit] if root.is_dir() else []
+    if not files:
+        print(f"EuroSAT MS chips not found under {root}: skipped")
+        return None
+    import logging
+
+    scores = []
+    quiet = logging.getLogger("geosam")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # one "read as Sentinel-2 DN" line per chip otherwise
+    for f in files:
+        _, feats, _ = scene_chip_outputs(models, f, [4, 3, 2], "run", True, stats.block)  # B04, B03, B02
+        scores.extend(stats.score(feats[_kind(stats)]))
+    quiet.setLevel(level)
+    s = np.asarray(scores)
+    rate = float(np.mean(s > stats.threshold))
+    scenes = {}
+    for n in (20, 64, 256, 680):
+        k_partly = max(MIN_CHIPS_OUT, int(np.ceil(stats.partly_share * n)))
+        k_out = int(np.floor(stats.scene_share * n)) + 1
+        scenes[str(n)] = {
+            "p_partly_or_out": float(binom.sf(k_partly - 1, n, rate)),
+            "p_out": float(binom.sf(k_out - 1, n, rate)),
+        }
+    print(
+        f"EuroSAT MS (Sentinel-2 L1C) chips through geosam run: {len(s)} chips, {100 * rate:.1f} % above the "
+        f"threshold (EuroSAT RGB validation: 5 %), AUROC vs validation {_auroc(inside, s):.3f}; "
+        f"P(scene of 64 such chips flagged partly or out) = {scenes['64']['p_partly_or_out']:.2g}"
+    )
+    return {
+        "chips": len(s),
+        "share_above_threshold": rate,
+        "auroc_vs_validation": _auroc(inside, s),
+        "median_score": float(np.median(s)),
+        "scene_false_alarm_probability": scenes,
+    }
+
+
+def _kind(stats: Any) -> str:
+    """Which pooled features ``stats`` score: ``block`` or ``encoder`` (output)."""
+    return "encoder" if stats.block is None else "block"
 
 
 def _auroc(inside: np.ndarray, outside: np.ndarray) -> float:
@@ -171,7 +271,10 @@ def run(
     if size == "smoke":  # 20 validation chips per class
         per_class = [rng.choice(val_idx[data.labels[val_idx] == c], 20, replace=False) for c in range(10)]
         val_idx = np.sort(np.concatenate(per_class))
-    val_logits, val_feats = _val_outputs(bundle, data, val_idx)
+    from geosam.domain import domain_block
+
+    block = bundle.domain.block if bundle.domain is not None else domain_block(bundle.model.encoder)
+    val_logits, val_all = _val_outputs(bundle, data, val_idx, block)
     labels = data.labels[val_idx]
 
     # 1. calibration (cross-fitted)
@@ -196,32 +299,48 @@ def run(
     )
 
     # 2. domain
+    # both features side by side, fitted here on the same training chips (as `geosam calibrate` does, on
+    # fewer chips); the bundle's own statistics give the verdicts
+    from dataclasses import replace
+
+    n_fit = 40 if size == "smoke" else 400
+    fit = np.sort(
+        np.concatenate(
+            [rng.choice(train_idx[data.labels[train_idx] == c], n_fit, replace=False) for c in range(10)]
+        )
+    )
+    _, fit_all = _val_outputs(bundle, data, fit, block)
+    here = {
+        kind: replace(
+            fit_domain(fit_all[kind], data.labels[fit], 10), block=block if kind == "block" else None
+        ).with_threshold(val_all[kind])
+        for kind in ("encoder", "block")
+    }
     stats = bundle.domain
     domain_source = "bundle"
-    if stats is None:  # fit as `geosam calibrate` would (on fewer chips)
-        n_fit = 40 if size == "smoke" else 400
-        fit = np.sort(
-            np.concatenate(
-                [rng.choice(train_idx[data.labels[train_idx] == c], n_fit, replace=False) for c in range(10)]
-            )
-        )
-        _, fit_feats = _val_outputs(bundle, data, fit)
-        stats = fit_domain(fit_feats, data.labels[fit], 10).with_threshold(val_feats)
+    if stats is None:
+        stats = here["block"]
         domain_source = f"fitted here on {len(fit)} training chips (the bundle has none)"
+    val_feats = val_all[_kind(stats)]
     inside = stats.score(val_feats)
+    inside_here = {kind: here[kind].score(val_all[kind]) for kind in here}
+    target_here: dict[str, list[np.ndarray]] = {kind: [] for kind in here}
     inside_base = _baselines(val_logits)
     groups = rng.permutation(len(inside))[: (len(inside) // 64) * 64].reshape(-1, 64)
-    mosaics = [scene_report(inside[g], stats).out_of_domain for g in groups]
+    mosaic_reports = [scene_report(inside[g], stats) for g in groups]
+    mosaics = [r.out_of_domain for r in mosaic_reports]
+    mosaics_partly = [r.partly_out_of_domain for r in mosaic_reports]
     sets: list[dict[str, Any]] = []
     target_scores: list[np.ndarray] = []
-    variants = [("dtype", False), ("dtype", True), ("percentile", False), ("percentile", True)]
+    # "run": what `geosam run` does (the bundle's preprocessing, resolution matched); then forced stretches
+    variants = [("run", True), ("dtype", False), ("dtype", True), ("percentile", False), ("percentile", True)]
     for name, (path, bands, target) in SCENE_SETS.items():
         if size == "smoke" and name != "naip2019":
             continue
         if not path.exists():
             print(f"{name}: {path} absent, skipped")
             continue
-        for method, match in variants if size == "full" else [("dtype", False)]:
+        for method, match in variants if size == "full" else [("run", True)]:
             from geosam.io.read import open_scene
 
             info = open_scene(path)
@@ -229,26 +348,28 @@ def run(
                 continue
             if match and (info.gsd_m is None or info.gsd_m > 100):  # 300 m: 2 px chips, not meaningful
                 continue
-            logits, feats, extra = scene_chip_outputs(models, path, bands, method, match)
-            if len(feats) == 0:
+            logits, feats, extra = scene_chip_outputs(models, path, bands, method, match, block)
+            if len(logits) == 0:
                 continue
-            scores = stats.score(feats)
+            scores = stats.score(feats[_kind(stats)])
+            scores_here = {kind: here[kind].score(feats[kind]) for kind in here}
             base = _baselines(logits)
             rep = scene_report(scores, stats)
-            # the bundle's preprocessing for uint8 scenes is value / 255 (dtype); float scenes: percentile
-            primary = method == "dtype" or not np.issubdtype(np.dtype(info.dtype), np.integer)
+            primary = method == "run"  # what a user gets
             row = {
                 "set": name,
                 **extra,
                 "target": target,
-                "as_bundle_preprocessing": primary,
+                "as_geosam_run": primary,
                 "chips": len(scores),
                 "auroc_domain": _auroc(inside, scores),
+                "auroc_fitted_here": {k: _auroc(inside_here[k], scores_here[k]) for k in here},
                 "auroc_max_softmax": _auroc(inside_base["max_softmax"], base["max_softmax"]),
                 "auroc_energy": _auroc(inside_base["energy"], base["energy"]),
                 "share_out": rep.share_out,
                 "ratio": rep.ratio,
                 "scene_out_of_domain": rep.out_of_domain,
+                "scene_verdict": rep.verdict,
                 "mean_top_probability_calibrated": float(
                     softmax(logits, meta.calibration.temperature if meta.calibration else 1.0).max(1).mean()
                 ),
@@ -256,25 +377,53 @@ def run(
             sets.append(row)
             if target and primary:
                 target_scores.append(scores)
+                for k in here:
+                    target_here[k].append(scores_here[k])
             print(
                 f"{name:14s} {method:10s} {'matched' if match else 'native ':8s} {len(scores):4d} chips  "
                 f"AUROC {row['auroc_domain']:.3f} (MSP {row['auroc_max_softmax']:.3f}, energy "
-                f"{row['auroc_energy']:.3f})  {100 * rep.share_out:3.0f}% chips out -> "
-                f"{'OUT OF DOMAIN' if rep.out_of_domain else 'in domain'}"
+                f"{row['auroc_energy']:.3f}; fitted here: encoder output "
+                f"{row['auroc_fitted_here']['encoder']:.3f}, block {row['auroc_fitted_here']['block']:.3f})  "
+                f"{100 * rep.share_out:3.0f}% chips out -> "
+                f"{rep.verdict}"
             )
     pooled = _auroc(inside, np.concatenate(target_scores)) if target_scores else None
+    pooled_here = (
+        {k: _auroc(inside_here[k], np.concatenate(target_here[k])) for k in here} if target_scores else None
+    )
+    ms = sentinel2_chip_rates(models, stats, inside, limit=20 if size == "smoke" else None)
     domain = {
         "statistics": domain_source,
         "threshold": stats.threshold,
         "in_domain_chips": len(inside),
         "validation_share_above_threshold": float(np.mean(inside > stats.threshold)),
         "mosaic_false_alarms": f"{sum(mosaics)} of {len(mosaics)}",
+        "mosaic_partly_false_alarms": f"{sum(mosaics_partly)} of {len(mosaics_partly)}",
+        "mosaic_share_out_max": float(max(r.share_out for r in mosaic_reports)) if mosaic_reports else None,
+        "sentinel2_l1c_chips": ms,
+        "feature": _kind(stats),
+        "block": stats.block,
         "auroc_target_pooled": pooled,
+        "fitted_here": {
+            "chips": len(fit),
+            "note": "both features fitted on the same training chips, thresholds on the validation chips",
+            "block": block,
+            "auroc_target_pooled": pooled_here,
+        },
         "sets": sets,
     }
     if pooled is not None:
-        print(f"pooled AUROC (NAIP + Raleigh, as the bundle's preprocessing): {pooled:.3f}")
-    print(f"false alarms on 8x8 mosaics of validation chips: {sum(mosaics)} of {len(mosaics)}")
+        print(f"pooled AUROC (NAIP + Raleigh, as geosam run prepares them): {pooled:.3f}")
+    if pooled_here is not None:
+        print(
+            f"  side by side, fitted here on {len(fit)} training chips: encoder output "
+            f"{pooled_here['encoder']:.3f}, block {block} {pooled_here['block']:.3f}"
+        )
+    print(
+        f"false alarms on 8x8 mosaics of validation chips: {sum(mosaics)} of {len(mosaics)} out of domain, "
+        f"{sum(mosaics_partly)} partly (largest share of chips out: "
+        f"{100 * max((r.share_out for r in mosaic_reports), default=0):.0f} %)"
+    )
     out = {
         **header,
         "model": {"name": meta.name, "weights_sha256": meta.weights_sha256, "path": str(bundle.path)},

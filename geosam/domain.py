@@ -4,8 +4,14 @@ A classifier answers with a class even for imagery it has never seen the like of
 another resolution, another stretch), often confidently. geosam stores in the model bundle what its
 in-domain inputs look like and scores every encoder chip of a run against it:
 
-* **Feature**: the chip's encoder feature map mean-pooled over its valid cells, the vector the
-  classifier head sees (``(D,)``, ``D`` = the encoder's ``out_chans``).
+* **Feature**: the output of the encoder's **middle block** (:func:`domain_block`: block
+  ``depth // 2 - 1`` of a SAM ``ImageEncoderViT``, e.g. block 2 of the default model's 6) mean-pooled
+  over the chip's valid cells (``(D,)``, ``D`` = the encoder width). Lee et al. (2018, section 2.2,
+  "feature ensemble") found earlier layers to separate out-of-distribution inputs better than the
+  last; on the default model the middle block separates Landsat-7 chips from EuroSAT's far better
+  than the encoder output the classifier reads (docs/calibration.md). Encoders without such blocks, and
+  statistics fitted on cached encoder outputs (probe training), use the encoder output
+  (``feature: chip_mean_pooled_encoder``).
 * **Statistics**: class-conditional Gaussians with one shared ("tied") covariance, fitted on the
   training chips' features: class means ``mu_k`` and the covariance ``Sigma`` (Lee, Lee, Lee and Shin
   2018, "A Simple Unified Framework for Detecting Out-of-Distribution Samples and Adversarial
@@ -17,9 +23,13 @@ in-domain inputs look like and scores every encoder chip of a run against it:
   validation split, not used to fit the Gaussians): by construction about 5 % of in-domain chips
   score above it.
 * **Scene**: its chips' scores; the scene is **out of domain** when more than ``scene_share``
-  (default half) of its chips score above the threshold, i.e. when its median chip does. A scene
-  made of in-domain chips then almost never is (each chip exceeds the threshold with probability
-  0.05), while a scene from another sensor or resolution, whose chips nearly all score high, is.
+  (default half) of its chips score above the threshold, i.e. when its median chip does, and
+  **partly out of domain** when at least ``partly_share`` (default 0.25, five times the 5 % of
+  in-domain chips above the threshold) and at least :data:`MIN_CHIPS_OUT` of its chips do. A scene
+  made of in-domain chips is almost never either (each of its chips exceeds the threshold with
+  probability 0.05: 16 or more of 64 such chips has probability below 1e-7), while a scene from another
+  sensor or resolution, whose chips nearly all score high, is out of domain, and one whose chips only
+  partly resemble the training data (another sensor's true colour, another continent) is partly out.
 
 Statistics are stored in the bundle as ``domain.safetensors`` (``means`` ``(K, D)``, ``whitening``
 ``(D, D)`` with ``whitening @ whitening.T = Sigma^-1``), described and checksummed by ``model.json``
@@ -33,20 +43,25 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from geosam.errors import BundleError
 
 __all__ = [
     "DOMAIN_FILE",
+    "MIN_CHIPS_OUT",
     "DomainMeta",
     "DomainStats",
+    "capture_block",
     "chip_features",
+    "domain_block",
     "fit_domain",
     "ledoit_wolf",
     "load_domain",
@@ -58,6 +73,9 @@ log = logging.getLogger(__name__)
 DOMAIN_FILE = "domain.safetensors"
 #: Relative ridge added to the shrunk covariance's diagonal (times its mean variance): numerical safety.
 RIDGE = 1e-6
+#: Fewest chips above the threshold that make a scene partly out of domain: a scene of a few chips is
+#: not judged on one or two of them (each in-domain chip exceeds the threshold with probability 0.05).
+MIN_CHIPS_OUT = 5
 
 
 class DomainMeta(BaseModel):
@@ -65,7 +83,9 @@ class DomainMeta(BaseModel):
 
     Attributes:
         method: ``mahalanobis_tied`` (Lee et al. 2018, class means and a shared covariance).
-        feature: What is scored (``chip_mean_pooled_encoder``).
+        feature: What is scored: ``chip_mean_pooled_block`` (encoder block ``block``'s output) or
+            ``chip_mean_pooled_encoder`` (the encoder's output).
+        block: The encoder block of ``chip_mean_pooled_block`` (0-based), else ``None``.
         file: The statistics file in the bundle folder.
         sha256: sha256 of that file (verified on load).
         dim: Feature dimension ``D``.
@@ -75,13 +95,16 @@ class DomainMeta(BaseModel):
         n_threshold: Held-out chips the threshold was taken from.
         scene_share: A scene is out of domain when more than this share of its chips exceed the
             threshold.
+        partly_share: A scene is partly out of domain when at least this share (and at least
+            :data:`MIN_CHIPS_OUT`) of its chips exceed the threshold.
         fitted_on: Where the chips came from (free text).
     """
 
     model_config = ConfigDict(extra="forbid")
 
     method: Literal["mahalanobis_tied"] = "mahalanobis_tied"
-    feature: Literal["chip_mean_pooled_encoder"] = "chip_mean_pooled_encoder"
+    feature: Literal["chip_mean_pooled_encoder", "chip_mean_pooled_block"] = "chip_mean_pooled_encoder"
+    block: int | None = Field(None, ge=0)
     file: str = DOMAIN_FILE
     sha256: str
     dim: int = Field(ge=1)
@@ -90,7 +113,14 @@ class DomainMeta(BaseModel):
     quantile: float = Field(0.95, gt=0, lt=1)
     n_threshold: int = Field(0, ge=0)
     scene_share: float = Field(0.5, gt=0, lt=1)
+    partly_share: float = Field(0.25, gt=0, lt=1)
     fitted_on: str = ""
+
+    @model_validator(mode="after")
+    def _block_iff_block_feature(self) -> DomainMeta:
+        if (self.block is not None) != (self.feature == "chip_mean_pooled_block"):
+            raise ValueError("domain.block is given exactly when domain.feature is chip_mean_pooled_block")
+        return self
 
 
 @dataclass(frozen=True)
@@ -103,6 +133,9 @@ class DomainStats:
         threshold: Chip score above which a chip is out of domain (``inf`` before it is set).
         quantile: The held-out in-domain quantile ``threshold`` was taken at.
         scene_share: Share of a scene's chips above the threshold that makes it out of domain.
+        partly_share: Share (with at least :data:`MIN_CHIPS_OUT` chips) that makes it partly out.
+        block: The encoder block whose output is scored (:func:`domain_block`); ``None``: the
+            encoder's output.
     """
 
     means: np.ndarray
@@ -110,6 +143,8 @@ class DomainStats:
     threshold: float = float("inf")
     quantile: float = 0.95
     scene_share: float = 0.5
+    partly_share: float = 0.25
+    block: int | None = None
 
     @property
     def dim(self) -> int:
@@ -135,7 +170,7 @@ class DomainStats:
     def with_threshold(self, held_out: np.ndarray, quantile: float = 0.95) -> DomainStats:
         """A copy with the threshold at the ``quantile`` of the scores of ``(n, D)`` held-out features."""
         t = float(np.quantile(self.score(held_out), quantile))
-        return DomainStats(self.means, self.whitening, t, quantile, self.scene_share)
+        return replace(self, threshold=t, quantile=quantile)
 
     def to_tensors(self) -> dict[str, np.ndarray]:
         """The arrays stored in ``domain.safetensors`` (float32)."""
@@ -160,6 +195,9 @@ class DomainStats:
             quantile=self.quantile,
             n_threshold=n_threshold,
             scene_share=self.scene_share,
+            partly_share=self.partly_share,
+            feature="chip_mean_pooled_encoder" if self.block is None else "chip_mean_pooled_block",
+            block=self.block,
             fitted_on=fitted_on,
         )
 
@@ -252,7 +290,53 @@ def load_domain(folder: str | os.PathLike[str], meta: DomainMeta) -> DomainStats
         raise BundleError(f"{meta.file} does not hold means (K, {meta.dim}) and whitening", folder)
     if means.shape[1] != meta.dim:
         raise BundleError(f"{meta.file} means are {means.shape[1]}-dimensional, not {meta.dim}", folder)
-    return DomainStats(means, w, meta.threshold, meta.quantile, meta.scene_share)
+    return DomainStats(
+        means, w, meta.threshold, meta.quantile, meta.scene_share, meta.partly_share, meta.block
+    )
+
+
+def domain_block(encoder: Any) -> int | None:
+    """The block whose output domain statistics score: the middle block of a SAM ``ImageEncoderViT``.
+
+    Block ``depth // 2 - 1`` (0-based: 2 of the default model's 6 blocks, 5 of ViT-B's 12); ``None``
+    for other encoders (SAM 2's Hiera...), which are scored on their output.
+    """
+    from segment_anything.modeling.image_encoder import ImageEncoderViT
+
+    if not isinstance(encoder, ImageEncoderViT) or len(encoder.blocks) < 2:
+        return None
+    return len(encoder.blocks) // 2 - 1
+
+
+@contextmanager
+def capture_block(encoder: Any, block: int | None) -> Iterator[list[Any]]:
+    """Collect the outputs of ``encoder.blocks[block]`` during the ``with`` body, as ``(B, C, h, w)``.
+
+    One float32 tensor per forward call is appended to the yielded list (nothing when ``block`` is
+    ``None``). SAM's ViT blocks return ``(B, h, w, C)``; they are permuted to channels first.
+
+    Raises:
+        BundleError: ``block`` is not a block of ``encoder`` (statistics of another encoder).
+    """
+    out: list[Any] = []
+    if block is None:
+        yield out
+        return
+    blocks = getattr(encoder, "blocks", None)
+    if blocks is None or not 0 <= block < len(blocks):
+        n = "no" if blocks is None else len(blocks)
+        raise BundleError(
+            f"the domain statistics score encoder block {block} but the encoder has {n} blocks: "
+            "refit them with `geosam calibrate`",
+            "model bundle",
+        )
+    handle = blocks[block].register_forward_hook(
+        lambda _m, _i, o: out.append(o.detach().permute(0, 3, 1, 2).float())
+    )
+    try:
+        yield out
+    finally:
+        handle.remove()
 
 
 def chip_features(features: Any, valid: np.ndarray, grid: int, min_valid: float = 0.5) -> np.ndarray:

@@ -186,6 +186,15 @@ def encode_tiles(
     with autocast_context(x.device, precision):
         for s in range(0, chips.shape[0], chip_batch):
             outs.append(model.features(chips[s : s + chip_batch]).float())
-    f = torch.cat(outs)  # (b*k*k, C, g, g)
+    return chips_to_tiles(torch.cat(outs), b, k)
+
+
+def chips_to_tiles(f: torch.Tensor, b: int, k: int) -> torch.Tensor:
+    """Chip feature maps ``(b * k * k, C, g, g)`` in :func:`encode_tiles`' chip order -> ``(b, C, k*g, k*g)``.
+
+    The inverse of how :func:`encode_tiles` cuts ``b`` tiles into ``k x k`` chips (row-major), so any
+    per-chip map of the encoder (its output, or a block's: :func:`geosam.domain.capture_block`) lies on
+    the tile as the chips did.
+    """
     g, ch = f.shape[-1], f.shape[1]
     return f.reshape(b, k, k, ch, g, g).permute(0, 3, 1, 4, 2, 5).reshape(b, ch, k * g, k * g)

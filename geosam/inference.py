@@ -158,13 +158,22 @@ class TileInference:
             model_mean: torch.Tensor = self.model.mean  # type: ignore[assignment]  # a registered buffer
             fill = model_mean.detach().cpu().numpy().reshape(-1)
         x = np.stack([fill_invalid(data, valid, fill) for data, valid, _ in tiles])
-        feats = None
+        feats = domain_maps = None
         if self.encode:
+            from geosam.domain import capture_block
+            from geosam.encode import chips_to_tiles
+
             xt = torch.from_numpy(x).to(self.device, non_blocking=True)
-            feats = encode_tiles(
-                self.model, xt, self.encoder, precision=self.precision, chip_batch=self.chip_batch
-            )
+            block = self.domain.block if self.domain is not None else None
+            with capture_block(self.model.encoder, block) as captured:
+                feats = encode_tiles(
+                    self.model, xt, self.encoder, precision=self.precision, chip_batch=self.chip_batch
+                )
             del xt
+            # what the domain statistics score: a middle block's output, or the encoder's (geosam.domain)
+            k = self.encoder.chips_per_side
+            domain_maps = chips_to_tiles(torch.cat(captured), len(tiles), k) if captured else feats
+            del captured
         encode_s = (time.perf_counter() - t0) / len(tiles)
         out = []
         for i, (data, valid, spec) in enumerate(tiles):
@@ -186,10 +195,10 @@ class TileInference:
                 assert emb is not None  # needs_features: a chip head reads the features
                 classes = classify_tile(self.model, emb[0], valid, regions.labels, regions.count)
             domain_scores = np.zeros(0)
-            if self.domain is not None and emb is not None and valid.any():
+            if self.domain is not None and domain_maps is not None and valid.any():
                 from geosam.domain import tile_scores
 
-                domain_scores = tile_scores(self.domain, emb[0], valid, self.encoder.grid)
+                domain_scores = tile_scores(self.domain, domain_maps[i], valid, self.encoder.grid)
             secs = {"encode": encode_s, "segment": t2 - t1, "classify": time.perf_counter() - t2}
             out.append(
                 TileResult.from_regions(

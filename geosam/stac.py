@@ -201,6 +201,7 @@ def build_item(record: RunRecord, outputs: SceneOutputs, *, item_id: str | None 
     domain = record.domain
     if domain is not None:  # is the scene like the model's training data? (geosam.domain)
         props["geosam:out_of_domain"] = domain.get("out_of_domain")
+        props["geosam:partly_out_of_domain"] = domain.get("partly_out_of_domain")
         props["geosam:domain"] = domain
     if start is not None and end is not None:
         props["start_datetime"] = start.strftime("%Y-%m-%dT%H:%M:%SZ")

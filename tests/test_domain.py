@@ -65,6 +65,33 @@ def test_threshold_separates_shifted_data_and_a_scene_verdict():
     assert "scene.tif" in msg and f"{outside.median_score:.2f}" in msg and "geosam train" in msg
     assert outside.to_dict()["out_of_domain"] is True and "WARNING" in outside.note()
     assert scene_report(np.array([]), stats).out_of_domain is False
+    assert inside.verdict == "in_domain" and outside.verdict == "out_of_domain"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    n=st.integers(0, 2000),
+    frac=st.floats(0, 1),
+    scene_share=st.floats(0.3, 0.9),
+    partly_share=st.floats(0.05, 0.29),
+)
+def test_scene_verdict_follows_the_shares_and_the_minimum_count(n, frac, scene_share, partly_share):
+    """out: more than scene_share of the chips above; partly: at least partly_share and MIN_CHIPS_OUT."""
+    from geosam.domain import MIN_CHIPS_OUT
+
+    stats = DomainStats(np.zeros((1, 2)), np.eye(2), 1.0, 0.95, scene_share, partly_share)
+    k = round(frac * n)
+    scores = np.r_[np.full(k, 2.0), np.full(n - k, 0.5)]  # k chips above the threshold 1.0
+    rep = scene_report(scores, stats)
+    assert rep.n_chips == n and rep.n_out == k
+    out = n > 0 and k / n > scene_share
+    partly = not out and n > 0 and k / n >= partly_share and k >= MIN_CHIPS_OUT
+    assert rep.out_of_domain is out and rep.partly_out_of_domain is partly
+    assert rep.verdict == ("out_of_domain" if out else "partly_out_of_domain" if partly else "in_domain")
+    entry = rep.to_dict()
+    assert entry["verdict"] == rep.verdict and entry["partly_out_of_domain"] is partly
+    if rep.verdict != "in_domain":
+        assert "WARNING" in rep.note() and ("partly" in rep.warning("s.tif", "m")) is partly
 
 
 def test_fit_is_well_conditioned_with_fewer_samples_than_dimensions():

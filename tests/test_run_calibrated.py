@@ -40,6 +40,16 @@ def noise_scene(path: Path, size: int = 256) -> Path:
     return make_raster(path, size, size, count=3, dtype="uint8", fill=img)
 
 
+def partly_noise_scene(path: Path, size: int = 256, noise_px: int = 96) -> Path:
+    """The striped imagery with its right ``noise_px`` columns replaced by the noise scene's pixels."""
+    rng = np.random.default_rng(5)
+    colours = np.array([[40, 60, 150], [30, 110, 40], [170, 150, 70]], np.float64)
+    rows = (np.arange(size) // 32) % 3
+    img = colours[rows].T[:, :, None].repeat(size, axis=2) + rng.normal(0, 6, (3, size, size))
+    img[:, :, size - noise_px :] = np.random.default_rng(3).integers(0, 256, (3, size, noise_px))
+    return make_raster(path, size, size, count=3, dtype="uint8", fill=np.clip(img, 0, 255).astype(np.uint8))
+
+
 def scene_chip_features(model, path: Path, stride: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """Pooled features of the scene's 32 px chips at every ``stride`` px (value / 255, as the run reads
     uint8), labelled by the stripe under their centre: training chips that cover every chip position."""
@@ -102,7 +112,8 @@ def test_in_domain_scene_no_warning(calibrated, caplog):
     with caplog.at_level(logging.WARNING, logger="geosam"):
         r = run(bundle, striped_scene(d / "inside.tif", seed=5), d / "out_in")
     dom = r["record"]["domain"]
-    assert dom["out_of_domain"] is False and dom["chips"] > 0 and dom["share_out"] < 0.5
+    assert dom["out_of_domain"] is False and dom["chips"] > 0 and dom["share_out"] < 0.25
+    assert dom["partly_out_of_domain"] is False and dom["verdict"] == "in_domain"
     assert not [m for m in caplog.messages if "unlike the training data" in m]
     tiles = gpd.read_file(r["res"].outputs["tiles_gpkg"])
     assert tiles["domain_ratio"].notna().all()
@@ -128,6 +139,29 @@ def test_out_of_domain_scene_warns_once_and_says_so_everywhere(calibrated, caplo
     item = scene_item(r["res"].outputs["record"])
     assert item.properties["geosam:out_of_domain"] is True
     assert item.properties["geosam:domain"]["share_out"] == dom["share_out"]
+
+
+def test_partly_out_of_domain_scene_warns_and_says_where(calibrated, caplog):
+    """A third of the scene unlike the training data: not out of domain, but one WARNING all the same."""
+    d, bundle = calibrated
+    with caplog.at_level(logging.WARNING, logger="geosam"):
+        r = run(bundle, partly_noise_scene(d / "partly.tif"), d / "out_partly")
+    warnings = [m for m in caplog.messages if "unlike the training data" in m]
+    assert len(warnings) == 1 and "partly unlike" in warnings[0] and "domain_ratio" in warnings[0]
+    dom = r["record"]["domain"]
+    assert 0.25 <= dom["share_out"] <= 0.5, dom
+    assert dom["out_of_domain"] is False and dom["partly_out_of_domain"] is True
+    assert dom["verdict"] == "partly_out_of_domain" and f"{100 * dom['share_out']:.0f} %" in warnings[0]
+    tiles = gpd.read_file(r["res"].outputs["tiles_gpkg"])
+    ratios = tiles["domain_ratio"].to_numpy()
+    assert ratios.max() > 1 > ratios.min()  # the tiles layer shows where
+    qgs = r["res"].outputs["qgis_project"].read_text()
+    assert "WARNING: partly unlike the model's training data" in qgs
+    from geosam.stac import scene_item
+
+    item = scene_item(r["res"].outputs["record"])
+    assert item.properties["geosam:out_of_domain"] is False
+    assert item.properties["geosam:partly_out_of_domain"] is True
 
 
 def test_calibrated_probabilities_in_the_outputs(calibrated, tmp_path):

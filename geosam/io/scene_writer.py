@@ -393,5 +393,7 @@ def write_project(
     title = project.stem
     if domain is not None and domain.out_of_domain:
         title += " - WARNING: unlike the model's training data"
+    elif domain is not None and domain.partly_out_of_domain:
+        title += " - WARNING: partly unlike the model's training data"
     abstract = domain.note() if domain is not None else None
     write_qgis_project(project, layers, crs=crs, title=title, abstract=abstract, overwrite=cfg.overwrite)

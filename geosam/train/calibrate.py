@@ -20,14 +20,14 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from geosam.calibration import CalibrationMeta, CrossFit, cross_fitted_calibration, reliability_bins
-from geosam.domain import DOMAIN_FILE, DomainMeta, DomainStats, fit_domain
+from geosam.domain import DOMAIN_FILE, DomainMeta, DomainStats, capture_block, domain_block, fit_domain
 from geosam.errors import DataError
 from geosam.train.data import ChipData
 
@@ -70,16 +70,22 @@ def _outputs(
     batch: int,
     features: Any = None,
     fill: np.ndarray | None = None,
+    block: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(logits (n, K), pooled features (n, D))`` of chips ``idx``, both uncalibrated float64.
+    """``(logits (n, K), domain features (n, D))`` of chips ``idx``, both uncalibrated float64.
 
     The chips reach the model as in training and in ``geosam run``: the bundle preprocessing's 0..1
     values, invalid pixels given ``fill`` (:func:`geosam.preprocess.fill_values`; ``None``: the model
-    mean), resampled with the preprocessing's kernel.
+    mean), resampled with the preprocessing's kernel. Domain features are encoder block ``block``'s
+    output mean-pooled (:func:`geosam.domain.capture_block`), or with ``block=None`` the pooled encoder
+    output the head reads (the only choice when ``features`` are given).
     """
     import torch
 
     from geosam.preprocess import resample_chips
+
+    if features is not None and block is not None:
+        raise ValueError("cached features are the encoder's output: block must be None")
 
     device = next(model.parameters()).device
     logits, feats = [], []
@@ -93,9 +99,11 @@ def _outputs(
                 f = fill if fill is not None else model.mean.detach().cpu().numpy().reshape(-1)
                 x = torch.from_numpy(data.model_input(b, f)).to(device)
                 x = resample_chips(x, size, data.record.resampling)
-                pooled = model.features(x).float().mean(dim=(2, 3))
+                with capture_block(model.encoder, block) as captured:
+                    pooled = model.features(x).float().mean(dim=(2, 3))
+            dom = captured[0].mean(dim=(2, 3)) if features is None and captured else pooled
             logits.append(model.head(pooled).double().cpu().numpy())
-            feats.append(pooled.double().cpu().numpy())
+            feats.append(dom.double().cpu().numpy())
     return np.concatenate(logits), np.concatenate(feats)
 
 
@@ -147,14 +155,16 @@ def fit_posthoc(
     head.set_temperature(1.0)
     try:
         size = size or data.chip_size
-        val_logits, val_feats = _outputs(model, data, val_idx, size, batch, features, fill)
+        block = domain_block(model.encoder) if features is None else None
+        val_logits, val_feats = _outputs(model, data, val_idx, size, batch, features, fill, block)
         fit_idx = _capped(data.labels, train_idx, fit_per_class, seed)
-        _, fit_feats = _outputs(model, data, fit_idx, size, batch, features, fill)
+        _, fit_feats = _outputs(model, data, fit_idx, size, batch, features, fill, block)
     finally:
         head.set_temperature(saved)
     labels = data.labels[val_idx]
     cf = cross_fitted_calibration(val_logits, labels, folds=2, seed=seed)
-    domain = fit_domain(fit_feats, data.labels[fit_idx], len(data.classes)).with_threshold(val_feats, 0.95)
+    domain = replace(fit_domain(fit_feats, data.labels[fit_idx], len(data.classes)), block=block)
+    domain = domain.with_threshold(val_feats, 0.95)
     where = f"validation split of {data.provenance.get('root', data.provenance.get('source', 'the data'))}"
     cal = cf.meta(f"{where}, {len(val_idx)} chips; ECE cross-fitted over 2 folds")
     dmeta = domain.meta(
