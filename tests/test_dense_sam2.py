@@ -192,8 +192,9 @@ def test_pixel_only_dense_head_with_sam2_regions_never_runs_its_encoder(tmp_path
     res = predict_scene(scene, tmp_path / "out", models, cfg)
     h1.remove()
     h2.remove()
-    _check_dense_run(res, scene)
+    rec = _check_dense_run(res, scene)
     assert sum(hiera) == res.n_tiles and clf == []  # SAM 2 regions only; the head reads the pixels
+    assert rec["sam"]["encoder_pass"].startswith("own pass") and "does not run" in rec["sam"]["encoder_pass"]
 
 
 # ------------------------------------------------------------------- shared pass (a head on Hiera levels)
