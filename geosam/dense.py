@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from geosam.classify import TileClasses
     from geosam.config import DenseConfig
 
-__all__ = ["classes_from", "dense_probabilities", "mean_probabilities", "pixel_classes"]
+__all__ = ["classes_from", "dense_probabilities", "dense_tile_classes", "mean_probabilities", "pixel_classes"]
 
 
 def dense_probabilities(model: Any, features: Any, tile: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -31,19 +32,53 @@ def dense_probabilities(model: Any, features: Any, tile: np.ndarray, valid: np.n
     Args:
         model: A ``LandCoverModel`` with a dense head.
         features: ``(1, C, h, w)`` torch encoder features of the tile (``geosam.encode.encode_tiles``),
-            or ``None`` for a head that reads the pixels alone (``use_encoder: false``).
+            the list of levels a multi-level head reads (Hiera's four trunk maps of the tile,
+            :func:`geosam.models.sam2_encoder.multiscale_features`), or ``None`` for a head that reads
+            the pixels alone (``use_encoder: false``).
         tile: ``(N, H, W)`` stretched 0..1 pixels, invalid pixels filled (model mean).
         valid: ``(H, W)`` valid pixels.
     """
     import torch
 
     with torch.inference_mode():
-        device = features.device if features is not None else model.mean.device
+        if features is None:
+            device = model.mean.device
+        elif isinstance(features, torch.Tensor):
+            device = features.device
+        else:
+            device = features[0].device
         x = torch.from_numpy(np.ascontiguousarray(tile, dtype=np.float32))[None].to(device)
         logits = model.dense_logits(features, x)
         probs = torch.softmax(logits.float(), dim=1)[0].cpu().numpy()
     probs[:, ~valid] = 0.0
     return probs.astype(np.float32, copy=False)
+
+
+def dense_tile_classes(
+    model: Any, features: Any, tile: np.ndarray, valid: np.ndarray, labels: np.ndarray, n_regions: int
+) -> tuple[np.ndarray, TileClasses]:
+    """A dense model's pixel probabilities of one tile and the classes of the tile and its regions.
+
+    The tile and each region take the mean probabilities of their pixels (:func:`mean_probabilities`);
+    what every tile inference of a dense model returns (SAM 1, superpixels, SAM 2 and SAM 3 regions).
+
+    Args:
+        model: A ``LandCoverModel`` with a dense head.
+        features: As for :func:`dense_probabilities` (one map, a list of levels, or ``None``).
+        tile: ``(N, H, W)`` stretched 0..1 pixels, invalid pixels filled.
+        valid: ``(H, W)`` valid pixels.
+        labels: ``(H, W)`` int32 region labels (0 = none, ``1..n_regions``).
+        n_regions: Number of regions ``R``.
+
+    Returns:
+        ``(probs, classes)``: ``(K, H, W)`` float32 pixel probabilities (0 on invalid pixels) and the
+        :class:`~geosam.classify.TileClasses` (``(K,)`` tile, ``(R, K)`` regions).
+    """
+    from geosam.classify import TileClasses
+
+    probs = dense_probabilities(model, features, tile, valid)
+    tile_probs = mean_probabilities(probs, valid.astype(np.int32), 1)[0]
+    return probs, TileClasses(tile_probs, mean_probabilities(probs, labels, n_regions))
 
 
 def mean_probabilities(probs: np.ndarray, labels: np.ndarray, n_regions: int) -> np.ndarray:

@@ -2,13 +2,15 @@
 
 Two set-ups, both with every encoder running once per tile:
 
-* **shared** (a bundle trained with ``--backbone <sam2 checkpoint>``): the classifier's Hiera *is* the
-  SAM 2 model's image encoder, so one pass feeds the mask decoder, the classifier and (later) a dense
-  head. Tiles are encoded whole at the tile size (any multiple of 32).
-* **own pass** (a bundle with its own encoder, e.g. the packaged default model): SAM 2 makes the
-  regions from its own pass over the tile's red, green and blue bands (resized to the SAM 2 input size
-  when the tile is not already that size), and the classifier encodes the tile as it always does
-  (chips, resolution matching).
+* **shared** (a bundle trained with ``--backbone <sam2 checkpoint>``, chip or dense head): the
+  classifier's Hiera *is* the SAM 2 model's image encoder, so one pass feeds the mask decoder, the
+  chip classifier or the dense head (Hiera's four trunk levels). Tiles are encoded whole at the tile
+  size (any multiple of 32).
+* **own pass** (a bundle with its own encoder, e.g. the packaged default model or a dense bundle on
+  the ``default``/``small`` encoders): SAM 2 makes the regions from its own pass over the tile's red,
+  green and blue bands (resized to the SAM 2 input size when the tile is not already that size), and
+  the classifier encodes the tile as it always does (chips, resolution matching; not at all for a
+  dense head on the pixels alone, :func:`geosam.inference.needs_features`).
 
 :func:`geosam.region_loading.load_sam2_models` loads a run's :class:`Sam2MaskDecoder`;
 :func:`plan_encoder_sam2` and :func:`sam2_tile_inference` are what :func:`geosam.encode.plan_encoder` and
@@ -190,9 +192,12 @@ def plan_own_pass(models: Models, info: SceneInfo, *, match_resolution: bool) ->
 class Sam2SharedInference:
     """Per-tile compute when the classifier's encoder is SAM 2's: one Hiera pass, three consumers.
 
-    The pass's :class:`~geosam.models.sam2.Sam2Features` feed SAM 2's mask decoder
-    (:func:`~geosam.segment_sam2.sam2_regions`) and the classifier (its pooled level); a dense head
-    takes :func:`~geosam.models.sam2.multiscale_features` of the same pass.
+    The pass's :class:`~geosam.models.sam2_encoder.Sam2Features` feed SAM 2's mask decoder
+    (:func:`~geosam.segment_sam2.sam2_regions`) and the classifier: a chip head pools its level; a dense
+    head reads Hiera's four trunk maps of the same pass (what
+    :func:`~geosam.models.sam2_encoder.multiscale_features` returns) and the pixels, and the tile and its
+    regions take the mean of their pixels' probabilities (:func:`geosam.dense.dense_tile_classes`, as
+    :class:`~geosam.inference.TileInference` does), so ``TileResult.dense_probs`` is set.
 
     Attributes:
         model: The classifier (a :class:`~geosam.models.sam2.Sam2Encoder` and a head), on ``device``.
@@ -233,11 +238,13 @@ class Sam2SharedInference:
         model_mean: torch.Tensor = self.model.mean  # type: ignore[assignment]  # registered buffers
         model_std: torch.Tensor = self.model.std  # type: ignore[assignment]
         fill = model_mean.detach().cpu().numpy().reshape(-1)
-        x = torch.from_numpy(fill_invalid(tile_data, valid, fill))[None].to(self.device)
+        filled = fill_invalid(tile_data, valid, fill)
+        x = torch.from_numpy(filled)[None].to(self.device)
         encoder: Any = self.model.encoder
+        dense = self.model.dense is not None
         with torch.inference_mode(), autocast_context(self.device, self.precision):
             feats = encoder.forward_features((x - model_mean) / model_std)
-            cls_map = encoder.classifier_map(feats).float()
+            cls_map = None if dense else encoder.classifier_map(feats).float()
         t1 = time.perf_counter()
         secs["encode"] = t1 - t0
         if valid.any():
@@ -246,9 +253,19 @@ class Sam2SharedInference:
             regions = Regions.empty(valid.shape)
         t2 = time.perf_counter()
         secs["segment"] = t2 - t1
-        classes = classify_tile(self.model, cls_map[0], valid, regions.labels, regions.count)
+        probs = None
+        if dense:  # the dense head on the pass's trunk levels; tile and regions take the pixel means
+            from geosam.dense import dense_tile_classes
+
+            levels = [f.float() for f in feats.trunk]  # multiscale_features of this very pass
+            probs, classes = dense_tile_classes(
+                self.model, levels, filled, valid, regions.labels, regions.count
+            )
+        else:
+            assert cls_map is not None
+            classes = classify_tile(self.model, cls_map[0], valid, regions.labels, regions.count)
         secs["classify"] = time.perf_counter() - t2
-        return TileResult.from_regions(spec, valid, regions, classes, secs)
+        return TileResult.from_regions(spec, valid, regions, classes, secs, dense_probs=probs)
 
 
 def sam2_tile_inference(
@@ -257,8 +274,9 @@ def sam2_tile_inference(
     """The per-tile compute of a scene with SAM 2 regions, built once (the predictor included).
 
     Shared mode gives a :class:`Sam2SharedInference`; own-pass mode the standard
-    :class:`~geosam.inference.TileInference` (the classifier's chips) with a
-    :class:`~geosam.segment_sam2.Sam2Regions` region maker (SAM 2's own pass).
+    :class:`~geosam.inference.TileInference` (the classifier's chips, or its dense head:
+    :func:`~geosam.inference.bundle_tile_inference`) with a :class:`~geosam.segment_sam2.Sam2Regions`
+    region maker (SAM 2's own pass).
 
     Args:
         models: From :func:`geosam.runtime.load_models` (a SAM 2 checkpoint).
@@ -266,7 +284,7 @@ def sam2_tile_inference(
         segment: Generator settings.
         batch_size: ``RunConfig.batch_size`` (classifier chips per call: ``16 x batch_size``).
     """
-    from geosam.inference import TileInference
+    from geosam.inference import bundle_tile_inference
     from geosam.segment_sam2 import Sam2Regions
 
     dec = models.sam
@@ -279,11 +297,5 @@ def sam2_tile_inference(
         )
     model_mean: torch.Tensor = model.mean  # type: ignore[assignment]
     fill = model_mean.detach().cpu().numpy().reshape(-1)
-    return TileInference(
-        model=model,
-        encoder=encoder,
-        regions=Sam2Regions(dec, segment, fill, models.precision),
-        device=models.device,
-        precision=models.precision,
-        chip_batch=max(1, batch_size) * 16,
-    )
+    regions = Sam2Regions(dec, segment, fill, models.precision)
+    return bundle_tile_inference(models, encoder, regions, batch_size=batch_size)

@@ -340,7 +340,7 @@ def sam3_tile_inference(
     models: Models, encoder: EncoderPlan, segment: SegmentConfig, *, batch_size: int = 1
 ) -> TileInference | Sam3ZeroShotInference:
     """The per-tile compute of a scene with SAM 3 (zero-shot or hybrid), built once per scene."""
-    from geosam.inference import TileInference
+    from geosam.inference import bundle_tile_inference
     from geosam.region_loading import rgb_indices
 
     seg = _segmenter(models)
@@ -349,11 +349,4 @@ def sam3_tile_inference(
             seg, len(seg.concepts), segment.concept_threshold, segment.min_region_area
         )
     rgb = rgb_indices(list(models.bundle.meta.bands), models.bundle.path)
-    return TileInference(
-        model=models.bundle.model,
-        encoder=encoder,
-        regions=Sam3Regions(seg, segment, rgb),
-        device=models.device,
-        precision=models.precision,
-        chip_batch=max(1, batch_size) * 16,
-    )
+    return bundle_tile_inference(models, encoder, Sam3Regions(seg, segment, rgb), batch_size=batch_size)

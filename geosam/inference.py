@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from geosam.segment import RegionMaker, Regions
     from geosam.types import TileSpec
 
-__all__ = ["TileInference", "TileResult", "needs_features", "tile_inference"]
+__all__ = ["TileInference", "TileResult", "bundle_tile_inference", "needs_features", "tile_inference"]
 
 
 @dataclass(frozen=True)
@@ -183,13 +183,10 @@ class TileInference:
             t2 = time.perf_counter()
             dense = None
             if self.model.dense is not None:  # per-pixel classes; regions and tile take their mean
-                from geosam.classify import TileClasses
-                from geosam.dense import dense_probabilities, mean_probabilities
+                from geosam.dense import dense_tile_classes
 
-                dense = dense_probabilities(self.model, emb, x[i], valid)
-                classes = TileClasses(
-                    mean_probabilities(dense, valid.astype(np.int32), 1)[0],
-                    mean_probabilities(dense, regions.labels, regions.count),
+                dense, classes = dense_tile_classes(
+                    self.model, emb, x[i], valid, regions.labels, regions.count
                 )
             else:
                 assert emb is not None  # needs_features: a chip head reads the features
@@ -221,27 +218,14 @@ def tile_inference(
         segment: Segmentation settings.
         batch_size: ``RunConfig.batch_size``: chip models encode ``16 x batch_size`` chips per call.
     """
-    from geosam.preprocess import fill_values, model_preprocessing
     from geosam.segment import region_maker
 
     own = getattr(models.sam, "tile_inference", None)
-    if own is not None and models.dense:
-        from geosam.errors import ConfigError
-
-        raise ConfigError(
-            "a model with a dense head takes SAM 1, felzenszwalb or tiles regions, "
-            f"not {models.region_source}"
-        )
     if own is not None:  # SAM 2/3 region models bring their own (geosam.infer_sam2/3)
         made: TileInference | Sam2SharedInference | Sam3ZeroShotInference = own(
             models, encoder, segment, batch_size=batch_size
         )
         return made
-    # SAM-region runs encode whole tiles at SAM's input size: their features are not comparable to the
-    # training chips' statistics, so they are not scored
-    domain = models.bundle.domain if models.region_source != "sam" else None
-    mean: torch.Tensor = models.bundle.model.mean  # type: ignore[assignment]  # a registered buffer
-    fill = fill_values(model_preprocessing(models.bundle.meta), mean.detach().cpu().numpy().reshape(-1))
     regions = region_maker(
         models.region_source,
         models.sam,
@@ -250,8 +234,54 @@ def tile_inference(
         # the mask decoder follows the encoder's precision on GPUs; on CPUs it stays float32
         precision=models.precision if models.device.type == "cuda" else "fp32",
     )
+    # SAM-region runs encode whole tiles at SAM's input size: their features are not comparable to the
+    # training chips' statistics, so they are not scored
+    domain = models.bundle.domain if models.region_source != "sam" else None
+    return bundle_tile_inference(models, encoder, regions, batch_size=batch_size, domain=domain)
+
+
+def bundle_tile_inference(
+    models: Models,
+    encoder: EncoderPlan,
+    regions: RegionMaker,
+    *,
+    batch_size: int = 1,
+    domain: DomainStats | None = None,
+) -> TileInference:
+    """The :class:`TileInference` of the classifier bundle's own encoder pass with ``regions``.
+
+    What SAM 1, superpixel, tile and chip regions use, and SAM 2's and SAM 3's region passes when the
+    classifier has an encoder of its own: invalid pixels get the bundle preprocessing's nodata fill, the
+    encoder runs only when something reads its features (:func:`needs_features`), and a dense head
+    classifies every pixel (:func:`geosam.dense.dense_tile_classes`).
+
+    Args:
+        models: From :func:`geosam.runtime.load_models`.
+        encoder: The scene's encoder plan.
+        regions: The scene's region maker.
+        batch_size: ``RunConfig.batch_size``: chip models encode ``16 x batch_size`` chips per call.
+        domain: Domain statistics to score each encoder chip with (``None``: no scores).
+
+    Raises:
+        ConfigError: A dense head on SAM 2 Hiera's four feature levels: only a shared SAM 2 pass
+            (:class:`geosam.infer_sam2.Sam2SharedInference`) gives them, not the encoder's chips.
+    """
+    from geosam.preprocess import fill_values, model_preprocessing
+
+    model = models.bundle.model
+    cfg = getattr(model.dense, "cfg", None)
+    if cfg is not None and cfg.use_encoder and len(cfg.in_channels) > 1:
+        from geosam.errors import ConfigError
+
+        raise ConfigError(
+            "this model's dense head reads the four feature levels of a SAM 2 Hiera pass over the whole "
+            f"tile, which {models.region_source} regions do not give: run it with --sam-checkpoint "
+            "<the SAM 2 checkpoint it was trained on> (SAM 2 regions, one shared pass)"
+        )
+    mean: torch.Tensor = model.mean  # type: ignore[assignment]  # a registered buffer
+    fill = fill_values(model_preprocessing(models.bundle.meta), mean.detach().cpu().numpy().reshape(-1))
     return TileInference(
-        model=models.bundle.model,
+        model=model,
         encoder=encoder,
         regions=regions,
         device=models.device,
@@ -259,7 +289,7 @@ def tile_inference(
         chip_batch=max(1, batch_size) * 16,
         fill=fill,
         domain=domain,
-        encode=needs_features(models.bundle.model, regions, domain),
+        encode=needs_features(model, regions, domain),
     )
 
 

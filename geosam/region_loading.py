@@ -141,6 +141,10 @@ def load_sam2_models(
     bundle.model.to(device).eval()
     sam2_model.to(device).eval()
     decoder = Sam2MaskDecoder(sam2_model, found, shared, rgb)
+    own = "own pass per tile (the classifier encodes the tile with its own encoder)"
+    dense_cfg = getattr(bundle.model.dense, "cfg", None)
+    if not shared and dense_cfg is not None and not dense_cfg.use_encoder:  # see inference.needs_features
+        own = "own pass per tile (the dense head reads the pixels alone: its encoder does not run)"
     info = {
         "family": found.family,
         "model": found.name,
@@ -149,8 +153,6 @@ def load_sam2_models(
         "checkpoint_sha256": digest,
         "package": f"sam2 {sam2_version()}",
         "input_size": image_size,
-        "encoder_pass": "shared with the classifier (one pass per tile)"
-        if shared
-        else "own pass per tile (the classifier encodes the tile with its own encoder)",
+        "encoder_pass": "shared with the classifier (one pass per tile)" if shared else own,
     }
     return LoadedRegionModel(bundle, decoder, found.region_source, tile, chip, input_size, info)

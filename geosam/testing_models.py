@@ -203,6 +203,7 @@ def make_dense_bundle(
     tile_size: int = 128,
     seed: int = 0,
     gsd_m: float | None = None,
+    use_encoder: bool = True,
 ) -> Path:
     """Write an untrained dense-head bundle, architecture-identical to what ``--head dense`` trains.
 
@@ -216,6 +217,8 @@ def make_dense_bundle(
         tile_size: Recommended tile size (a multiple of ``chip_size``).
         seed: Random seed of the head.
         gsd_m: Ground sampling distance recorded as the training data's.
+        use_encoder: The head reads the encoder's features (``False``: the pixels alone, the
+            ``geosam train polygons`` default).
     """
     import numpy as np
 
@@ -223,7 +226,9 @@ def make_dense_bundle(
     from geosam.train.config import TrainConfig
     from geosam.train.dense import build_dense_model
 
-    cfg = TrainConfig(head="dense", backbone=backbone, mode="probe", seed=seed)
+    cfg = TrainConfig(
+        head="dense", backbone=backbone, mode="probe", seed=seed, dense={"use_encoder": use_encoder}
+    )
     n = len(bands)
     model, bb, head_cfg = build_dense_model(
         cfg, bands, len(classes), np.full(n, 0.4), np.full(n, 0.2), chip_size
@@ -236,7 +241,7 @@ def make_dense_bundle(
         bands=list(bands),
         mean=mean,
         std=std,
-        input_size=bb.config.img_size,
+        input_size=bb.input_size,
         chip_size=chip_size,
         recommended_tile_size=tile_size,
         encoder=bb.meta,

@@ -76,7 +76,7 @@ SKIP: tuple[tuple[str, str], ...] = (
      "comparison runs on samples of them in tests/test_parity.py"),
     (r"sam2\.1_hiera_small\.pt", "a SAM 2.1 Hiera encoder at 1024 px is minutes per training run on 2 cores; "
      "the same commands run on a Hiera-T checkpoint in tests/test_cli_sam2.py (train --backbone, then run "
-     "--sam-checkpoint)"),
+     "--sam-checkpoint) and, for dense heads, tests/test_dense_sam2.py"),
     (r"^geosam train polygons \S+raleigh\S+ .*--cv 5\b", "five trainings and five dense runs of the scene "
      "(minutes on 2 cores); `--cv` runs through the CLI in tests/test_train_cv.py"),
     (r"--sam3-checkpoint", "SAM 3 is 840 M parameters (3.4 GB) and minutes per image on 2 cores: its path "

@@ -130,7 +130,10 @@ each region the mean probabilities of its pixels) on the pixel values alone: no 
 trained on (--dense-keep last). Chosen by leave-polygons-out cross-validation on the Raleigh sample:
 overall accuracy 0.834 (mean of five fold assignments) against 0.739 for a per-pixel Random Forest
 (docs/training.md). The [default: ...] of the --dense-* options below are the dense head's own, which
-`train raster --head dense` uses; any you give here replaces the polygons default.
+`train raster --head dense` uses; any you give here replaces the polygons default. With a SAM
+checkpoint as --backbone the head reads its features (--dense-use-encoder unless you pass
+--no-dense-use-encoder); on a SAM 2.x checkpoint it reads Hiera's four levels, and `geosam run
+--sam-checkpoint <that checkpoint>` then makes masks and pixel classes from one Hiera pass per tile.
 
 --head chip trains the chip classifier instead: chip centres lie on a lattice inside each polygon (a
 polygon smaller than the lattice step gets one chip at its representative point), a chip's label is

@@ -114,19 +114,29 @@ class LandCoverModel(nn.Module):
         std: torch.Tensor = self.std  # type: ignore[assignment]
         return (x - mean) / std
 
-    def dense_logits(self, features: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+    def dense_logits(
+        self, features: torch.Tensor | Sequence[torch.Tensor] | None, x: torch.Tensor
+    ) -> torch.Tensor:
         """Per-pixel logits ``(B, K, H, W)`` from encoder ``features`` and the 0..1 inputs ``x``.
 
-        ``features`` may be ``None`` for a head without encoder input (``use_encoder: false``).
+        ``features`` is one ``(B, C, h, w)`` map (a ViT), the list of levels the head was built for
+        (Hiera's four trunk maps, :func:`geosam.models.sam2_encoder.multiscale_features`), or ``None``
+        for a head without encoder input (``use_encoder: false``).
 
         Raises:
-            ValueError: The model has no dense head.
+            ValueError: The model has no dense head, or it reads features and none are given.
         """
         if self.dense is None:
             raise ValueError("this model has no dense head")
         if features is None and getattr(getattr(self.dense, "cfg", None), "use_encoder", False):
             raise ValueError("this dense head reads encoder features: pass them")
-        out: torch.Tensor = self.dense([] if features is None else [features], self.normalize(x))
+        if features is None:
+            levels: list[torch.Tensor] = []
+        elif isinstance(features, torch.Tensor):
+            levels = [features]
+        else:
+            levels = list(features)
+        out: torch.Tensor = self.dense(levels, self.normalize(x))
         return out
 
     def classify_tiles(self, features: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:

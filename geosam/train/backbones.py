@@ -11,6 +11,9 @@ dense trainer (:mod:`geosam.train.dense`):
   trained on.
 * a path: an official SAM checkpoint (``sam_vit_b_01ec64.pth``...), band-adapted likewise, RGB
   normalised with SAM's pixel statistics.
+
+SAM 2.x checkpoints (Hiera) are built by :func:`geosam.models.sam2_bundle.training_encoder`;
+:func:`sam2_backbone` tells them apart.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from geosam.errors import DataError
 from geosam.models.bundle import EncoderMeta
 from geosam.models.sam_config import SamConfig
 
-__all__ = ["Backbone", "build_backbone", "rgb_normalisation"]
+__all__ = ["Backbone", "build_backbone", "rgb_normalisation", "sam2_backbone"]
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,23 @@ def build_backbone(
             band_adapter=adapter,  # type: ignore[arg-type]
         )
     return Backbone(encoder, cfg, meta, {b: v for b, v in stats.items() if b in bands})
+
+
+def sam2_backbone(backbone: str) -> Any:
+    """The :class:`~geosam.models.sam_family.SamModelId` of a SAM 2.x checkpoint given as ``backbone``.
+
+    ``None`` for geosam's own encoders (``default``, ``small``, ``tiny``) and SAM 1 checkpoints. Only the
+    checkpoint's tensor names and shapes are read.
+
+    Raises:
+        WeightsNotFoundError, CheckpointError: A path that is not a readable SAM checkpoint.
+    """
+    if backbone in ("default", "small", "tiny"):
+        return None
+    from geosam.models.sam_family import identify_sam_checkpoint
+
+    found = identify_sam_checkpoint(backbone)
+    return found if found.family != "sam" else None
 
 
 def rgb_normalisation(

@@ -44,6 +44,7 @@ def build_model(
     from geosam.hashing import sha256_file
     from geosam.models.band_adapter import RGB, adapt_patch_embed
     from geosam.models.sam import build_encoder, load_sam
+    from geosam.train.backbones import sam2_backbone
 
     input_size = cfg.input_size or data.chip_size
     bands = [canonical_band_name(b) for b in data.bands]
@@ -56,7 +57,7 @@ def build_model(
         torch.manual_seed(cfg.seed)
         encoder = build_encoder(sam_cfg)
         enc_meta = EncoderMeta(source="bundle", config=sam_cfg.to_dict(), band_adapter="none")
-    elif (sam2 := _sam2_backbone(cfg.backbone)) is not None:
+    elif (sam2 := sam2_backbone(cfg.backbone)) is not None:
         from geosam.models.sam2_bundle import training_encoder
 
         encoder, fields = training_encoder(
@@ -89,14 +90,6 @@ def build_model(
     torch.manual_seed(cfg.seed + 1)
     head = ClassifierHead(sam_cfg.out_chans, len(data.classes), cfg.head_hidden, cfg.dropout)
     return LandCoverModel(encoder, head, mean.tolist(), std.tolist()), enc_meta
-
-
-def _sam2_backbone(path: str) -> Any:
-    """The :class:`~geosam.models.sam_family.SamModelId` of a SAM 2.x checkpoint, ``None`` for SAM 1."""
-    from geosam.models.sam_family import identify_sam_checkpoint
-
-    found = identify_sam_checkpoint(path)
-    return found if found.family != "sam" else None
 
 
 def patch_embed_prefix(model: LandCoverModel) -> str:

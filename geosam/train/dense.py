@@ -20,6 +20,11 @@ polygons' pixels are predicted and the best round's weights (validation macro-F1
 are kept. Validation is grouped: whole polygons (or blocks) are held out
 (:func:`geosam.train.data.stratified_split`).
 
+On a SAM 2.x checkpoint (``--backbone sam2.1_hiera_*.pt``) each patch is encoded whole at the scene's
+resolution and the head reads Hiera's four trunk levels (:func:`encode_levels`): what ``geosam run
+--sam-checkpoint <the same checkpoint>`` computes per tile in the one pass that also feeds SAM 2's mask
+decoder (:class:`geosam.infer_sam2.Sam2SharedInference`). The bundle records ``encoder.family: sam2``.
+
 Why this module is long: data preparation (label polygons, label rasters), patch sampling and the
 training loop of the dense head share private helpers (chip size, patch bookkeeping, sparse loss) and
 the :class:`DenseData`/:class:`Patches` records; :mod:`geosam.train.geodata` already holds the TorchGeo
@@ -43,20 +48,32 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from geosam.errors import DataError
+from geosam.errors import ConfigError, DataError
 from geosam.train.config import TrainConfig, replay_yaml
 from geosam.train.metrics import confusion_matrix, summarize
 
 if TYPE_CHECKING:
     from geosam.config import NormalizeConfig
+    from geosam.models.bundle import EncoderMeta
     from geosam.models.classifier import LandCoverModel
+    from geosam.models.dense_config import DenseHeadConfig
     from geosam.models.dense_head import DenseHead
     from geosam.preprocess import Preprocessing
     from geosam.train._scene_sampling import Scene
     from geosam.train.engine import TrainResult
     from geosam.train.reference import LabelPolygons
 
-__all__ = ["DenseData", "dense_defaults", "polygon_dense_data", "raster_dense_data", "train_dense"]
+__all__ = [
+    "DenseData",
+    "DenseEncoder",
+    "build_dense_model",
+    "dense_defaults",
+    "encode_levels",
+    "patch_edge",
+    "polygon_dense_data",
+    "raster_dense_data",
+    "train_dense",
+]
 
 log = logging.getLogger(__name__)
 
@@ -284,30 +301,80 @@ def raster_dense_data(
 # ------------------------------------------------------------------------------------------------ model
 
 
+@dataclass(frozen=True)
+class DenseEncoder:
+    """The encoder of a dense model as the trainer and the bundle see it.
+
+    Attributes:
+        meta: What the bundle records about it (``family: sam2`` for Hiera).
+        input_size: Encoder input edge in pixels (Hiera: the patch edge, encoded whole).
+    """
+
+    meta: EncoderMeta
+    input_size: int
+
+
 def build_dense_model(
     cfg: TrainConfig, bands: Sequence[str], num_classes: int, mean: np.ndarray, std: np.ndarray, chip: int
-) -> tuple[LandCoverModel, Any, Any]:
+) -> tuple[LandCoverModel, DenseEncoder, DenseHeadConfig]:
     """Encoder (``cfg.backbone``, band-adapted) + :class:`~geosam.models.dense_head.DenseHead`.
 
-    Returns the model, the encoder's bundle metadata and the head configuration.
+    geosam's encoders and SAM 1 checkpoints give one feature map per ``chip`` (resampled to the input
+    size), from which the head builds a simple feature pyramid; a SAM 2.x checkpoint gives Hiera's four
+    trunk levels (strides 4, 8, 16 and 32 pixels) of a ``chip``-pixel patch encoded whole at the
+    scene's resolution, as ``geosam run`` encodes a tile in SAM 2's shared pass.
+
+    Returns:
+        The model, its encoder's :class:`DenseEncoder` and the head configuration.
+
+    Raises:
+        ConfigError: ``input_size`` set for a Hiera backbone (patches are encoded at their own size).
     """
     from geosam.bands import canonical_band_name
     from geosam.models.classifier import LandCoverModel
     from geosam.models.dense_config import DenseHeadConfig
     from geosam.models.dense_head import DenseHead
-    from geosam.train.backbones import build_backbone, rgb_normalisation
+    from geosam.train.backbones import build_backbone, rgb_normalisation, sam2_backbone
 
     bands = [canonical_band_name(b) for b in bands]
-    input_size = cfg.input_size or (64 if cfg.backbone in ("default", "small") else chip)
-    bb = build_backbone(
-        cfg.backbone, bands, input_size, frozen=cfg.mode == "probe", band_init=cfg.band_init, seed=cfg.seed
-    )
-    mean, std = rgb_normalisation(bands, mean, std, bb.rgb_stats)
-    grid = input_size // bb.config.patch_size
+    hiera = sam2_backbone(cfg.backbone)
+    encoder: Any
+    if hiera is not None:
+        from geosam.models.band_adapter import RGB
+        from geosam.models.bundle import EncoderMeta
+        from geosam.models.sam2_bundle import training_encoder
+        from geosam.models.sam2_encoder import SAM2_PIXEL_MEAN, SAM2_PIXEL_STD
+
+        if cfg.input_size and cfg.input_size != chip:
+            raise ConfigError(
+                f"--input-size {cfg.input_size} does not apply to a dense head on SAM 2 Hiera: patches are "
+                "encoded whole at the scene's resolution, as geosam run encodes its tiles; drop it"
+            )
+        input_size = chip
+        encoder, fields = training_encoder(
+            cfg.backbone, hiera, bands, input_size, mode=cfg.mode, band_init=cfg.band_init
+        )
+        enc = DenseEncoder(EncoderMeta(**fields), input_size)
+        stats = dict(zip(RGB, zip(SAM2_PIXEL_MEAN, SAM2_PIXEL_STD, strict=True), strict=True))
+        in_channels: tuple[int, ...] = tuple(hiera.variant.stage_channels)
+        strides: tuple[float, ...] = (4.0, 8.0, 16.0, 32.0)
+    else:
+        input_size = cfg.input_size or (64 if cfg.backbone in ("default", "small") else chip)
+        bb = build_backbone(
+            cfg.backbone,
+            bands,
+            input_size,
+            frozen=cfg.mode == "probe",
+            band_init=cfg.band_init,
+            seed=cfg.seed,
+        )
+        encoder, enc, stats = bb.encoder, DenseEncoder(bb.meta, input_size), bb.rgb_stats
+        in_channels, strides = (bb.config.out_chans,), (chip / (input_size // bb.config.patch_size),)
+    mean, std = rgb_normalisation(bands, mean, std, {b: v for b, v in stats.items() if b in bands})
     o = cfg.dense
     head_cfg = DenseHeadConfig(
-        in_channels=(bb.config.out_chans,),
-        strides=(chip / grid,),
+        in_channels=in_channels,
+        strides=strides,
         num_classes=num_classes,
         num_bands=len(bands),
         decoder=o.decoder,
@@ -320,8 +387,8 @@ def build_dense_model(
         members=o.members,
     )
     torch.manual_seed(cfg.seed + 1)
-    model = LandCoverModel(bb.encoder, None, mean.tolist(), std.tolist(), dense=DenseHead(head_cfg))
-    return model, bb, head_cfg
+    model = LandCoverModel(encoder, None, mean.tolist(), std.tolist(), dense=DenseHead(head_cfg))
+    return model, enc, head_cfg
 
 
 def encode_chips(model: Any, x: torch.Tensor, chip: int, input_size: int) -> torch.Tensor:
@@ -341,6 +408,23 @@ def encode_chips(model: Any, x: torch.Tensor, chip: int, input_size: int) -> tor
     return out
 
 
+def encode_levels(model: Any, x: torch.Tensor, chip: int, input_size: int) -> list[torch.Tensor]:
+    """The encoder levels a dense head reads for ``(B, N, P, P)`` 0..1 patches (autograd on).
+
+    A single-level head (geosam's encoders, SAM 1): ``[encode_chips(...)]``. A head on SAM 2 Hiera's four
+    trunk levels: :func:`~geosam.models.sam2_encoder.multiscale_features` of each whole patch (``chip`` =
+    ``input_size`` = ``P``, a multiple of 32), what the shared SAM 2 pass of ``geosam run`` computes for
+    a tile; four ``(B, C_i, P/s, P/s)`` maps for strides ``s`` = 4, 8, 16, 32.
+    """
+    if len(model.dense.cfg.in_channels) > 1:
+        from geosam.models.sam2_encoder import multiscale_features
+
+        if x.shape[-1] != input_size:
+            raise ValueError(f"Hiera patches are encoded whole: {x.shape[-1]} px, not {input_size}")
+        return multiscale_features(model.encoder, model.normalize(x))
+    return [encode_chips(model, x, chip, input_size)]
+
+
 # ------------------------------------------------------------------------------------------------ data
 
 
@@ -355,14 +439,15 @@ class Patches:
         y: ``(n, P, P)`` int64 class targets, ``-1`` = ignored (unlabelled, nodata, unknown class).
         windows: Scene pixel window ``(col, row, width, height)`` of each patch (``None`` for
             patches that are not scene windows, e.g. dataset chips).
-        feats: ``(n, C, F, F)`` features of a frozen encoder (filled by the trainer).
+        feats: Features of a frozen encoder, one ``(n, C_i, F_i, F_i)`` tensor per level the head reads
+            (filled by the trainer).
     """
 
     x: torch.Tensor
     valid: torch.Tensor
     y: torch.Tensor
     windows: list[tuple[int, int, int, int]] | None
-    feats: torch.Tensor | None = None
+    feats: list[torch.Tensor] | None = None
 
     def stats(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-band mean and standard deviation over the valid pixels (float64)."""
@@ -401,8 +486,11 @@ def _read_patches(
 
 def _chip_features(
     model: Any, patches: Patches, chip: int, input_size: int, device: torch.device, progress: bool
-) -> torch.Tensor:
-    """Frozen-encoder features of every patch; a scene chip shared by patches is encoded once."""
+) -> list[torch.Tensor]:
+    """Frozen-encoder features of every patch, one tensor per level the head reads.
+
+    A scene chip shared by patches is encoded once (on Hiera a chip is a whole patch).
+    """
     from geosam.progress import progress_iter
 
     if patches.windows is None:  # not scene windows: encode each patch
@@ -410,9 +498,9 @@ def _chip_features(
         with torch.inference_mode():
             for s in range(0, len(patches.x), 16):
                 x = patches.x[s : s + 16].float().to(device)
-                out.append(encode_chips(model, x, chip, input_size).cpu())
-        return torch.cat(out)
-    cache: dict[tuple[int, int], torch.Tensor] = {}
+                out.append([f.cpu() for f in encode_levels(model, x, chip, input_size)])
+        return [torch.cat(level) for level in zip(*out, strict=True)]
+    cache: dict[tuple[int, int], list[torch.Tensor]] = {}
     todo: dict[tuple[int, int], tuple[int, int, int]] = {}
     for i, (c0, r0, w, h) in enumerate(patches.windows):
         for r in range(0, h, chip):
@@ -427,16 +515,21 @@ def _chip_features(
             xs = torch.stack(
                 [patches.x[i, :, r : r + chip, c : c + chip] for i, r, c in (todo[k] for k in ks)]
             ).float()
-            f = encode_chips(model, xs.to(device), chip, input_size).cpu()
-            for k, fk in zip(ks, f, strict=True):
-                cache[k] = fk
-    out = []
-    for c0, r0, w, h in patches.windows:
-        rows = [
-            torch.cat([cache[(r0 + r, c0 + c)] for c in range(0, w, chip)], dim=-1) for r in range(0, h, chip)
-        ]
-        out.append(torch.cat(rows, dim=-2))
-    return torch.stack(out)
+            levels = [f.cpu() for f in encode_levels(model, xs.to(device), chip, input_size)]
+            for j, k in enumerate(ks):
+                cache[k] = [f[j] for f in levels]
+    n_levels = len(next(iter(cache.values())))
+    out_levels = []
+    for lv in range(n_levels):
+        per_patch = []
+        for c0, r0, w, h in patches.windows:
+            rows = [
+                torch.cat([cache[(r0 + r, c0 + c)][lv] for c in range(0, w, chip)], dim=-1)
+                for r in range(0, h, chip)
+            ]
+            per_patch.append(torch.cat(rows, dim=-2))
+        out_levels.append(torch.stack(per_patch))
+    return out_levels
 
 
 # ------------------------------------------------------------------------------------------------ train
@@ -464,13 +557,13 @@ def _class_weights(y: torch.Tensor, k: int, on: bool) -> torch.Tensor | None:
 
 def _features(
     model: Any, p: Patches, idx: Any, x: torch.Tensor, chip: int, input_size: int, device: torch.device
-) -> torch.Tensor:
-    """Encoder features of patches ``idx`` (cached for a frozen encoder, else computed with autograd)."""
+) -> list[torch.Tensor]:
+    """Encoder levels of patches ``idx`` (cached for a frozen encoder, else computed with autograd)."""
     if p.feats is not None:
-        return p.feats[idx].to(device)
+        return [f[idx].to(device) for f in p.feats]
     if model.dense.cfg.use_encoder:
-        return encode_chips(model, x, chip, input_size)
-    return x.new_zeros((x.shape[0], 1, 1, 1))
+        return encode_levels(model, x, chip, input_size)
+    return [x.new_zeros((x.shape[0], 1, 1, 1))]
 
 
 @torch.no_grad()
@@ -509,7 +602,7 @@ def scene_patches(
 
     o = cfg.dense
     chip = _chip_size(cfg)
-    patch = max(chip, round(o.patch_size / chip) * chip)
+    patch = patch_edge(cfg)
     scene_ds = SceneDataset(data.scene, chip)
     grid = scene_ds.grid
     size_m = patch * grid.res
@@ -591,9 +684,9 @@ def fit_dense(
     from geosam.bands import canonical_band_name
     from geosam.models.bundle import BundleMeta, save_bundle
     from geosam.progress import progress_iter
-    from geosam.train.backbones import trainable_parameters
+    from geosam.train.backbones import sam2_backbone, trainable_parameters
     from geosam.train.chip_batches import dihedral
-    from geosam.train.chip_model import lr_lambda, param_groups
+    from geosam.train.chip_model import lr_lambda, param_groups, patch_embed_prefix
     from geosam.train.colors import class_colors
     from geosam.train.engine import TrainResult
     from geosam.train.report import report_files
@@ -603,8 +696,10 @@ def fit_dense(
         torch.set_num_threads(cfg.threads)
     device = _device(cfg.device)
     o = cfg.dense
-    chip = _chip_size(cfg)
     patch = int(pool.x.shape[-1])
+    grid = _chip_size(cfg)  # the bundle's chip size: tiles are whole multiples of it
+    # Hiera encodes each patch whole (as geosam run encodes a tile in SAM 2's shared pass)
+    chip = patch if sam2_backbone(cfg.backbone) is not None else grid
     mean, std = pool.stats()
     pool.fill(mean)
     if val is not None:
@@ -612,7 +707,7 @@ def fit_dense(
     band_names = [canonical_band_name(b) for b in bands]
     model, bb, head_cfg = build_dense_model(cfg, band_names, len(classes), mean, std, chip)
     model.to(device)
-    input_size = bb.config.img_size
+    input_size = bb.input_size
     trainable_parameters(model.encoder, cfg.mode, cfg.last_n)
     head: DenseHead = model.dense  # type: ignore[assignment]
     head.requires_grad_(True)
@@ -649,7 +744,7 @@ def fit_dense(
             f = _features(model, pool, idx, pool.x[idx].float().to(device), chip, input_size, device)
             if o.noise:  # in normalised units: std * noise in 0..1 units per band
                 x = x + torch.randn_like(x) * o.noise * model.get_buffer("std")
-            members = head.member_logits([dihedral(f, sym)], model.normalize(x))
+            members = head.member_logits([dihedral(level, sym) for level in f], model.normalize(x))
             loss = torch.stack([sparse_loss(lg, y, weights, cfg.label_smoothing) for lg in members]).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -699,7 +794,7 @@ def fit_dense(
         metrics = summarize(confusion_matrix(val.y[m].numpy(), pred[m].numpy(), k), classes)
     best = max(history, key=lambda h: h.get("val_macro_f1", 0.0) + 1e-3 * h.get("val_accuracy", 0.0))
     elapsed = time.time() - t_start
-    tile = cfg.tile_size or max(chip, (256 // chip) * chip)
+    tile = cfg.tile_size or max(grid, (256 // grid) * grid)
     mean_std = (model.get_buffer("mean").reshape(-1).tolist(), model.get_buffer("std").reshape(-1).tolist())
     meta = BundleMeta(
         name=cfg.name,
@@ -712,7 +807,7 @@ def fit_dense(
         mean=[float(v) for v in mean_std[0]],
         std=[float(v) for v in mean_std[1]],
         input_size=input_size,
-        chip_size=chip,
+        chip_size=grid,
         gsd_m=gsd_m,
         recommended_tile_size=tile,
         encoder=bb.meta,
@@ -741,13 +836,14 @@ def fit_dense(
         data=provenance,
     )
     frozen_ckpt = bb.meta.source == "sam_checkpoint"
+    adapted = frozen_ckpt and bb.meta.band_adapter != "none"  # only the band-adapted patch embedding
     meta = save_bundle(
         cfg.out,
         model,
         meta,
         dtype=cfg.save_dtype,
         include_encoder=not frozen_ckpt,
-        include_prefixes=("encoder.patch_embed.",) if frozen_ckpt and bb.meta.band_adapter != "none" else (),
+        include_prefixes=(patch_embed_prefix(model),) if adapted else (),
         extra_files={
             **(report_files(metrics, history) if val is not None else {}),
             "report/train_config.yaml": replay_yaml(cfg).encode(),
@@ -762,10 +858,24 @@ def _r(v: Any, nd: int = 4) -> Any:
     return round(v, nd) if isinstance(v, float) else v
 
 
+def patch_edge(cfg: TrainConfig) -> int:
+    """Training patch edge in pixels: ``dense.patch_size`` rounded to whole chips of :func:`_chip_size`.
+
+    At least one chip; on a SAM 2 Hiera backbone at least 64 pixels (a multiple of 32), so that Hiera's
+    stride-32 level is at least 2 x 2.
+    """
+    chip = _chip_size(cfg)
+    smallest = 2 * chip if chip == 32 else chip
+    return max(smallest, round(cfg.dense.patch_size / chip) * chip)
+
+
 def _chip_size(cfg: TrainConfig) -> int:
     """Encoder chip edge in scene pixels for dense training: ``cfg.tile_size``-independent, 16 by default.
 
     16 scene pixels resampled to the encoder's 64 px input: for the default encoder (patch 8) a
-    feature cell covers 2 x 2 scene pixels.
+    feature cell covers 2 x 2 scene pixels. On a SAM 2 Hiera backbone patches are encoded whole and
+    this is their grid: 32 pixels, Hiera's coarsest stride (patch edges are multiples of it, at least 64).
     """
-    return 16
+    from geosam.train.backbones import sam2_backbone
+
+    return 32 if sam2_backbone(cfg.backbone) is not None else 16

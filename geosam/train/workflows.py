@@ -45,20 +45,29 @@ POLYGONS_HEAD = "dense"
 #: with regions, overall accuracy 0.872 / 0.804 / 0.775 on fold seeds 0 / 1 / 2 against 0.741 / 0.737 /
 #: 0.734 for a per-pixel Random Forest, where the encoder features gave 0.555 (seed 0): a few dozen
 #: polygons are too few to fit a head on 256 encoder channels from another sensor. Label rasters
-#: (``geosam train raster``) keep :class:`~geosam.train.config.DenseOptions`' own defaults.
+#: (``geosam train raster``) keep :class:`~geosam.train.config.DenseOptions`' own defaults. With a SAM
+#: checkpoint as ``--backbone`` the head reads its features (:func:`polygons_head`).
 POLYGONS_DENSE: dict[str, Any] = {"use_encoder": False, "context": (), "noise": 0.2, "keep": "last"}
 
 
 def polygons_head(cfg: TrainConfig) -> TrainConfig:
     """``cfg`` with :data:`POLYGONS_HEAD` unless the user chose a head.
 
-    A dense head gets :data:`POLYGONS_DENSE` for the dense options the user did not set.
+    A dense head gets :data:`POLYGONS_DENSE` for the dense options the user did not set, except
+    ``use_encoder`` when the user gave a SAM checkpoint as ``backbone`` (SAM 1, or SAM 2.x Hiera): asking
+    for a checkpoint's encoder is asking for its features, so the head reads them (``use_encoder:
+    true``, the dense head's own default) unless ``use_encoder: false`` is set too.
     """
     if "head" not in cfg.model_fields_set:
         cfg = cfg.model_copy(update={"head": POLYGONS_HEAD})
     if cfg.head != "dense":
         return cfg
-    unset = {k: v for k, v in POLYGONS_DENSE.items() if k not in cfg.dense.model_fields_set}
+    checkpoint = "backbone" in cfg.model_fields_set and cfg.backbone not in ("default", "small", "tiny")
+    unset = {
+        k: v
+        for k, v in POLYGONS_DENSE.items()
+        if k not in cfg.dense.model_fields_set and not (checkpoint and k == "use_encoder")
+    }
     return cfg.model_copy(update={"dense": cfg.dense.model_copy(update=unset)})
 
 
@@ -234,10 +243,10 @@ def train_torchgeo(
 
         data = classification_chips(name, root, split=split, max_per_class=cfg.max_per_class, seed=cfg.seed)
         return train(cfg.model_copy(update={"head": "chip"}), data, progress=progress)
-    from geosam.train.dense import dense_defaults, fit_dense
+    from geosam.train.dense import dense_defaults, fit_dense, patch_edge
 
     cfg = dense_defaults(cfg.model_copy(update={"head": "dense"}))
-    patch = max(16, round(cfg.dense.patch_size / 16) * 16)
+    patch = patch_edge(cfg)
     n_img = max(1, cfg.dense.patches // 4)
     pool, classes, bands, prep = segmentation_patches(
         name, root, patch=patch, max_images=n_img, split=split, seed=cfg.seed
