@@ -205,6 +205,7 @@ def encoding_sizes(
     tile_size: int | None = None,
     halo: int | None = None,
     scene_shape: tuple[int, int] | None = None,
+    log_choice: bool = True,
 ) -> EncodingSizes:
     """Choose chip, tile and halo sizes for a scene (see the module docstring); logs the choice.
 
@@ -220,6 +221,10 @@ def encoding_sizes(
         tile_size: A tile edge the user configured (rounded to a multiple of the matched chip).
         halo: A halo the user configured (reduced when it does not fit the tile).
         scene_shape: ``(height, width)`` of the scene: a matched chip is at most its longest side.
+        log_choice: Log the note on a choice made from the scene's resolution (INFO, or WARNING when
+            the chip is clamped); ``False`` when the caller logs it with the tile it finally uses
+            (:func:`geosam.scene_plan.scene_encoding`). Other messages (matching off, stretched pixels,
+            unknown ground size) are logged either way.
 
     Returns:
         The sizes and a note on the choice.
@@ -254,7 +259,8 @@ def encoding_sizes(
             f"pixels of {scene.describe()} match the model's {model_gsd_m:g} m: chips of {model_chip} px"
             f"{halo_note}"
         )
-        log.info("%s: %s", Path(path).name, note)
+        if log_choice:
+            log.info("%s: %s", Path(path).name, note)
         return EncodingSizes(model_chip, model_tile, fitted, gsd, float(model_chip), False, note)
     per_side = max(1, round(model_tile / model_chip))
     longest = max(scene_shape) if scene_shape else None
@@ -277,7 +283,8 @@ def encoding_sizes(
             f"chip covers {ground / (model_chip * model_gsd_m):.2g}x the ground of a training chip: "
             "classes are less reliable (use a model trained at this resolution)"
         )
-        log.warning("%s: %s", Path(path).name, note)
-    else:
+        if log_choice:
+            log.warning("%s: %s", Path(path).name, note)
+    elif log_choice:
         log.info("%s: %s", Path(path).name, note)
     return EncodingSizes(chip, tile, fitted, gsd, ideal, clamped, note)

@@ -232,6 +232,7 @@ def scene_encoding(
     else:
         reason = ""
     chip_override: int | None = None
+    sizes = None
     if geom.region_source != "sam":
         with _raised_level("geosam.resolution", logging.ERROR, quiet):
             sizes = encoding_sizes(
@@ -244,6 +245,7 @@ def scene_encoding(
                 grid=grid,
                 tile_size=geom.tile_size if geom.tile_size_configured else None,
                 scene_shape=info.shape,
+                log_choice=False,  # logged below, with the tile the chip grid settles on
             )
         chip_override = sizes.chip
         if not reason or sizes.clamped:  # the tile size is the chip grid's, below
@@ -264,6 +266,11 @@ def scene_encoding(
             name=name,
             chip=chip_override,
         )
+    if sizes is not None and sizes.matched and not quiet:  # the choice, with the tile the run reads
+        choice = re.sub(r", tiles of \d+ px", "", sizes.note)
+        note = f"{choice}; tiles of {g.tile} px with a {g.halo} px halo"
+        resolution_log = logging.getLogger("geosam.resolution")
+        (resolution_log.warning if sizes.clamped else resolution_log.info)("%s: %s", name, note)
     return SceneEncoding(g.chip, g.tile, scene_gsd, g.matched, reason, g.halo)
 
 

@@ -193,6 +193,17 @@ def resolve_preprocessing(
     return ScenePreprocessing(stretch, fill, radiometry, applied, pre, tuple(overrides), fallback)
 
 
+def _stored_as(dtype: str, r: Radiometry) -> str:
+    """How stored values become the radiometry's values, for people: ``uint8 / 255``, ``uint16 x 0.0001``."""
+    scales, offsets = set(r.scale), set(r.offset)
+    if len(scales) != 1 or len(offsets) != 1:
+        return f"{dtype} x scale + offset per band"
+    (a,), (b,) = scales, offsets
+    inv = 1.0 / a if a else 0.0
+    text = f"{dtype} / {inv:g}" if a and abs(inv - round(inv)) < 1e-6 else f"{dtype} x {a:g}"
+    return text if b == 0 else f"{text} {'+' if b > 0 else '-'} {abs(b):g}"
+
+
 def _same_as_model(cfg: NormalizeConfig, pre: Preprocessing) -> bool:
     s = pre.scaling
     return (
@@ -230,7 +241,8 @@ def _model_stretch(
     how = ""
     if r.kind == pre.space and (pre.space != "raw" or pre.input.dtype in (None, meta.dtype)):
         low, high = s.low, s.high
-        how = f"{pre.describe(mapping=False)} ({r.rule})"
+        stored = _stored_as(meta.dtype, r)
+        how = f"{stored} = {pre.space} values, as in training: {pre.describe(mapping=False)} ({r.rule})"
     elif pre.space == "display" and r.kind == "reflectance" and pre.reflectance_to_display is not None:
         m = pre.reflectance_to_display
         low = tuple((lo - bi) / g for lo, bi, g in zip(s.low, m.bias, m.gain, strict=True))

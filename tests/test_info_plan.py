@@ -171,3 +171,19 @@ def test_summary_counts_what_plan_tiles_keeps(width, height, tile, halo_frac, sc
     assert s.n_tiles == len(plan.tiles) and s.n_skipped == plan.n_skipped
     # with no read budget: nothing read, nothing claimed
     assert tight.screening == "skipped" and tight.n_tiles is None
+
+
+@pytest.mark.parametrize("gsd_m", [10.0, 20.0, 28.5])
+def test_the_resolution_line_names_the_tile_the_run_reads(tmp_path, bundles, gsd_m, caplog):
+    """One INFO line on the choice, and its tile and halo are the chip grid's (what the record holds)."""
+    from geosam.models.bundle import read_bundle_meta
+
+    transform = (gsd_m, 0, 500000, 0, -gsd_m, 5000000)
+    scene = open_scene(make_raster(tmp_path / "s.tif", 600, 600, fill="random", transform=transform))
+    geom = model_geometry(read_bundle_meta(bundles["gsd"]), RunConfig(), sam_checkpoint=False)
+    with caplog.at_level(logging.INFO, logger="geosam"):
+        enc = scene_encoding(geom, scene)
+    lines = [r.getMessage() for r in caplog.records if r.name == "geosam.resolution"]
+    assert len(lines) == 1, lines
+    assert f"tiles of {enc.tile_size} px with a {enc.halo} px halo" in lines[0]
+    assert lines[0].count("tiles of") == 1 and f"chips of {enc.chip_size} px" in lines[0]
