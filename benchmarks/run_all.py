@@ -33,6 +33,7 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     "precision": ("bench_precision.py", []),
     "single_vs_two_pass": ("bench_single_vs_two_pass.py", []),
     "sam_backbones": ("bench_sam_backbones.py", []),
+    "sam_mask_stage": ("bench_sam_mask_stage.py", []),
     "allocator": ("bench_allocator.py", []),
     "memory": ("bench_memory.py", []),
     "scaling": ("bench_scaling.py", []),
@@ -56,6 +57,13 @@ def headline(name: str, data: dict[str, Any]) -> list[str]:
             out.append(
                 f"{s['setup']}: {s['s_per_tile']:.2f} s/tile, x{s['x_faster_than_vit_b']:.2f} vs ViT-B "
                 f"(CPU time x{s['x_less_cpu_than_vit_b']:.2f}), peak {s['peak_rss_mb']:.0f} MB"
+            )
+    elif name == "sam_mask_stage":
+        for r in data["rows"]:
+            extra = f", x{r['tile_speedup_vs_vit_b']:.2f} vs ViT-B" if "tile_speedup_vs_vit_b" in r else ""
+            out.append(
+                f"{r['setup']} {r['precision']}: encoder {r['encoder_s']:.2f} s, mask decoder "
+                f"{r['decoder_s']:.2f} s of {r['tile_s']:.2f} s per tile{extra}"
             )
     elif name == "precision":
         rec = data["recommendation"]
