@@ -28,6 +28,7 @@ from geosam.types import ClassScheme, PixelWindow, SceneInfo
 
 __all__ = [
     "PROBABILITY_NODATA",
+    "SCRATCH_BLOCK",
     "ProbabilityScratch",
     "finish_window",
     "probability_scratch",
@@ -36,6 +37,9 @@ __all__ = [
 
 #: Nodata of the probability COG (percent values are 0..100).
 PROBABILITY_NODATA = 255
+
+#: Block edge (pixels) of the :class:`ProbabilityScratch` raster.
+SCRATCH_BLOCK = 256
 
 
 class ProbabilityScratch:
@@ -61,8 +65,8 @@ class ProbabilityScratch:
             "crs": info.crs,
             "transform": rasterio.Affine(*info.transform),
             "tiled": True,
-            "blockxsize": 256,
-            "blockysize": 256,
+            "blockxsize": SCRATCH_BLOCK,
+            "blockysize": SCRATCH_BLOCK,
             "compress": "deflate",
             "zlevel": 1,
             "interleave": "pixel",

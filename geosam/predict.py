@@ -192,6 +192,7 @@ def predict_scene(
         OutputError: The outputs cannot be written; the earlier outputs, if any, are left as they were.
     """
     from geosam.io import legend, scene_writer
+    from geosam.io.block_cache import block_cache_limit, streaming_cache_bytes
     from geosam.io.transaction import SceneTransaction
 
     timer = StageTimer()
@@ -201,7 +202,16 @@ def predict_scene(
     # 2. Open the scene's transaction: outputs are staged out of sight until the commit.
     outputs = SceneOutputs.for_scene(plan.path, out_dir)
     what = f"the outputs of {plan.tiles.scene_id}"
+    # GDAL's block cache holds two block rows of the streamed rasters, not all of them (memory grows
+    # with the scene's width, not its area; geosam.io.block_cache)
+    column = scene_writer.streamed_column_bytes(
+        len(_scheme(models)),
+        cfg.output.confidence_dtype,
+        dense=models.dense,
+        probabilities=cfg.dense.probabilities,
+    )
     with (
+        block_cache_limit(streaming_cache_bytes(plan.info.width, column)),
         SceneTransaction(outputs, overwrite=cfg.output.overwrite, what=what) as txn,
         probability_scratch(
             txn.work / _PROBABILITIES, plan.info, len(_scheme(models)), models.dense

@@ -257,6 +257,30 @@ def test_dense_head_maps_a_3px_road_that_chip_classification_loses(road):
     assert chip_recall <= 0.3, chip_recall
 
 
+def test_a_tiny_block_cache_writes_the_same_dense_outputs(road, monkeypatch):
+    """The dense head's probability scratch (written during inference, read back when finishing) and
+    the probability COG come out the same when GDAL's block cache is far below one block row."""
+    import geosam.io.block_cache as block_cache
+    from geosam.config import RunConfig
+    from geosam.predict import predict_scene
+    from geosam.runtime import load_models
+
+    monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
+    tmp, scene, _labels, res = road
+    cfg = RunConfig().with_overrides(**{"dense.probabilities": True})
+    models = load_models(res.bundle, None, cfg)
+    default = predict_scene(scene, tmp / "cache_default", models, cfg)
+    monkeypatch.setattr(block_cache, "streaming_cache_bytes", lambda width, column: 64 * 2**10)
+    tiny = predict_scene(scene, tmp / "cache_tiny", models, cfg)
+    for kind in ("classes", "confidence", "probabilities"):
+        with rasterio.open(default.outputs[kind]) as a, rasterio.open(tiny.outputs[kind]) as b:
+            assert np.array_equal(a.read(), b.read()), kind
+    a, b = gpd.read_file(default.outputs["regions_gpkg"]), gpd.read_file(tiny.outputs["regions_gpkg"])
+    assert len(a) == default.n_regions > 0
+    assert a.drop(columns="geometry").equals(b.drop(columns="geometry"))
+    assert a.geometry.geom_equals_exact(b.geometry, 0).all()
+
+
 def test_regions_take_the_dense_majority_in_a_run(road):
     from geosam.config import RunConfig
     from geosam.io.read import open_scene, read_window

@@ -161,3 +161,118 @@ def test_union_find_and_ring():
     assert np.array_equal(ring.crop(PixelWindow(-4, 12, 20, 4)), lab[16:20])
     assert np.array_equal(ring.crop(PixelWindow(12, -4, 4, 20)), lab[:, 16:20])
     assert ring.crop(PixelWindow(2, 2, 4, 4)) is None
+
+
+class _PerPieceReference:
+    """The stitcher's bookkeeping before it kept arrays per tile: Python floats and a ``(K,)`` array per
+    piece, and its ``finish`` verbatim (the reference the array version must reproduce bit for bit)."""
+
+    def __init__(self, st: SceneStitcher) -> None:
+        self.st = st
+        self.area: list[float] = []
+        self.sum_r: list[float] = []
+        self.sum_c: list[float] = []
+        self.tile: list[int] = []
+        self.probs: list[np.ndarray] = []
+        self.iou: list[float] = []
+        self.stab: list[float] = []
+
+    def add(self, area, sum_r, sum_c, tile, probs, iou, stab) -> None:
+        for i in range(len(area)):
+            self.area.append(float(area[i]))
+            self.sum_r.append(float(sum_r[i]))
+            self.sum_c.append(float(sum_c[i]))
+            self.tile.append(tile)
+            self.probs.append(np.asarray(probs[i], np.float64))
+            self.iou.append(float(iou[i]))
+            self.stab.append(float(stab[i]))
+
+    def finish(self, min_area: int) -> dict[str, np.ndarray]:
+        st = self.st
+        n = st.next_id - 1
+        area = np.asarray(self.area, np.float64)
+        groups: dict[int, list[int]] = {}
+        for pid in range(1, n + 1):
+            if area[pid - 1] > 0:
+                groups.setdefault(st.uf.find(pid), []).append(pid)
+        lookup = np.zeros(n + 1, np.int32)
+        rows = []
+        for root in sorted(groups):
+            members = groups[root]
+            a = area[[m - 1 for m in members]]
+            total = float(a.sum())
+            if total < max(1, min_area):
+                continue
+            w = a / total
+            probs = sum(wi * self.probs[m - 1] for wi, m in zip(w, members, strict=True))
+            iou = float(np.sum(w * np.array([self.iou[m - 1] for m in members])))
+            stab = float(np.sum(w * np.array([self.stab[m - 1] for m in members])))
+            cr = sum(self.sum_r[m - 1] for m in members) / total
+            cc = sum(self.sum_c[m - 1] for m in members) / total
+            tiles = {self.tile[mm - 1] for mm in members}
+            tile = next(
+                (
+                    t
+                    for t in tiles
+                    if st.tiles[t].core.row_off <= cr < st.tiles[t].core.row_end
+                    and st.tiles[t].core.col_off <= cc < st.tiles[t].core.col_end
+                ),
+                self.tile[members[int(np.argmax(a))] - 1],
+            )
+            rows.append((members, probs, total, iou, stab, tile, cr, cc))
+        m = len(rows)
+        out_probs = np.zeros((m, st.k), np.float32)
+        for fid, (members, probs, *_rest) in enumerate(rows, start=1):
+            lookup[members] = fid
+            out_probs[fid - 1] = probs
+        return {
+            "lookup": lookup,
+            "probs": out_probs,
+            "area_px": np.array([r[2] for r in rows], np.float64),
+            "predicted_iou": np.array([r[3] for r in rows], np.float32),
+            "stability_score": np.array([r[4] for r in rows], np.float32),
+            "tile_index": np.array([r[5] for r in rows], np.int32),
+            "centroid_rc": np.array([[r[6], r[7]] for r in rows], np.float64).reshape(m, 2),
+            "pieces": np.array([len(r[0]) for r in rows], np.int32),
+            "piece_tiles": np.array([-1, *self.tile], np.int64),
+        }
+
+
+@pytest.mark.parametrize("min_area", [0, 40])
+def test_region_table_is_identical_to_the_per_piece_bookkeeping(min_area):
+    """Multi-tile scene of irregular regions (some cut by seams, some tiny, tiles with none): the
+    per-tile arrays give exactly the region table (ids, probabilities, areas, scores, owners,
+    centroids) and piece tiles of the per-piece bookkeeping they replaced."""
+    from scipy import ndimage
+
+    h, w, k = 230, 250, 5
+    rng = np.random.default_rng(7)
+    field = ndimage.gaussian_filter(rng.normal(size=(h, w)), 4)
+    gt = cc_label(np.digitize(field, np.quantile(field, [0.3, 0.55, 0.8])) + 1, connectivity=1)
+    gt[150:200, 180:240] = 0  # a patch without regions: tiles with no pieces
+    plan = plan_tiles(scene_info(h, w), TilingConfig(tile_size=64, halo=6, skip_empty=False))
+    st = SceneStitcher(list(plan.tiles), (h, w), plan.halo, num_classes=k, match_fraction=0.5)
+    ref = _PerPieceReference(st)
+    real_add = st.p.add
+
+    def both(*args):
+        ref.add(*args)
+        real_add(*args)
+
+    st.p.add = both  # type: ignore[method-assign]
+    for t in plan.tiles:
+        lab = perfect_tile_labels(gt, t.window)
+        lab[rng.random(lab.shape) < 0.02] = 0  # noise: pieces differ across seams
+        lab = cc_label(lab, background=0, connectivity=1)  # ids 1..n, some tiny
+        n = int(lab.max())
+        probs = rng.dirichlet(np.ones(k), size=n).astype(np.float32)
+        st.add_tile(t, lab, probs, rng.random(n).astype(np.float32), rng.random(n).astype(np.float32))
+    assert st.matches > 0 and st.next_id > 100
+    table = st.finish(min_area)
+    expected = ref.finish(min_area)
+    assert table.count == len(expected["area_px"]) > 10
+    assert (table.pieces > 1).any()  # regions merged across seams
+    for name, want in expected.items():
+        got = st.piece_tiles() if name == "piece_tiles" else getattr(table, name)
+        assert got.dtype == want.dtype and got.shape == want.shape, name
+        assert np.array_equal(got, want, equal_nan=True), name

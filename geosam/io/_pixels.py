@@ -167,6 +167,32 @@ def _read_chunk(p: str, bands: tuple[int, ...], chunk: _Chunk) -> tuple[np.ndarr
         return _guarded(p, f"reading pixels {_describe(chunk.window)}", lambda: read(ds))
 
 
+def _read_chunk_validity(p: str, bands: tuple[int, ...], chunk: _Chunk) -> np.ndarray:
+    """Per-band validity of one chunk, as :func:`_read_chunk` decides it, without its float32 copy.
+
+    Integer pixels need no copy; floating ones are cast (and dropped) only to mark the values that are
+    not finite as float32 invalid. Memory: the raw chunk and the validity, not 4 more bytes per band and
+    pixel (45 MB for the 2048 px screen of a 3-band scene).
+    """
+    shape = (chunk.rows.stop - chunk.rows.start, chunk.cols.stop - chunk.cols.start)
+    rw = chunk.window.to_rasterio()
+    decimate = shape != (chunk.window.height, chunk.window.width)
+
+    def read(ds: DatasetReader) -> np.ndarray:
+        raw = (
+            ds.read(list(bands), window=rw, out_shape=(len(bands), *shape))
+            if decimate
+            else ds.read(list(bands), window=rw)
+        )
+        band_valid = _band_validity(ds, bands, raw, rw, shape if decimate else None)
+        if np.issubdtype(raw.dtype, np.floating):
+            _to_float32(raw, band_valid)
+        return band_valid
+
+    with geosam_env(p), _open(p) as ds:
+        return _guarded(p, f"reading pixels {_describe(chunk.window)}", lambda: read(ds))
+
+
 def _plan_decimated(
     p: str, bands: Sequence[int] | None, max_side: int | None
 ) -> tuple[tuple[int, ...], tuple[int, int], list[_Chunk]]:
@@ -247,7 +273,7 @@ def read_validity(
         b, shape, chunks = _plan_decimated(p, None, max_side)
         out = np.zeros(shape, dtype=bool)
         for chunk in chunks:
-            out[chunk.rows, chunk.cols] = combine(_read_chunk(p, b, chunk)[1])
+            out[chunk.rows, chunk.cols] = combine(_read_chunk_validity(p, b, chunk))
         return out
     out = np.zeros((window.height, window.width), dtype=bool)
     with geosam_env(p), _open(p) as ds:

@@ -59,6 +59,7 @@ __all__ = [
     "CLASS_SCHEME_TAG",
     "COG_PROFILE",
     "CONFIDENCE_NODATA",
+    "SCRATCH_BLOCK",
     "RasterWriter",
     "class_map_writer",
     "cog_options",
@@ -84,13 +85,15 @@ COG_PROFILE: dict[str, str] = {"BLOCKSIZE": "512", "OVERVIEWS": "AUTO", "BIGTIFF
 
 _OVERVIEW_RESAMPLING: dict[str, str] = {"classes": "MODE", "continuous": "AVERAGE"}
 _COMPRESS = ("deflate", "lzw", "zstd")
+#: Block edge (pixels) of a writer's scratch GeoTIFF (what GDAL's block cache holds while it is open).
+SCRATCH_BLOCK = 512
 # Scratch file: random-order window writes, read once by the COG driver. Cheap compression keeps it
 # well below the uncompressed size; SPARSE_OK leaves unwritten blocks empty (they read as nodata).
 _SCRATCH_PROFILE: dict[str, Any] = {
     "driver": "GTiff",
     "tiled": True,
-    "blockxsize": 512,
-    "blockysize": 512,
+    "blockxsize": SCRATCH_BLOCK,
+    "blockysize": SCRATCH_BLOCK,
     "compress": "deflate",
     "zlevel": 1,
     "bigtiff": "IF_SAFER",

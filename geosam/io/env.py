@@ -7,9 +7,10 @@ process-wide and nothing is read or written at import time.
 Options a user has already chosen win: a key set in an enclosing :class:`rasterio.Env` or as a GDAL
 environment variable (``GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR python ...``) is not overridden.
 
-``GDAL_CACHEMAX`` is deliberately absent: GDAL reads it once, at the first use of its block cache, so a
-scoped value would only work by accident. Set it in the environment of the process (the CLI and the
-pipelines do) if the default of 5 % of RAM does not suit.
+``GDAL_CACHEMAX`` is not among these options: the block cache's size is process-wide, not per thread.
+:func:`geosam.predict.predict_scene` caps it for the length of a run to what streaming the scene needs
+(:mod:`geosam.io.block_cache`); a ``GDAL_CACHEMAX`` environment variable (or an enclosing
+``rasterio.Env``) wins.
 """
 
 from __future__ import annotations

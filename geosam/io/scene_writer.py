@@ -45,6 +45,7 @@ __all__ = [
     "provisional_raster",
     "scene_tags",
     "stitch_tile",
+    "streamed_column_bytes",
     "write_maps",
     "write_project",
     "write_regions",
@@ -79,6 +80,30 @@ def provisional_raster(path: Path, info: SceneInfo) -> Iterator[DatasetWriter]:
     }
     with rasterio.open(path, "w", **profile) as ds:
         yield ds
+
+
+def streamed_column_bytes(k: int, confidence_dtype: str, *, dense: bool, probabilities: bool) -> int:
+    """Bytes per scene column in one block row of every raster a run streams (for the block cache).
+
+    The provisional region ids (``int32``, :data:`PROVISIONAL_PROFILE` blocks), the class map
+    (``uint8``) and confidence (``confidence_dtype``) scratch rasters of their COG writers, and with a
+    dense head its probability scratch (``K x uint8``) and, when ``probabilities``, the probability
+    COG's scratch (``K x uint8``). Feeds :func:`geosam.io.block_cache.streaming_cache_bytes`.
+
+    Args:
+        k: Number of classes ``K``.
+        confidence_dtype: ``float32`` or ``uint8``.
+        dense: The model has a dense head.
+        probabilities: The probability COG is written.
+    """
+    from geosam.dense_output import SCRATCH_BLOCK as DENSE_BLOCK
+    from geosam.io.cog import SCRATCH_BLOCK
+
+    out = int(PROVISIONAL_PROFILE["blockysize"]) * np.dtype(PROVISIONAL_PROFILE["dtype"]).itemsize
+    out += SCRATCH_BLOCK * (1 + np.dtype(confidence_dtype).itemsize)
+    if dense:
+        out += DENSE_BLOCK * k + (SCRATCH_BLOCK * k if probabilities else 0)
+    return int(out)
 
 
 def stitch_tile(stitcher: SceneStitcher, provisional: DatasetWriter, res: TileResult) -> int:
