@@ -92,12 +92,42 @@ def write_bundle_files(folder: Path, files: dict[str, bytes], dest: Path) -> Non
         target.write_bytes(content)
 
 
+def check_bundle_destination(dest: str | os.PathLike[str]) -> None:
+    """Refuse to write a bundle over anything but a missing folder, an empty one or another bundle.
+
+    A bundle replaces an existing one at ``dest`` (retraining into the same folder); any other folder
+    is the user's data (``--out .``, ``--out ~/project``) and is never deleted.
+
+    Raises:
+        ConfigError: ``dest`` is a file, or a non-empty folder without a bundle's ``model.json``.
+    """
+    from geosam.errors import ConfigError
+
+    path = Path(dest)
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise ConfigError(f"--out {path} is a file, not a model bundle folder: choose a new folder name")
+    if (path / META_FILE).is_file() or not any(path.iterdir()):
+        return
+    n = sum(1 for _ in path.iterdir())
+    raise ConfigError(
+        f"--out {path} is a folder of {n} entries that is not a geosam model bundle (no {META_FILE}); "
+        "a bundle replaces only an empty folder or another bundle: choose a new folder, e.g. "
+        f"--out {path / 'model'}"
+    )
+
+
 def publish_bundle_folder(tmp: Path, dest: Path) -> None:
     """Put the bundle assembled in ``tmp`` (a folder beside ``dest``) in place of ``dest``.
 
     Gives it the usual modes (:func:`_publishable_permissions`), then renames: an existing ``dest`` is
     moved aside first and removed after, so readers see the old or the new bundle, never a mix.
+
+    Raises:
+        ConfigError: ``dest`` holds something other than a bundle (:func:`check_bundle_destination`).
     """
+    check_bundle_destination(dest)
     _publishable_permissions(tmp)
     if dest.exists():
         old = dest.with_name(f".{dest.name}.old-{os.getpid()}")

@@ -49,7 +49,12 @@ from geosam.models._bundle_meta import (
     read_bundle_meta,
     upgrade_bundle_dict,
 )
-from geosam.models._bundle_write import publish_bundle_folder, save_bundle, write_bundle_files
+from geosam.models._bundle_write import (
+    check_bundle_destination,
+    publish_bundle_folder,
+    save_bundle,
+    write_bundle_files,
+)
 from geosam.types import ClassScheme
 
 if TYPE_CHECKING:
@@ -66,6 +71,7 @@ __all__ = [
     "EncoderMeta",
     "HeadMeta",
     "LoadedBundle",
+    "check_bundle_destination",
     "default_bundle_path",
     "load_bundle",
     "publish_bundle_folder",

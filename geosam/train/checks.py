@@ -66,6 +66,9 @@ def check_options(cfg: TrainConfig, *, chip_size: int | None = None) -> None:
         ConfigError: A combination that cannot work; the message says which values would.
         WeightsNotFoundError: The SAM checkpoint given as ``--backbone`` does not exist.
     """
+    from geosam.models.bundle import check_bundle_destination
+
+    check_bundle_destination(cfg.out)  # before hours of training, never over the user's own folder
     if cfg.backbone == "default":
         if cfg.head == "dense":
             return  # the packaged encoder, band-adapted by the dense trainer (geosam.train.dense)

@@ -230,7 +230,7 @@ class TrainConfig(BaseModel):
         threads: Torch CPU threads (``None``: all cores).
         device: ``cpu``, ``cuda`` or ``auto``.
         max_per_class: Use at most this many chips per class (quick runs); ``None``: all.
-        out: Bundle folder to write (replaced if it exists).
+        out: Bundle folder to write (replaces an earlier bundle; refuses any other non-empty folder).
         cache_dir: Where decoded chips and probe embeddings are cached.
         resume: Continue from ``<out>.work/last.pt`` if it exists.
         save_dtype: Weight storage dtype of the bundle.
