@@ -56,8 +56,17 @@ class DomainReport:
 
     @property
     def out_of_domain(self) -> bool:
-        """Whether more than ``scene_share`` of the chips are unlike the training data."""
-        return self.n_chips > 0 and self.share_out > self.scene_share
+        """More than ``scene_share`` and at least ``MIN_CHIPS_OUT`` of the chips are unlike the training data.
+
+        A scene of a few chips is not judged on them: each in-domain chip exceeds the threshold with
+        probability ``1 - quantile``, so a one-chip scene would be flagged about one time in twenty.
+        """
+        return self.n_chips > 0 and self.share_out > self.scene_share and self.n_out >= MIN_CHIPS_OUT
+
+    @property
+    def too_few_chips(self) -> bool:
+        """Fewer than ``MIN_CHIPS_OUT`` chips scored: too few for either verdict."""
+        return self.n_chips < MIN_CHIPS_OUT
 
     @property
     def partly_out_of_domain(self) -> bool:
@@ -109,6 +118,12 @@ class DomainReport:
                 "the training data do): classes and confidences may be wrong there (the tiles layer's "
                 "domain_ratio shows where)."
             )
+        if self.too_few_chips:
+            return (
+                f"Only {self.n_chips} chip(s) scored: too few to judge whether the scene resembles the "
+                f"model's training data ({pct:.0f} % above the in-domain threshold; median domain score "
+                f"{self.median_score:.2f}, threshold {self.threshold:.2f})."
+            )
         return (
             f"The scene resembles the model's training data ({pct:.0f} % of its chips above the in-domain "
             f"threshold; median domain score {self.median_score:.2f}, threshold {self.threshold:.2f})."
@@ -134,8 +149,14 @@ class DomainReport:
         )
 
 
-def record_entry(report: DomainReport | None, has_stats: bool, region_source: str) -> dict[str, Any]:
-    """The run record's ``domain`` entry: the report, or why the scene was not scored."""
+def record_entry(
+    report: DomainReport | None, has_stats: bool, region_source: str, *, shared_encoder: bool = False
+) -> dict[str, Any]:
+    """The run record's ``domain`` entry: the report, or why the scene was not scored.
+
+    ``shared_encoder``: the classifier's encoder is the region model's (SAM 2 shared mode), so it
+    encoded whole tiles.
+    """
     if report is not None:
         return {**report.to_dict(), "note": report.note()}
     if not has_stats:
@@ -144,8 +165,8 @@ def record_entry(report: DomainReport | None, has_stats: bool, region_source: st
             "BUNDLE --data CHIP_FOLDER`; a dense head trained with `geosam train polygons|raster` has none: "
             "check its maps with `geosam evaluate` on held-out labels)"
         )
-    elif region_source == "sam":
-        why = "SAM-region runs encode whole tiles, not chips like the model's training chips"
+    elif region_source == "sam" or shared_encoder:
+        why = "the classifier encodes whole SAM tiles, not chips like the model's training chips"
     else:
         why = "no encoder chip was at least half valid"
     return {"out_of_domain": None, "note": f"not scored: {why}"}

@@ -298,4 +298,6 @@ def sam2_tile_inference(
     model_mean: torch.Tensor = model.mean  # type: ignore[assignment]
     fill = model_mean.detach().cpu().numpy().reshape(-1)
     regions = Sam2Regions(dec, segment, fill, models.precision)
-    return bundle_tile_inference(models, encoder, regions, batch_size=batch_size)
+    # the classifier encodes chips matched to its training resolution (plan_own_pass), as in training:
+    # they are scored against the bundle's domain statistics like any chip run's
+    return bundle_tile_inference(models, encoder, regions, batch_size=batch_size, domain=models.bundle.domain)

@@ -349,4 +349,6 @@ def sam3_tile_inference(
             seg, len(seg.concepts), segment.concept_threshold, segment.min_region_area
         )
     rgb = rgb_indices(list(models.bundle.meta.bands), models.bundle.path)
-    return bundle_tile_inference(models, encoder, Sam3Regions(seg, segment, rgb), batch_size=batch_size)
+    regions = Sam3Regions(seg, segment, rgb)
+    # hybrid: the classifier's chips are matched to its training resolution (plan_own_pass): scored
+    return bundle_tile_inference(models, encoder, regions, batch_size=batch_size, domain=models.bundle.domain)

@@ -424,7 +424,12 @@ def _record(
         n_regions=n_regions,
         seam_matches=stitched.stitcher.matches,
         model_path=model_path,
-        domain=record_entry(stitched.domain, models.bundle.domain is not None, models.region_source),
+        domain=record_entry(
+            stitched.domain,
+            models.bundle.domain is not None,
+            models.region_source,
+            shared_encoder=bool(getattr(models.sam, "shared", False)),
+        ),
         classes_from=classes_from(models.dense, cfg.dense),
     )
     if stac_item_id is None:

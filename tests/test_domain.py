@@ -84,7 +84,7 @@ def test_scene_verdict_follows_the_shares_and_the_minimum_count(n, frac, scene_s
     scores = np.r_[np.full(k, 2.0), np.full(n - k, 0.5)]  # k chips above the threshold 1.0
     rep = scene_report(scores, stats)
     assert rep.n_chips == n and rep.n_out == k
-    out = n > 0 and k / n > scene_share
+    out = n > 0 and k / n > scene_share and k >= MIN_CHIPS_OUT
     partly = not out and n > 0 and k / n >= partly_share and k >= MIN_CHIPS_OUT
     assert rep.out_of_domain is out and rep.partly_out_of_domain is partly
     assert rep.verdict == ("out_of_domain" if out else "partly_out_of_domain" if partly else "in_domain")
@@ -92,6 +92,9 @@ def test_scene_verdict_follows_the_shares_and_the_minimum_count(n, frac, scene_s
     assert entry["verdict"] == rep.verdict and entry["partly_out_of_domain"] is partly
     if rep.verdict != "in_domain":
         assert "WARNING" in rep.note() and ("partly" in rep.warning("s.tif", "m")) is partly
+    elif 0 < n < MIN_CHIPS_OUT:
+        assert "too few to judge" in rep.note()
+    assert rep.too_few_chips is (n < MIN_CHIPS_OUT)
 
 
 def test_fit_is_well_conditioned_with_fewer_samples_than_dimensions():

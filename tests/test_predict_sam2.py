@@ -189,3 +189,38 @@ def test_each_scene_gets_its_own_predictor(shared_run):
     a = tile_inference(models, plan, _cfg().segment)
     b = tile_inference(models, plan, _cfg().segment)
     assert a.predictor is not b.predictor and a.decoder is b.decoder
+
+
+def test_own_pass_chips_are_scored_for_the_domain_check_and_shared_tiles_are_not(
+    tmp_path, sam2_tiny_checkpoint, own_pass_run, shared_run
+):
+    """SAM 2 own pass: the classifier's chips are matched to training and scored; shared: whole tiles."""
+    import json as _json
+
+    import torch as _torch
+
+    from geosam.domain import DOMAIN_FILE, fit_domain
+    from geosam.models.bundle import META_FILE, load_bundle, read_bundle_meta
+
+    bundle = make_tiny_bundle(tmp_path / "bundle", classes=CLASSES, input_size=32, tile_size=128)
+    model = load_bundle(bundle).model
+    with _torch.no_grad():
+        f = model.features(_torch.rand(60, 3, 32, 32)).mean(dim=(2, 3)).double().numpy()
+    stats = fit_domain(f[:40], np.arange(40) % 3, 3).with_threshold(f[40:])
+    meta = read_bundle_meta(bundle).model_copy(update={"domain": stats.meta(40, 20, "random test chips")})
+    (bundle / META_FILE).write_text(_json.dumps(meta.model_dump(), indent=2))
+    (bundle / DOMAIN_FILE).write_bytes(stats.to_bytes())
+    scene, _res, _m, _h, _c = own_pass_run
+    cfg = _cfg()
+    res = predict_scene(scene, tmp_path / "out", load_models(bundle, sam2_tiny_checkpoint, cfg), cfg)
+    dom = json.loads(res.outputs["record"].read_text())["domain"]
+    # chips at least half inside the scene (edge tiles reach past it), each scored once
+    assert 0 < dom["chips"] <= res.n_tiles * (128 // 32) ** 2 and dom["verdict"] in (
+        "in_domain",
+        "partly_out_of_domain",
+        "out_of_domain",
+    )
+    _scene, shared_res, _models, _trunk = shared_run
+    shared_dom = json.loads(shared_res.outputs["record"].read_text())["domain"]
+    assert shared_dom["out_of_domain"] is None
+    assert "whole SAM tiles" in shared_dom["note"] or "no domain statistics" in shared_dom["note"]
