@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from geosam.cli.main import main
 
@@ -536,3 +538,28 @@ def test_large_scene_is_planned_and_read_in_bounded_time_and_memory(corpus, caps
     assert rc == 0, err
     # the default model's 64 px chips: the halo is one chip (geosam.chip_grid), stride 1024 - 2 x 64 = 896
     assert "20000 x 20000 px" in stdout and "529 to process; 1024 px tiles (halo 64," in stdout
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    payload=st.one_of(
+        st.binary(min_size=1, max_size=64),
+        st.text(min_size=1, max_size=40).map(str.encode),
+    )
+)
+def test_any_bytes_as_a_checkpoint_give_a_checkpoint_error(payload):
+    """Text or random bytes as a SAM checkpoint: always CheckpointError (one CLI line), never a traceback."""
+    import tempfile
+
+    from geosam.errors import CheckpointError
+    from geosam.models.sam import load_state_dict
+    from geosam.models.sam_family import identify_sam_checkpoint
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "ckpt.pt"
+        path.write_bytes(payload)
+        with pytest.raises(CheckpointError) as err:
+            load_state_dict(path)
+        assert "\n" not in str(err.value)
+        with pytest.raises(CheckpointError):
+            identify_sam_checkpoint(path)

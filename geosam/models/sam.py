@@ -127,6 +127,7 @@ def load_state_dict(
         hint = (
             "; download one of Meta's checkpoints ("
             + ", ".join(f"{k}: {v}" for k, v in OFFICIAL_CHECKPOINTS.items())
+            + "; SAM 2.1: https://github.com/facebookresearch/sam2#download-checkpoints"
             + ") and pass its path; geosam never downloads weights"
         )
         raise WeightsNotFoundError("SAM checkpoint not found" + hint, p)
@@ -146,10 +147,14 @@ def load_state_dict(
             obj = _torch_load(p, map_location)
     except pickle.UnpicklingError as err:
         raise CheckpointError(_refusal(str(err)), p) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+    except Exception as err:
+        # IndexError/KeyError/struct.error...: the weights-only unpickler reading bytes that are no pickle
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first if len(first) <= 200 else first[:197].rstrip() + "..."
         if isinstance(err, EOFError):
             first = "the file is empty or ends early"
+        elif not isinstance(err, (RuntimeError, zipfile.BadZipFile, OSError, ValueError)):
+            first = "its bytes are not a PyTorch pickle"
         raise CheckpointError(f"not a readable PyTorch checkpoint ({first})", p) from None
     if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
         obj = obj["model"]  # training checkpoints that wrap the state dict

@@ -20,10 +20,8 @@ No ``sam2`` or ``segment_anything`` import happens here.
 from __future__ import annotations
 
 import os
-import pickle
 import re
 import warnings
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -267,7 +265,8 @@ def _peek_shapes(path: Path) -> dict[str, tuple[int, ...]] | None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             obj: Any = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError, ValueError):
+    except Exception:
+        # not a checkpoint: the full loader (geosam.models.sam.load_state_dict) reports it in one line
         return None
     if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
         obj = obj["model"]
