@@ -144,7 +144,7 @@ class DomainReport:
             f"{self._expected_pct:.0f} % of chips like the training data do (median domain score "
             f"{self.median_score:.2f}, {self.ratio:.1f}x the threshold {self.threshold:.2f}); classes and "
             f"confidences may be wrong{where}. Check the bands, resolution and preprocessing, or fine-tune "
-            "on labels of this imagery: `geosam train polygons SCENE LABELS --class-column CLASS --out "
+            "on labels of this imagery: `geosam train polygons SCENE LABELS --field CLASS --out "
             "my_model`, then `geosam run SCENE --model my_model` (docs/training.md)"
         )
 

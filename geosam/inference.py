@@ -276,7 +276,9 @@ def bundle_tile_inference(
         raise ConfigError(
             "this model's dense head reads the four feature levels of a SAM 2 Hiera pass over the whole "
             f"tile, which {models.region_source} regions do not give: run it with --sam-checkpoint "
-            "<the SAM 2 checkpoint it was trained on> (SAM 2 regions, one shared pass)"
+            "<the SAM 2 checkpoint it was trained on> and without --regions (SAM 2 regions, one shared "
+            "pass)",
+            models.bundle.path,
         )
     mean: torch.Tensor = model.mean  # type: ignore[assignment]  # a registered buffer
     fill = fill_values(model_preprocessing(models.bundle.meta), mean.detach().cpu().numpy().reshape(-1))

@@ -226,6 +226,7 @@ def predict_scene(
         with timer.stage("finish"):
             n_regions = _finish(plan, models, cfg, stitched, txn.work, staged, progress=progress, dense=dense)
             legend.restyle_scene(staged, _scheme(models), cfg.output)
+        _warn_no_masks(plan.path, models.region_source, n_regions, dense is not None)
         # 5. Describe: the tiles layer and the QGIS project.
         probs, valid_px, ratio = stitched.tile_probs, stitched.tile_valid_px, stitched.domain_ratio
         scene_writer.write_tiles_layer(
@@ -394,6 +395,25 @@ def _finish(
     ) as stream:
         scene_writer.write_maps(*maps, regions=stream, complete_after=complete, **finish_kw)
     return stream.count
+
+
+#: Region sources whose regions are masks of a segmentation model (a run may find none).
+_MASK_SOURCES = ("sam", "sam2", "sam2.1", "sam3")
+
+
+def _warn_no_masks(path: str, region_source: str, n_regions: int, dense: bool) -> None:
+    """One WARNING when a SAM model made no mask on the whole scene (its maps then carry no regions)."""
+    if n_regions or region_source not in _MASK_SOURCES:
+        return
+    where = "every pixel keeps its own class" if dense else "every pixel takes its tile's class"
+    log.warning(
+        "%s: %s made no region on any tile, so the regions layers are empty and %s; with real weights, "
+        "lower --pred-iou-thresh / --stability-score-thresh or raise --points-per-side, or check that the "
+        "checkpoint is Meta's trained one",
+        Path(path).name,
+        region_source,
+        where,
+    )
 
 
 def _record(

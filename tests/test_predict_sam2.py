@@ -224,3 +224,23 @@ def test_own_pass_chips_are_scored_for_the_domain_check_and_shared_tiles_are_not
     shared_dom = json.loads(shared_res.outputs["record"].read_text())["domain"]
     assert shared_dom["out_of_domain"] is None
     assert "whole SAM tiles" in shared_dom["note"] or "no domain statistics" in shared_dom["note"]
+
+
+def test_a_scene_without_any_mask_says_so_once(tmp_path, sam2_tiny_checkpoint, own_pass_run, caplog):
+    """Thresholds no random mask passes: empty regions layers, one WARNING saying why and what to do."""
+    import logging
+
+    scene, _res, _m, _h, _c = own_pass_run
+    bundle = make_tiny_bundle(tmp_path / "bundle", classes=CLASSES, input_size=32, tile_size=128)
+    cfg = _cfg().model_copy(update={"segment": _cfg().segment.model_copy(update={"pred_iou_thresh": 0.999})})
+    with caplog.at_level(logging.WARNING, logger="geosam"):
+        res = predict_scene(scene, tmp_path / "out", load_models(bundle, sam2_tiny_checkpoint, cfg), cfg)
+    assert res.n_regions == 0
+    said = [m for m in caplog.messages if "made no region on any tile" in m]
+    assert (
+        len(said) == 1
+        and "sam2.1" in said[0]
+        and "--pred-iou-thresh" in said[0]
+        and "tile's class" in said[0]
+    )
+    assert len(gpd.read_file(res.outputs["regions_gpkg"])) == 0
