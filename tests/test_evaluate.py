@@ -491,6 +491,22 @@ def test_cli_errors_are_one_line(class_map, tmp_path, capsys):
     assert "'confidence'" in capsys.readouterr().err
 
 
+def test_imagery_given_as_the_map_is_one_line(tmp_path, capsys):
+    """A multi-band float scene (whole-number values, no class names) is refused, not read as class ids."""
+    from geosam.errors import NotARasterError
+
+    scene = make_raster(tmp_path / "scene.tif", 40, 30, count=5, dtype="float32", fill="random")
+    ref = write_vector(tmp_path / "ref.gpkg", polygons())
+    assert main(["evaluate", str(scene), str(ref)]) == NotARasterError.exit_code
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a class map" in err
+    assert "5 float32 bands" in err and str(scene) in err
+    one_band = make_raster(tmp_path / "one.tif", 40, 30, count=1, dtype="float32", fill=2.0)
+    from geosam.accuracy.classmap import open_map
+
+    assert open_map(one_band).dtype == "float32"  # a one-band float raster of class ids stays a map
+
+
 def test_report_writes_next_to_the_map_by_default(class_map, tmp_path):
     ev = evaluate(class_map, write_vector(tmp_path / "ref.gpkg", polygons()))
     paths = write_report(ev)

@@ -87,7 +87,8 @@ def open_raster(path: Path, role: str) -> Any:
 
     Raises:
         RasterNotFoundError: ``path`` does not exist.
-        NotARasterError: GDAL cannot read it, or band 1 holds neither integers nor floats.
+        NotARasterError: GDAL cannot read it, band 1 holds neither integers nor floats, or it looks like
+            imagery (several float bands and no class names).
         MissingCRSError: It has no CRS or geotransform.
     """
     import warnings
@@ -153,7 +154,8 @@ def open_map(path: str | os.PathLike[str]) -> MapInfo:
 
     Raises:
         RasterNotFoundError: ``path`` does not exist.
-        NotARasterError: GDAL cannot read it, or band 1 holds neither integers nor floats.
+        NotARasterError: GDAL cannot read it, band 1 holds neither integers nor floats, or it looks like
+            imagery (several float bands and no class names).
         MissingCRSError: It has no CRS or geotransform.
     """
     from geosam.io.env import geosam_env
@@ -161,6 +163,12 @@ def open_map(path: str | os.PathLike[str]) -> MapInfo:
     p = Path(path)
     with geosam_env(p), open_raster(p, "class map") as ds:
         names, where = _map_names(ds, p)
+        if ds.count > 1 and np.issubdtype(np.dtype(ds.dtypes[0]), np.floating) and not names:
+            raise NotARasterError(
+                f"this is not a class map: it has {ds.count} {ds.dtypes[0]} bands and no class names, like "
+                "imagery; pass the map to assess (a run's *_classes.tif, or a one-band raster of class ids)",
+                p,
+            )
         crs = ds.crs
         epsg = crs.to_epsg()
         return MapInfo(
