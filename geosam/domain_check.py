@@ -20,7 +20,7 @@ import numpy as np
 
 from geosam.domain import MIN_CHIPS_OUT, DomainStats
 
-__all__ = ["DomainReport", "check_scene", "record_entry", "scene_report", "tile_ratios"]
+__all__ = ["DomainReport", "check_scene", "record_entry", "scene_report", "tile_ratios", "tile_shares"]
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class DomainReport:
                 f"WARNING: this scene is partly unlike the model's training data ({pct:.0f} % of its chips "
                 f"score above the in-domain threshold, where about {self._expected_pct:.0f} % of chips like "
                 "the training data do): classes and confidences may be wrong there (the tiles layer's "
-                "domain_ratio shows where)."
+                "domain_share_out shows where)."
             )
         if self.too_few_chips:
             return (
@@ -137,7 +137,7 @@ class DomainReport:
     def warning(self, scene: str, model: str) -> str:
         """The run's one WARNING line: the numbers and what to do."""
         what = "partly unlike" if self.partly_out_of_domain else "unlike"
-        where = " (the tiles layer's domain_ratio shows where)" if self.partly_out_of_domain else ""
+        where = " (the tiles layer's domain_share_out shows where)" if self.partly_out_of_domain else ""
         return (
             f"{scene}: {what} the training data of model {model!r}: {100 * self.share_out:.0f} % of "
             f"{self.n_chips} chips score above the in-domain threshold, where about "
@@ -220,3 +220,12 @@ def tile_ratios(
     if stats is None or not any(len(s) for s in tile_scores.values()):
         return None
     return {i: float(np.median(s)) / stats.threshold if len(s) else None for i, s in tile_scores.items()}
+
+
+def tile_shares(
+    tile_scores: Mapping[int, np.ndarray], stats: DomainStats | None
+) -> dict[int, float | None] | None:
+    """Per tile: the share of its chips above the threshold (where a partly unlike scene departs)."""
+    if stats is None or not any(len(s) for s in tile_scores.values()):
+        return None
+    return {i: float(np.mean(s > stats.threshold)) if len(s) else None for i, s in tile_scores.items()}

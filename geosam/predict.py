@@ -230,7 +230,7 @@ def predict_scene(
         # 5. Describe: the tiles layer and the QGIS project.
         probs, valid_px, ratio = stitched.tile_probs, stitched.tile_valid_px, stitched.domain_ratio
         scene_writer.write_tiles_layer(
-            plan.tiles, probs, valid_px, staged, _scheme(models), cfg.output, ratio
+            plan.tiles, probs, valid_px, staged, _scheme(models), cfg.output, ratio, stitched.domain_share
         )
         scene_writer.write_project(staged, plan.info.crs, cfg.output, domain=stitched.domain)
         # 6. Record: run record (and STAC item) staged; the commit swaps the set in, record last.
@@ -264,6 +264,7 @@ class _Stitched:
     tile_valid_px: dict[int, int]
     domain: DomainReport | None = None  # is the scene like the training data? (geosam.domain_check)
     domain_ratio: dict[int, float | None] | None = None  # per tile: median chip score / threshold
+    domain_share: dict[int, float | None] | None = None  # per tile: share of chips above the threshold
 
 
 _PROVISIONAL = "regions_provisional.tif"
@@ -348,11 +349,18 @@ def _infer_tiles(
                 done += 1
                 if on_tile:
                     on_tile(done, len(tiles.tiles))
-    from geosam.domain_check import check_scene, tile_ratios
+    from geosam.domain_check import check_scene, tile_ratios, tile_shares
 
     stats, name = models.bundle.domain, Path(plan.path).name
     domain = check_scene(tile_domain, stats, name, models.bundle.meta.name)  # one WARNING if out of domain
-    return _Stitched(stitcher, tile_probs, tile_valid_px, domain, tile_ratios(tile_domain, stats))
+    return _Stitched(
+        stitcher,
+        tile_probs,
+        tile_valid_px,
+        domain,
+        tile_ratios(tile_domain, stats),
+        tile_shares(tile_domain, stats),
+    )
 
 
 def _finish(

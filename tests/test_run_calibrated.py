@@ -147,7 +147,7 @@ def test_partly_out_of_domain_scene_warns_and_says_where(calibrated, caplog):
     with caplog.at_level(logging.WARNING, logger="geosam"):
         r = run(bundle, partly_noise_scene(d / "partly.tif"), d / "out_partly")
     warnings = [m for m in caplog.messages if "unlike the training data" in m]
-    assert len(warnings) == 1 and "partly unlike" in warnings[0] and "domain_ratio" in warnings[0]
+    assert len(warnings) == 1 and "partly unlike" in warnings[0] and "domain_share_out" in warnings[0]
     dom = r["record"]["domain"]
     assert 0.25 <= dom["share_out"] <= 0.5, dom
     assert dom["out_of_domain"] is False and dom["partly_out_of_domain"] is True
@@ -155,6 +155,12 @@ def test_partly_out_of_domain_scene_warns_and_says_where(calibrated, caplog):
     tiles = gpd.read_file(r["res"].outputs["tiles_gpkg"])
     ratios = tiles["domain_ratio"].to_numpy()
     assert ratios.max() > 1 > ratios.min()  # the tiles layer shows where
+    # the share per tile follows the noise: none on the left, all on the right, and the middle tiles,
+    # partly noisy, show it although their median chip (domain_ratio) looks in domain
+    share, col = tiles["domain_share_out"].to_numpy(), tiles["col"].to_numpy()
+    assert (share[col == col.min()] == 0).all() and (share[col == col.max()] == 1).all()
+    middle = (col != col.min()) & (col != col.max())
+    assert middle.any() and (share[middle] > 0).any() and (ratios[middle][share[middle] > 0] < 1).all()
     qgs = r["res"].outputs["qgis_project"].read_text()
     assert "WARNING: partly unlike the model's training data" in qgs
     from geosam.stac import scene_item

@@ -298,13 +298,16 @@ def write_tiles_layer(
     scheme: ClassScheme,
     cfg: OutputConfig,
     domain_ratio: Mapping[int, float | None] | None = None,
+    domain_share: Mapping[int, float | None] | None = None,
 ) -> None:
     """The tiles layer (GeoPackage): each processed tile's core with its class and probabilities.
 
     Columns: ``tile_id``, ``tile_index``, ``row``, ``col``, ``class_id``, ``class_name``,
-    ``probability``, ``valid_px``, ``padded``, ``p_<class>`` per class and, when ``domain_ratio`` is
-    given, ``domain_ratio``: the tile's median chip domain score over the model's threshold (> 1:
-    unlike the training data, :mod:`geosam.domain`). Nothing when ``cfg.tiles`` is off.
+    ``probability``, ``valid_px``, ``padded``, ``p_<class>`` per class and, when given,
+    ``domain_ratio``: the tile's median chip domain score over the model's threshold (> 1: most of the
+    tile is unlike the training data, :mod:`geosam.domain`) and ``domain_share_out``: the share of the
+    tile's chips above the threshold (about 0.05 for imagery like the training data; it shows where a
+    partly unlike scene departs even when a tile's median does not). Nothing when ``cfg.tiles`` is off.
     """
     if not cfg.tiles:
         return
@@ -344,6 +347,9 @@ def write_tiles_layer(
         if domain_ratio is not None:
             ratio = domain_ratio.get(spec.index)
             row["domain_ratio"] = None if ratio is None else round(ratio, 3)
+        if domain_share is not None:
+            share = domain_share.get(spec.index)
+            row["domain_share_out"] = None if share is None else round(share, 3)
         rows.append(row)
     gdf = gpd.GeoDataFrame(rows, geometry=geoms, crs=tiles.scene.crs)
     write_gpkg(
