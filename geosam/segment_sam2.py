@@ -55,7 +55,7 @@ def generate_single_crop_sam2(
     from torchvision.ops.boxes import batched_nms
 
     from geosam.models.sam2 import sam2_amg
-    from geosam.sam_masks import POSTPROCESS_PROMPTS, prompts_per_call
+    from geosam.sam_masks import POSTPROCESS_PROMPTS
 
     amg = sam2_amg()
     crop_box = [0, 0, w, h]
@@ -65,10 +65,11 @@ def generate_single_crop_sam2(
     embed = predictor._features["image_embed"]
     high_res = [f[-1].unsqueeze(0) for f in predictor._features["high_res_feats"]]
     dense_pe = model.sam_prompt_encoder.get_dense_pe()
-    per_call = prompts_per_call(cfg.points_per_batch, len(points_for_image), embed)
     packed: list[np.ndarray] = []
     ious, stabs, boxes = [], [], []
-    for (points,) in amg.batch_iterator(per_call, points_for_image):
+    # the generator's own batches: SAM 2's decoder gives slightly different logits for other batch sizes
+    # (batched matmuls round differently), so only the post-processing below is chunked
+    for (points,) in amg.batch_iterator(cfg.points_per_batch, points_for_image):
         pts = torch.as_tensor(points, dtype=torch.float32, device=predictor.device)
         in_points = predictor._transforms.transform_coords(pts, normalize=True, orig_hw=(h, w))
         in_labels = torch.ones(in_points.shape[0], dtype=torch.int, device=in_points.device)

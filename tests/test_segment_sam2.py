@@ -212,9 +212,9 @@ def test_generate_single_crop_equals_sam2_generator(tiny128, pred_iou, stability
         assert len(masks) > 5
 
 
-@pytest.mark.parametrize("budget_prompts", [1, 3])
-def test_memory_bounded_decoder_calls_give_the_generators_masks(tiny128, monkeypatch, budget_prompts):
-    """A CPU decoder budget of 1 or 3 prompts per call (instead of the 7 of a batch) changes no mask."""
+@pytest.mark.parametrize("chunk", [1, 3])
+def test_chunked_post_processing_gives_the_generators_masks(tiny128, monkeypatch, chunk):
+    """Full-resolution logits post-processed 1 or 3 prompts at a time (not all 7 of a batch): same masks."""
     from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
 
     from geosam import sam_masks
@@ -225,19 +225,12 @@ def test_memory_bounded_decoder_calls_give_the_generators_masks(tiny128, monkeyp
     anns = gen.generate(img)
     pred = gs2.image_predictor(tiny128)
     pred.set_image(img)
-    per_prompt = sam_masks.decoder_bytes_per_prompt(*_embed_shape(pred))
-    monkeypatch.setattr(sam_masks, "CPU_DECODER_BYTES", budget_prompts * per_prompt)
-    assert sam_masks.prompts_per_call(7, 25, pred._features["image_embed"]) == budget_prompts
+    monkeypatch.setattr(sam_masks, "POSTPROCESS_PROMPTS", chunk)
     cfg = SegmentConfig(
         points_per_side=5, points_per_batch=7, pred_iou_thresh=0, stability_score_thresh=0, box_nms_thresh=1.0
     )
     masks, scores = generate_single_crop_sam2(pred, cfg, 128, 128)
     assert_same_masks(anns, masks, scores, True)
-
-
-def _embed_shape(pred):
-    e = pred._features["image_embed"]
-    return int(e.shape[1]), (int(e.shape[2]), int(e.shape[3]))
 
 
 def test_sam2_regions_from_one_pass(tiny128):

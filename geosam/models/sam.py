@@ -147,15 +147,11 @@ def load_state_dict(
             obj = _torch_load(p, map_location)
     except pickle.UnpicklingError as err:
         raise CheckpointError(_refusal(str(err)), p) from None
-    except Exception as err:
-        # IndexError/KeyError/struct.error...: the weights-only unpickler reading bytes that are no pickle
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        first = first if len(first) <= 200 else first[:197].rstrip() + "..."
-        if isinstance(err, EOFError):
-            first = "the file is empty or ends early"
-        elif not isinstance(err, (RuntimeError, zipfile.BadZipFile, OSError, ValueError)):
-            first = "its bytes are not a PyTorch pickle"
-        raise CheckpointError(f"not a readable PyTorch checkpoint ({first})", p) from None
+    except Exception as err:  # on bytes that are no pickle torch.load raises IndexError, struct.error...
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        if isinstance(err, EOFError) or not isinstance(err, (RuntimeError, zipfile.BadZipFile, OSError)):
+            first = "the file is empty or ends early" if isinstance(err, EOFError) else "not a PyTorch pickle"
+        raise CheckpointError(f"not a readable PyTorch checkpoint ({first[:200]})", p) from None
     if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
         obj = obj["model"]  # training checkpoints that wrap the state dict
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
