@@ -55,61 +55,39 @@ def generate_single_crop_sam2(
     from torchvision.ops.boxes import batched_nms
 
     from geosam.models.sam2 import sam2_amg
-    from geosam.sam_masks import POSTPROCESS_PROMPTS
 
     amg = sam2_amg()
     crop_box = [0, 0, w, h]
     grid = amg.build_all_layer_point_grids(cfg.points_per_side, 0, 1)[0]
     points_for_image = grid * np.array((h, w))[None, ::-1]
-    model = predictor.model
-    embed = predictor._features["image_embed"]
-    high_res = [f[-1].unsqueeze(0) for f in predictor._features["high_res_feats"]]
-    dense_pe = model.sam_prompt_encoder.get_dense_pe()
     packed: list[np.ndarray] = []
     ious, stabs, boxes = [], [], []
-    # the generator's own batches: SAM 2's decoder gives slightly different logits for other batch sizes
-    # (batched matmuls round differently), so only the post-processing below is chunked
     for (points,) in amg.batch_iterator(cfg.points_per_batch, points_for_image):
         pts = torch.as_tensor(points, dtype=torch.float32, device=predictor.device)
         in_points = predictor._transforms.transform_coords(pts, normalize=True, orig_hw=(h, w))
         in_labels = torch.ones(in_points.shape[0], dtype=torch.int, device=in_points.device)
-        # SAM2ImagePredictor._predict, with the upsampling to the tile deferred to the chunks below
-        sparse, dense = model.sam_prompt_encoder(
-            points=(in_points[:, None, :], in_labels[:, None]), boxes=None, masks=None
+        masks, iou_preds, _low = predictor._predict(
+            in_points[:, None, :], in_labels[:, None], multimask_output=True, return_logits=True
         )
-        low_res, iou_preds, _tokens, _obj = model.sam_mask_decoder(
-            image_embeddings=embed[-1].unsqueeze(0),
-            image_pe=dense_pe,
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=True,
-            repeat_image=in_points.shape[0] > 1,
-            high_res_features=high_res,
-        )
-        del sparse, dense, _tokens, _obj
-        for c in range(0, len(low_res), POSTPROCESS_PROMPTS):
-            logits = predictor._transforms.postprocess_masks(
-                low_res[c : c + POSTPROCESS_PROMPTS], (h, w)
-            ).flatten(0, 1)
-            iou = iou_preds[c : c + POSTPROCESS_PROMPTS].flatten(0, 1)
-            if cfg.pred_iou_thresh > 0.0:
-                keep = iou > cfg.pred_iou_thresh
-                logits, iou = logits[keep], iou[keep]
-            stab = amg.calculate_stability_score(logits, MASK_THRESHOLD, cfg.stability_score_offset)
-            if cfg.stability_score_thresh > 0.0:
-                keep = stab >= cfg.stability_score_thresh
-                logits, iou, stab = logits[keep], iou[keep], stab[keep]
-            binary = logits > MASK_THRESHOLD
-            del logits
-            box = amg.batched_mask_to_box(binary)
-            keep = ~amg.is_box_near_crop_edge(box, crop_box, [0, 0, w, h])
-            if not torch.all(keep):
-                binary, iou, stab, box = binary[keep], iou[keep], stab[keep], box[keep]
-            packed.extend(np.packbits(binary.cpu().numpy().reshape(len(binary), h * w), axis=1))
-            ious.append(iou.float().cpu())
-            stabs.append(stab.float().cpu())
-            boxes.append(box.cpu())
-        del low_res, iou_preds
+        logits, iou = masks.flatten(0, 1), iou_preds.flatten(0, 1)
+        del masks, iou_preds, _low
+        if cfg.pred_iou_thresh > 0.0:
+            keep = iou > cfg.pred_iou_thresh
+            logits, iou = logits[keep], iou[keep]
+        stab = amg.calculate_stability_score(logits, MASK_THRESHOLD, cfg.stability_score_offset)
+        if cfg.stability_score_thresh > 0.0:
+            keep = stab >= cfg.stability_score_thresh
+            logits, iou, stab = logits[keep], iou[keep], stab[keep]
+        binary = logits > MASK_THRESHOLD
+        del logits
+        box = amg.batched_mask_to_box(binary)
+        keep = ~amg.is_box_near_crop_edge(box, crop_box, [0, 0, w, h])
+        if not torch.all(keep):
+            binary, iou, stab, box = binary[keep], iou[keep], stab[keep], box[keep]
+        packed.extend(np.packbits(binary.cpu().numpy().reshape(len(binary), h * w), axis=1))
+        ious.append(iou.float().cpu())
+        stabs.append(stab.float().cpu())
+        boxes.append(box.cpu())
     if not packed:
         return [], []
     iou_all, stab_all, box_all = torch.cat(ious), torch.cat(stabs), torch.cat(boxes)
@@ -182,7 +160,6 @@ class Sam2Regions:
         self.fill = np.asarray(fill, np.float32)
         self.precision = precision
         self.source = decoder.region_source
-        self.reads_embedding = False  # its own Hiera pass encodes the tile
 
     def __call__(self, tile: np.ndarray, embedding: Any, valid: np.ndarray) -> Regions:
         """Regions of a ``(N, H, W)`` stretched 0..1 tile (``embedding`` unused)."""

@@ -212,27 +212,6 @@ def test_generate_single_crop_equals_sam2_generator(tiny128, pred_iou, stability
         assert len(masks) > 5
 
 
-@pytest.mark.parametrize("chunk", [1, 3])
-def test_chunked_post_processing_gives_the_generators_masks(tiny128, monkeypatch, chunk):
-    """Full-resolution logits post-processed 1 or 3 prompts at a time (not all 7 of a batch): same masks."""
-    from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
-
-    from geosam import sam_masks
-
-    img = blocky_image(128)
-    gen = SAM2AutomaticMaskGenerator(tiny128, **single_crop_kwargs(5, 7, 0.0, 0.0, 1.0))
-    gs2.fix_feature_sizes(gen.predictor)
-    anns = gen.generate(img)
-    pred = gs2.image_predictor(tiny128)
-    pred.set_image(img)
-    monkeypatch.setattr(sam_masks, "POSTPROCESS_PROMPTS", chunk)
-    cfg = SegmentConfig(
-        points_per_side=5, points_per_batch=7, pred_iou_thresh=0, stability_score_thresh=0, box_nms_thresh=1.0
-    )
-    masks, scores = generate_single_crop_sam2(pred, cfg, 128, 128)
-    assert_same_masks(anns, masks, scores, True)
-
-
 def test_sam2_regions_from_one_pass(tiny128):
     from geosam.models.sam_family import SamModelId
 
