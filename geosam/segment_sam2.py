@@ -160,6 +160,7 @@ class Sam2Regions:
         self.fill = np.asarray(fill, np.float32)
         self.precision = precision
         self.source = decoder.region_source
+        self.reads_embedding = False  # its own Hiera pass encodes the tile
 
     def __call__(self, tile: np.ndarray, embedding: Any, valid: np.ndarray) -> Regions:
         """Regions of a ``(N, H, W)`` stretched 0..1 tile (``embedding`` unused)."""
