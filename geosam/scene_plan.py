@@ -248,8 +248,9 @@ def scene_encoding(
                 log_choice=False,  # logged below, with the tile the chip grid settles on
             )
         chip_override = sizes.chip
-        if not reason or sizes.clamped:  # the tile size is the chip grid's, below
-            reason = re.sub(r", tiles of \d+ px", "", sizes.note)
+        choice = re.sub(r", tiles of \d+ px", "", sizes.note)  # the tile size is the chip grid's, below
+        if not reason or sizes.clamped:
+            reason = choice
     with _raised_level("geosam.chip_grid", logging.WARNING, quiet):
         g = plan_chip_grid(
             model_chip=chip,
@@ -267,7 +268,6 @@ def scene_encoding(
             chip=chip_override,
         )
     if sizes is not None and sizes.matched and not quiet:  # the choice, with the tile the run reads
-        choice = re.sub(r", tiles of \d+ px", "", sizes.note)
         note = f"{choice}; tiles of {g.tile} px with a {g.halo} px halo"
         resolution_log = logging.getLogger("geosam.resolution")
         (resolution_log.warning if sizes.clamped else resolution_log.info)("%s: %s", name, note)

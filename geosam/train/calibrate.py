@@ -94,14 +94,14 @@ def _outputs(
         for s in range(0, len(idx), batch):
             b = idx[s : s + batch]
             if features is not None:
-                pooled = features[b].to(device).float()
+                pooled = dom = features[b].to(device).float()
             else:
                 f = fill if fill is not None else model.mean.detach().cpu().numpy().reshape(-1)
                 x = torch.from_numpy(data.model_input(b, f)).to(device)
                 x = resample_chips(x, size, data.record.resampling)
                 with capture_block(model.encoder, block) as captured:
                     pooled = model.features(x).float().mean(dim=(2, 3))
-            dom = captured[0].mean(dim=(2, 3)) if features is None and captured else pooled
+                dom = captured[0].mean(dim=(2, 3)) if captured else pooled
             logits.append(model.head(pooled).double().cpu().numpy())
             feats.append(dom.double().cpu().numpy())
     return np.concatenate(logits), np.concatenate(feats)
