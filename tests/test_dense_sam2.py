@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from helpers_sam2 import count_calls, run_counting_encoders
 from rasterio.features import rasterize
 from shapely.geometry import box
 
@@ -86,11 +87,6 @@ def _cfg(**dense: object) -> RunConfig:
     )
 
 
-def _count(module: torch.nn.Module) -> tuple[list[int], object]:
-    calls: list[int] = []
-    return calls, module.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
-
-
 def _check_dense_run(res, scene: Path) -> dict:
     """sam2.1 regions, the dense head's outputs, and the refined class map (a region's class inside it)."""
     assert res.region_source == "sam2.1" and res.n_regions > 1
@@ -142,12 +138,7 @@ def own_pass(tmp_path_factory, sam2_tiny_checkpoint):
     scene, _ = _scene(d)
     bundle = make_dense_bundle(d / "bundle", classes=CLASSES, backbone="tiny", chip_size=16, tile_size=128)
     cfg = _cfg()
-    models = load_models(bundle, sam2_tiny_checkpoint, cfg)
-    hiera, h1 = _count(models.sam.model.image_encoder.trunk)
-    clf, h2 = _count(models.bundle.model.encoder)
-    res = predict_scene(scene, d / "out", models, cfg)
-    h1.remove()
-    h2.remove()
+    models, res, hiera, clf = run_counting_encoders(bundle, sam2_tiny_checkpoint, scene, d / "out", cfg)
     return scene, models, cfg, res, hiera, clf
 
 
@@ -185,13 +176,9 @@ def test_pixel_only_dense_head_with_sam2_regions_never_runs_its_encoder(tmp_path
     bundle = make_dense_bundle(
         tmp_path / "bundle", classes=CLASSES, backbone="tiny", chip_size=16, tile_size=128, use_encoder=False
     )
-    cfg = _cfg()
-    models = load_models(bundle, sam2_tiny_checkpoint, cfg)
-    hiera, h1 = _count(models.sam.model.image_encoder.trunk)
-    clf, h2 = _count(models.bundle.model.encoder)
-    res = predict_scene(scene, tmp_path / "out", models, cfg)
-    h1.remove()
-    h2.remove()
+    _models, res, hiera, clf = run_counting_encoders(
+        bundle, sam2_tiny_checkpoint, scene, tmp_path / "out", _cfg()
+    )
     rec = _check_dense_run(res, scene)
     assert sum(hiera) == res.n_tiles and clf == []  # SAM 2 regions only; the head reads the pixels
     assert rec["sam"]["encoder_pass"].startswith("own pass") and "does not run" in rec["sam"]["encoder_pass"]
@@ -241,7 +228,7 @@ def shared_run(hiera_dense, sam2_tiny_checkpoint):
     d, scene, bundle = hiera_dense
     cfg = _cfg()
     models = load_models(bundle, sam2_tiny_checkpoint, cfg)
-    trunk, h = _count(models.bundle.model.encoder.image_encoder.trunk)
+    trunk, h = count_calls(models.bundle.model.encoder.image_encoder.trunk)
     res = predict_scene(scene, d / "out", models, cfg)
     h.remove()
     return scene, models, cfg, res, trunk
@@ -266,7 +253,7 @@ def test_shared_dense_probabilities_are_the_head_on_multiscale_features(shared_r
     assert isinstance(ti, Sam2SharedInference)
     tile, valid, spec = _tile(scene, models, cfg)
     assert not valid.all()  # the nodata corner: filled before encoding, 0 in the probabilities
-    trunk, h = _count(models.bundle.model.encoder.image_encoder.trunk)
+    trunk, h = count_calls(models.bundle.model.encoder.image_encoder.trunk)
     r = ti(tile, valid, spec)
     h.remove()
     assert trunk == [1]  # one Hiera pass for the tile's masks and its pixel classes

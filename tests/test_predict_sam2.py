@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from helpers_sam2 import count_calls, run_counting_encoders
 from rasterio.features import rasterize
 from rio_cogeo.cogeo import cog_validate
 
@@ -53,11 +54,6 @@ def _cfg(tile=128, halo=16):
             },
         }
     )
-
-
-def _count(module):
-    calls = []
-    return calls, module.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
 
 
 def _check_outputs(res, scene, ckpt):
@@ -103,13 +99,7 @@ def own_pass_run(tmp_path_factory, sam2_tiny_checkpoint):
     d = tmp_path_factory.mktemp("own")
     bundle = make_tiny_bundle(d / "bundle", classes=CLASSES, input_size=32, tile_size=128)
     scene = blocky_scene(d / "scene.tif")
-    cfg = _cfg()
-    models = load_models(bundle, sam2_tiny_checkpoint, cfg)
-    hiera, h1 = _count(models.sam.model.image_encoder.trunk)
-    clf, h2 = _count(models.bundle.model.encoder)
-    res = predict_scene(scene, d / "out", models, cfg)
-    h1.remove()
-    h2.remove()
+    models, res, hiera, clf = run_counting_encoders(bundle, sam2_tiny_checkpoint, scene, d / "out", _cfg())
     return scene, res, models, hiera, clf
 
 
@@ -133,7 +123,7 @@ def shared_run(tmp_path_factory, sam2_tiny_checkpoint):
     scene = blocky_scene(d / "scene.tif")
     cfg = _cfg()
     models = load_models(bundle, sam2_tiny_checkpoint, cfg)
-    trunk, h = _count(models.bundle.model.encoder.image_encoder.trunk)
+    trunk, h = count_calls(models.bundle.model.encoder.image_encoder.trunk)
     res = predict_scene(scene, d / "out", models, cfg)
     h.remove()
     return scene, res, models, trunk
