@@ -48,6 +48,33 @@ def _autocast(precision: str) -> Any:
     return contextlib.nullcontext()
 
 
+def _time_stages(
+    encoder: Any, decoder: Any, upsample: Any, amg: Any, threshold: float, repeats: int
+) -> dict[str, Any]:
+    """Time the four stages of one tile: ``encoder()``, ``decoder()`` -> low-resolution logits,
+    ``upsample(low)`` -> tile-size logits, and the generator's filters (``amg``: the family's
+    ``utils.amg``; ``threshold``: its mask threshold)."""
+    import torch
+
+    out = {"encoder": harness.repeat(encoder, repeats), "decoder": harness.repeat(decoder, repeats)}
+    low = decoder()
+
+    def upsampled() -> Any:
+        with torch.inference_mode():
+            return upsample(low)
+
+    out["upsample"] = harness.repeat(upsampled, repeats)
+    logits = upsampled().flatten(0, 1)
+
+    def filters() -> None:
+        with torch.inference_mode():
+            amg.calculate_stability_score(logits, threshold, 1.0)
+            amg.batched_mask_to_box(logits > threshold)
+
+    out["filters"] = harness.repeat(filters, repeats)
+    return out
+
+
 def sam1_stages(image: np.ndarray, points_per_side: int, precision: str, repeats: int) -> dict[str, Any]:
     """Stage times of SAM 1 ViT-B (random weights) on one tile."""
     import torch
@@ -78,24 +105,10 @@ def sam1_stages(image: np.ndarray, points_per_side: int, precision: str, repeats
             )
         return low.float()
 
-    out = {"encoder": harness.repeat(encoder, repeats)}
-    out["decoder"] = harness.repeat(decoder, repeats)
-    low = decoder()
+    def upsample(low: Any) -> Any:
+        return sam.postprocess_masks(low, pred.input_size, pred.original_size)
 
-    def upsample() -> Any:
-        with torch.inference_mode():
-            return sam.postprocess_masks(low, pred.input_size, pred.original_size)
-
-    out["upsample"] = harness.repeat(upsample, repeats)
-    logits = upsample().flatten(0, 1)
-
-    def filters() -> None:
-        with torch.inference_mode():
-            amg.calculate_stability_score(logits, sam.mask_threshold, 1.0)
-            amg.batched_mask_to_box(logits > sam.mask_threshold)
-
-    out["filters"] = harness.repeat(filters, repeats)
-    return out
+    return _time_stages(encoder, decoder, upsample, amg, sam.mask_threshold, repeats)
 
 
 def sam2_stages(image: np.ndarray, points_per_side: int, precision: str, repeats: int) -> dict[str, Any]:
@@ -138,24 +151,10 @@ def sam2_stages(image: np.ndarray, points_per_side: int, precision: str, repeats
             )
         return low.float()
 
-    out = {"encoder": harness.repeat(encoder, repeats)}
-    out["decoder"] = harness.repeat(decoder, repeats)
-    low = decoder()
+    def upsample(low: Any) -> Any:
+        return pred._transforms.postprocess_masks(low, (SIZE, SIZE))
 
-    def upsample() -> Any:
-        with torch.inference_mode():
-            return pred._transforms.postprocess_masks(low, (SIZE, SIZE))
-
-    out["upsample"] = harness.repeat(upsample, repeats)
-    logits = upsample().flatten(0, 1)
-
-    def filters() -> None:
-        with torch.inference_mode():
-            amg.calculate_stability_score(logits, 0.0, 1.0)
-            amg.batched_mask_to_box(logits > 0.0)
-
-    out["filters"] = harness.repeat(filters, repeats)
-    return out
+    return _time_stages(encoder, decoder, upsample, amg, 0.0, repeats)
 
 
 def run(
