@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from helpers_runs import assert_same_outputs
 from shapely.geometry import box
 
 from geosam.dense import mean_probabilities, pixel_classes
@@ -272,13 +273,7 @@ def test_a_tiny_block_cache_writes_the_same_dense_outputs(road, monkeypatch):
     default = predict_scene(scene, tmp / "cache_default", models, cfg)
     monkeypatch.setattr(block_cache, "streaming_cache_bytes", lambda width, column: 64 * 2**10)
     tiny = predict_scene(scene, tmp / "cache_tiny", models, cfg)
-    for kind in ("classes", "confidence", "probabilities"):
-        with rasterio.open(default.outputs[kind]) as a, rasterio.open(tiny.outputs[kind]) as b:
-            assert np.array_equal(a.read(), b.read()), kind
-    a, b = gpd.read_file(default.outputs["regions_gpkg"]), gpd.read_file(tiny.outputs["regions_gpkg"])
-    assert len(a) == default.n_regions > 0
-    assert a.drop(columns="geometry").equals(b.drop(columns="geometry"))
-    assert a.geometry.geom_equals_exact(b.geometry, 0).all()
+    assert_same_outputs(default, tiny, ("classes", "confidence", "probabilities"))
 
 
 def test_regions_take_the_dense_majority_in_a_run(road):
