@@ -12,7 +12,7 @@ the one WARNING line a run logs for the first two, the note for the QGIS project
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -217,15 +217,22 @@ def tile_ratios(
     tile_scores: Mapping[int, np.ndarray], stats: DomainStats | None
 ) -> dict[int, float | None] | None:
     """Per tile: median chip score over the threshold (> 1: unlike the training data); ``None``: unscored."""
-    if stats is None or not any(len(s) for s in tile_scores.values()):
-        return None
-    return {i: float(np.median(s)) / stats.threshold if len(s) else None for i, s in tile_scores.items()}
+    return _per_tile(tile_scores, stats, lambda s, t: float(np.median(s)) / t)
 
 
 def tile_shares(
     tile_scores: Mapping[int, np.ndarray], stats: DomainStats | None
 ) -> dict[int, float | None] | None:
     """Per tile: the share of its chips above the threshold (where a partly unlike scene departs)."""
+    return _per_tile(tile_scores, stats, lambda s, t: float(np.mean(s > t)))
+
+
+def _per_tile(
+    tile_scores: Mapping[int, np.ndarray],
+    stats: DomainStats | None,
+    summary: Callable[[np.ndarray, float], float],
+) -> dict[int, float | None] | None:
+    """``summary(scores, threshold)`` per scored tile, ``None`` per unscored one; ``None``: none scored."""
     if stats is None or not any(len(s) for s in tile_scores.values()):
         return None
-    return {i: float(np.mean(s > stats.threshold)) if len(s) else None for i, s in tile_scores.items()}
+    return {i: summary(s, stats.threshold) if len(s) else None for i, s in tile_scores.items()}
