@@ -31,6 +31,7 @@ import _harness as harness  # noqa: E402
 BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     "flops": ("bench_flops.py", []),
     "precision": ("bench_precision.py", []),
+    "train_precision": ("bench_train_precision.py", []),
     "single_vs_two_pass": ("bench_single_vs_two_pass.py", []),
     "sam_backbones": ("bench_sam_backbones.py", []),
     "sam_mask_stage": ("bench_sam_mask_stage.py", []),
@@ -68,6 +69,12 @@ def headline(name: str, data: dict[str, Any]) -> list[str]:
     elif name == "precision":
         rec = data["recommendation"]
         out.append(f"auto -> {rec['auto_resolves_to']}; s per 1024 px tile: {rec['seconds_per_1024_tile']}")
+    elif name == "train_precision":
+        for s in data["summary"]:
+            out.append(
+                f"training, {s['backbone']} at {s['input_size']} px: fp32 {s['fp32_s_per_step']:.2f} s/step, "
+                f"bf16 {s['bf16_s_per_step']:.2f} s/step, x{s['x_faster_bf16']:.2f}"
+            )
     elif name == "flops":
         for e in data["encoder"]:
             out.append(

@@ -80,7 +80,19 @@ def stage_config(stage: int, out: Path, cache: Path, init: Path | None, threads:
     if stage == 1:
         return TrainConfig(**common, epochs=12, lr=1e-3, patience=6)
     if init is None:
-        raise SystemExit("stage 2 starts from stage 1's bundle: pass --init BUNDLE")
+        raise SystemExit(f"stage {stage} starts from stage 1's bundle: pass --init BUNDLE")
+    if stage == 3:
+        return TrainConfig(
+            **{**common, "warmup_steps": 200},
+            input_size=96,
+            epochs=6,
+            lr=3e-4,
+            patience=0,
+            keep="last",
+            ema_decay=0.999,
+            precision="bf16",
+            init_from=init,
+        )
     return TrainConfig(
         **common,
         epochs=20,
@@ -98,7 +110,7 @@ def stage_config(stage: int, out: Path, cache: Path, init: Path | None, threads:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--stage", type=int, choices=(1, 2), default=2)
+    ap.add_argument("--stage", type=int, choices=(1, 2, 3), default=3)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/eurosat_rgb/2750")
     ap.add_argument("--out", type=Path, default=ROOT / "geosam/data/default_model")
     ap.add_argument("--init", type=Path, help="stage 2: the stage-1 (v1) bundle to start from")

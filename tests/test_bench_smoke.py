@@ -162,6 +162,7 @@ def test_sam_backbones_smoke(work, tmp_path):
         "bench_scaling",
         "bench_allocator",
         "bench_sam_backbones",
+        "bench_train_precision",
     ],
 )
 def test_script_smoke(name, work, tmp_path, monkeypatch):

@@ -172,3 +172,39 @@ def test_ema_warmup_follows_the_weights_in_a_short_run():
     want = 1 - np.prod([(1 + n) / (10 + n) for n in range(1, 21)])
     assert float(warm.module.weight[0, 0]) == pytest.approx(want, rel=1e-4)
     assert want > 0.9
+
+
+def test_init_from_at_another_input_size_interpolates_the_position_tables(tmp_path):
+    """A bundle trained at 32 px starts a 64 px run: same head, position tables resized (FixRes-style)."""
+    from geosam.models.sam import resize_encoder_state
+    from geosam.models.sam_config import SamConfig
+
+    data = two_class_chips()
+    cfg = tiny_cfg(tmp_path, "a", epochs=1)
+    train(cfg, data)
+    res = train(
+        cfg.model_copy(
+            update={"out": tmp_path / "b", "init_from": tmp_path / "a", "input_size": 64, "lr": 1e-9}
+        ),
+        data,
+    )
+    a, b = load_bundle(tmp_path / "a").model, load_bundle(tmp_path / "b").model
+    ga, gb = a.encoder.pos_embed.shape[1], b.encoder.pos_embed.shape[1]
+    assert res.meta.input_size == 64 and gb == 2 * ga
+    assert torch.allclose(a.head.net[-1].weight, b.head.net[-1].weight, atol=1e-3)
+    resized = resize_encoder_state(
+        a.encoder.state_dict(), SamConfig.from_dict(dict(res.meta.encoder.config)), prefix=""
+    )
+    assert torch.allclose(resized["pos_embed"], b.encoder.pos_embed, atol=1e-3)
+
+
+def test_bf16_training_is_recorded_learns_and_differs_from_fp32(tmp_path):
+    data = two_class_chips()
+    fp32 = train(tiny_cfg(tmp_path, "fp32", epochs=3), data)
+    bf16 = train(tiny_cfg(tmp_path, "bf16", epochs=3, precision="bf16"), data)
+    assert bf16.meta.training["config"]["precision"] == "bf16"
+    assert bf16.metrics["overall_accuracy"] >= 0.75
+    wa = load_bundle(tmp_path / "fp32").model.head.net[-1].weight
+    wb = load_bundle(tmp_path / "bf16").model.head.net[-1].weight
+    assert wb.dtype == torch.float32 and not torch.equal(wa, wb)  # bf16 arithmetic, float32 weights
+    assert fp32.metrics["overall_accuracy"] >= 0.75

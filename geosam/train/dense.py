@@ -48,6 +48,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from geosam.encode import autocast_context
 from geosam.errors import ConfigError, DataError
 from geosam.train.config import TrainConfig, replay_yaml
 from geosam.train.metrics import confusion_matrix, summarize
@@ -741,10 +742,12 @@ def fit_dense(
             y = dihedral(pool.y[idx], sym).to(device)
             if not (y >= 0).any():
                 continue
-            f = _features(model, pool, idx, pool.x[idx].float().to(device), chip, input_size, device)
-            if o.noise:  # in normalised units: std * noise in 0..1 units per band
-                x = x + torch.randn_like(x) * o.noise * model.get_buffer("std")
-            members = head.member_logits([dihedral(level, sym) for level in f], model.normalize(x))
+            with autocast_context(device, cfg.precision):
+                f = _features(model, pool, idx, pool.x[idx].float().to(device), chip, input_size, device)
+                if o.noise:  # in normalised units: std * noise in 0..1 units per band
+                    x = x + torch.randn_like(x) * o.noise * model.get_buffer("std")
+                members = head.member_logits([dihedral(level, sym) for level in f], model.normalize(x))
+            members = [lg.float() for lg in members]
             loss = torch.stack([sparse_loss(lg, y, weights, cfg.label_smoothing) for lg in members]).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from geosam.encode import autocast_context
 from geosam.errors import DataError
 from geosam.models.bundle import BundleMeta, EncoderMeta, HeadMeta, save_bundle
 from geosam.models.classifier import LandCoverModel
@@ -216,7 +217,8 @@ def _fit(
                     x = sensor(x, rng)
                 if cfg.augment:
                     x = augment(x, rng)
-                logits = model(x)
+                with autocast_context(device, cfg.precision):
+                    logits = model(x).float()
             loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -26,7 +26,7 @@ def init_bundle(cfg: TrainConfig, data: ChipData) -> Any:
     from geosam.bands import canonical_band_name
     from geosam.models.bundle import load_bundle
 
-    init = load_bundle(cfg.init_from)
+    init = load_bundle(cfg.init_from, img_size=cfg.input_size)  # position tables interpolated to it
     bands = [canonical_band_name(b) for b in data.bands]
     if list(init.meta.class_scheme.names) != list(data.classes) or init.meta.bands != bands:
         raise DataError(
