@@ -164,28 +164,31 @@ def plan_encoder_sam2(
 def plan_own_pass(models: Models, info: SceneInfo, *, match_resolution: bool) -> EncoderPlan:
     """Encoder plan of a classifier that encodes tiles with its own encoder next to a SAM region pass.
 
-    The tile keeps the region model's size (``models.tile_size``); the classifier's chips are matched to
-    its training resolution (``chip = round(model_chip * model_gsd / scene_gsd)``, the rule of
-    :func:`geosam.encode.plan_encoder`) and the tile becomes the nearest multiple of that chip.
+    The sizes are :func:`geosam.scene_plan.own_pass_encoding`'s (the tile keeps the region model's
+    size; the classifier's chips are matched to its training resolution), the rule ``geosam info``
+    shows.
     """
     from geosam.encode import EncoderPlan, patch_size
+    from geosam.scene_plan import own_pass_encoding
 
     grid = models.input_size // patch_size(models.bundle.model.encoder)
-    chip, tile = int(models.chip_size), int(models.tile_size)
-    gsd = models.bundle.meta.gsd_m
-    scene_gsd = info.gsd_m
-    if match_resolution and gsd and scene_gsd and abs(scene_gsd - gsd) / gsd >= 0.05:
-        new_chip = max(4, round(chip * gsd / scene_gsd))
+    enc = own_pass_encoding(
+        int(models.chip_size),
+        int(models.tile_size),
+        models.bundle.meta.gsd_m,
+        info.gsd_m,
+        match_resolution=match_resolution,
+    )
+    if enc.matched:
         log.info(
             "%s: %.3g m pixels, model trained at %.3g m: classifier chips of %d px resampled to %d px",
             Path(info.path).name,
-            scene_gsd,
-            gsd,
-            new_chip,
+            info.gsd_m,
+            models.bundle.meta.gsd_m,
+            enc.chip_size,
             models.input_size,
         )
-        chip = new_chip
-    return EncoderPlan(chip * max(1, round(tile / chip)), chip, models.input_size, grid)
+    return EncoderPlan(enc.tile_size, enc.chip_size, models.input_size, grid)
 
 
 @dataclass(frozen=True)

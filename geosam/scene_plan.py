@@ -47,6 +47,7 @@ __all__ = [
     "SceneEncoding",
     "describe_run",
     "model_geometry",
+    "own_pass_encoding",
     "scene_encoding",
     "scene_tiling",
 ]
@@ -274,6 +275,35 @@ def scene_encoding(
     return SceneEncoding(g.chip, g.tile, scene_gsd, g.matched, reason, g.halo)
 
 
+def own_pass_encoding(
+    chip: int, tile: int, model_gsd: float | None, scene_gsd: float | None, *, match_resolution: bool
+) -> SceneEncoding:
+    """Chip and tile of a classifier encoding tiles with its own encoder next to a SAM 2/3 region pass.
+
+    The tile keeps the region model's size (``tile``, e.g. SAM 2's 1024 px); the classifier's chips
+    are matched to its training resolution, ``chip = max(4, round(chip * model_gsd / scene_gsd))``
+    when the GSDs differ by 5 % or more (the rule of :func:`scene_encoding`), and the tile becomes the
+    nearest multiple of that chip. :func:`geosam.infer_sam2.plan_own_pass` (``run``) and
+    :func:`describe_run` (``info``) both use it. Sizes in scene pixels; GSDs in metres.
+    """
+    if not match_resolution:
+        reason = "resolution matching is off (--no-match-resolution)"
+    elif not model_gsd:
+        reason = "the model records no training GSD (train with --gsd to record it)"
+    elif not scene_gsd:
+        reason = "the scene's CRS is not projected in metres: its GSD is unknown"
+    elif abs(scene_gsd - model_gsd) / model_gsd < GSD_TOLERANCE:
+        reason = f"the scene's {scene_gsd:.3g} m pixels match the model's {model_gsd:.3g} m (within 5 %)"
+    else:
+        new_chip = max(4, round(chip * model_gsd / scene_gsd))
+        reason = (
+            f"the scene's {scene_gsd:.3g} m pixels, model trained at {model_gsd:.3g} m: the ground of "
+            f"its {chip} px training chips is {new_chip} scene px"
+        )
+        return SceneEncoding(new_chip, new_chip * max(1, round(tile / new_chip)), scene_gsd, True, reason)
+    return SceneEncoding(chip, chip * max(1, round(tile / chip)), scene_gsd, False, reason)
+
+
 @contextlib.contextmanager
 def _raised_level(logger: str, level: int, when: bool) -> Iterator[None]:
     """Set ``logger``'s level to ``level`` inside the block when ``when`` (a quiet plan), then restore it."""
@@ -317,6 +347,9 @@ class RunDescription:
         encoding: Resolution matching for this scene (``None`` as ``geometry``).
         plan: The tile plan summary (``None`` as ``geometry``).
         problem: The error ``geosam run`` would stop with before tiling, if any.
+        sam_label: The SAM checkpoint's model (e.g. ``SAM 2.1 Hiera-T``) when SAM makes the regions.
+        own_pass: SAM 2 makes the regions with its own encoder pass while the classifier encodes its
+            own chips (a bundle not trained on that SAM 2 checkpoint).
     """
 
     model: str
@@ -325,6 +358,8 @@ class RunDescription:
     encoding: SceneEncoding | None = None
     plan: PlanSummary | None = None
     problem: str | None = None
+    sam_label: str | None = None
+    own_pass: bool = False
 
     def lines(self) -> list[tuple[str, str]]:
         """``(key, text)`` lines, as ``geosam info`` prints them."""
@@ -339,8 +374,19 @@ class RunDescription:
             "tiles": "none: tile labels only",
             "chips": "one region per encoder chip (each pixel gets the class of its chip)",
         }[g.region_source]
+        if self.sam_label is not None and self.sam_label.startswith("SAM 2"):
+            regions = f"{self.sam_label} masks (SAM 2's mask decoder, " + (
+                "its own encoder pass per tile)" if self.own_pass else "on the tile's Hiera features)"
+            )
+        elif self.sam_label is not None:
+            regions = f"{self.sam_label} masks (segment-anything mask decoder on each tile's embedding)"
         out.append(("regions", regions))
-        if g.region_source == "sam":
+        if self.own_pass:
+            out.append(
+                ("encoder", f"{e.chip_size} px chips at {g.input_size} px input (the classifier's own pass; "
+                 f"the region model resizes each {e.tile_size} px tile to its input); {e.reason}")
+            )  # fmt: skip
+        elif g.region_source == "sam":
             out.append(("encoder", f"whole {e.tile_size} px tiles, one pass each ({e.reason})"))
         else:
             out.append(("encoder", f"{e.chip_size} px chips at {g.input_size} px input; {e.reason}"))
@@ -407,11 +453,32 @@ def describe_run(
     else:
         pairs = [f"{name} <- band {i}" for name, i in zip(meta.bands, idx, strict=True)]
         bands_text = ", ".join(pairs)
+    sam_label, own_pass = None, False
     try:
         geom = model_geometry(meta, cfg, sam_checkpoint=sam_checkpoint is not None)
-        enc, tiling = scene_tiling(geom, info, cfg, quiet=True)
+        if geom.region_source == "sam" and sam_checkpoint is not None:
+            from geosam.models.sam_family import identify_sam_checkpoint
+
+            found = identify_sam_checkpoint(sam_checkpoint, named=cfg.segment.sam_model)
+            sam_label = found.label
+            own_pass = found.family != "sam" and meta.encoder.family != "sam2"
+        if own_pass:  # SAM 2 regions next to the classifier's own chips (geosam.infer_sam2.plan_own_pass)
+            enc = own_pass_encoding(
+                meta.chip_size or meta.input_size,
+                geom.tile_size,
+                meta.gsd_m,
+                info.gsd_m,
+                match_resolution=cfg.match_resolution,
+            )
+            tiling = cfg.tiling.model_copy(update={"tile_size": enc.tile_size}).resolved(enc.tile_size)
+            geom = ModelGeometry(
+                geom.name, "sam", enc.chip_size, enc.tile_size, meta.input_size, meta.gsd_m, True
+            )
+        else:
+            enc, tiling = scene_tiling(geom, info, cfg, quiet=True)
     except GeosamError as err:
         return RunDescription(model_text, bands_text, problem=str(err))
     if problem is not None:
         return RunDescription(model_text, bands_text, problem=problem)
-    return RunDescription(model_text, bands_text, geom, enc, summarize_plan(info, tiling))
+    plan = summarize_plan(info, tiling)
+    return RunDescription(model_text, bands_text, geom, enc, plan, sam_label=sam_label, own_pass=own_pass)
