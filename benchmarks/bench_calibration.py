@@ -13,7 +13,7 @@ Measures, for a model bundle (default: the packaged default model) trained on Eu
    chip grid and resampling to the encoder input, nodata filled with the model mean):
 
    * NAIP 2019 and 2020 (aerial, RGB of RGBN, 5 m): at native resolution ("aerial-photo chips") and
-     resolution-matched to the model's 10 m (128 px chips resampled to 64);
+     resolution-matched to the model's 10 m (128 px chips resampled to the encoder input);
    * Raleigh Landsat-7 (28.5 m, the sample scene): native and resolution-matched (22 px chips);
    * extras, not in the target: Olinda Landsat-7 (28.5 m, Brazil) and RGB.byte (Landsat-7 at 300 m).
 
@@ -77,12 +77,18 @@ def _val_outputs(
     import torch
 
     from geosam.domain import capture_block
+    from geosam.preprocess import resample_chips
 
     model = bundle.model
     logits, enc, blk = [], [], []
     with torch.inference_mode():
         for s in range(0, len(idx), batch):
-            x = torch.from_numpy(data.to_unit(idx[s : s + batch]))
+            # the training path: 0..1 chips resampled to the encoder input (v3: 64 -> 96 px, bilinear)
+            x = resample_chips(
+                torch.from_numpy(data.to_unit(idx[s : s + batch])),
+                bundle.meta.input_size,
+                data.record.resampling,
+            )
             with capture_block(model.encoder, block) as captured:
                 pooled = model.features(x).float().mean(dim=(2, 3))
             dom = captured[0].mean(dim=(2, 3)) if captured else pooled

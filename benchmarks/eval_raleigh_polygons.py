@@ -49,6 +49,7 @@ def evaluate_model(model: str | None, out: Path, match: bool) -> dict[str, Any]:
         "resolution_matched": match,
         "weights_sha256": models.bundle.meta.weights_sha256,
         "domain": res.record.domain,
+        "seconds": res.seconds,  # shared machines: compare models only within one run of this script
     }
     for name, drop in (("all_7_classes", False), ("matched_5_classes", True)):
         ev = evaluate(
@@ -95,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
                 **evaluate_model(path, args.out / label, match),
             }
             results.append(row)
+            secs = row["seconds"]
+            stages = ", ".join(f"{k} {v:.1f}" for k, v in secs.items())
+            print(f"{label:10s} {'matched' if match else 'native ':8s} run seconds: {stages}")
             for reading in ("all_7_classes", "matched_5_classes"):
                 r = row[reading]
                 poly = r["polygons"]["overall_accuracy"] if r["polygons"] else float("nan")

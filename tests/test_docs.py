@@ -72,6 +72,9 @@ SKIP: tuple[tuple[str, str], ...] = (
      "and tests/test_domain.py"),
     (r"benchmarks/bench_vs_random_forest\.py", "cross-validates geosam's training recipe and a Random Forest "
      "on the Raleigh scene (minutes per fold on 2 cores); its smoke size runs in tests/test_bench_smoke.py"),
+    (r"pipelines/train_default_model\.py", "trains the packaged model on the 25,000 real EuroSAT chips "
+     "(about an hour per stage on 2 cores); its options (warm start at another input size, bf16, EMA, keep "
+     "last) run on small data in tests/test_train_augment.py"),
     (r"benchmarks/parity_eurosat\.py", "reads the real EuroSAT chips in ../shared (minutes); the same "
      "comparison runs on samples of them in tests/test_parity.py"),
     (r"sam2\.1_hiera_small\.pt", "a SAM 2.1 Hiera encoder at 1024 px is minutes per training run on 2 cores; "

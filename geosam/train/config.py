@@ -230,8 +230,9 @@ class TrainConfig(BaseModel):
         threads: Torch CPU threads (``None``: all cores).
         precision: Arithmetic of the training forward pass: ``fp32``, or ``bf16`` autocast (weights,
             optimiser state and validation stay float32). On CPUs with native bf16 (AVX-512 BF16/AMX)
-            a ``small`` encoder step is 1.6x faster (0.77 vs 0.47 s per 64-chip batch, measured on
-            this project's 2-core build machine); on CPUs without it bf16 is emulated and slower.
+            a ``small`` encoder epoch is about 1.5x faster (64 px: 0.70 vs 0.46 s per 64-chip step;
+            ``benchmarks/bench_train_precision.py`` on this project's 2-core machine); on CPUs
+            without it bf16 is emulated and slower.
         device: ``cpu``, ``cuda`` or ``auto``.
         max_per_class: Use at most this many chips per class (quick runs); ``None``: all.
         out: Bundle folder to write (replaces an earlier bundle; refuses any other non-empty folder).
