@@ -336,6 +336,30 @@ def scene_tiling(
     return enc, tiling
 
 
+def _check_sam1_encoder(meta: BundleMeta, checkpoint_name: str, bundle: Path | None) -> None:
+    """Refuse, as :func:`geosam.runtime.load_models` does, a bundle whose encoder is not a SAM 1 checkpoint's.
+
+    SAM 1 masks and classes share one encoder pass. Compared by architecture name (``vit_b``/``vit_l``/
+    ``vit_h``, or ``custom`` for other sizes), which needs no weights; ``run`` compares the sizes.
+
+    Raises:
+        InputMismatchError: The bundle's encoder is not the checkpoint's architecture.
+    """
+    from geosam.errors import InputMismatchError
+    from geosam.models.sam_config import SamConfig
+    from geosam.models.sam_family import sam1_name
+
+    enc = SamConfig.from_dict(dict(meta.encoder.config))
+    if sam1_name(enc.embed_dim, enc.depth) != checkpoint_name:
+        raise InputMismatchError(
+            f"the model bundle's encoder ({enc.name}: width {enc.embed_dim}, depth {enc.depth}) is not the "
+            f"SAM checkpoint's ({checkpoint_name}); SAM masks and classes share one encoder pass, so use a "
+            "bundle trained on this checkpoint (geosam train ... --backbone <checkpoint>), or run without "
+            "--sam-checkpoint for felzenszwalb regions",
+            os.fspath(bundle) if bundle is not None else None,
+        )
+
+
 @dataclass(frozen=True)
 class RunDescription:
     """What ``geosam run`` would do with a scene, for ``geosam info`` (nothing loaded but headers).
@@ -462,6 +486,8 @@ def describe_run(
             found = identify_sam_checkpoint(sam_checkpoint, named=cfg.segment.sam_model)
             sam_label = found.label
             own_pass = found.family != "sam" and meta.encoder.family != "sam2"
+            if found.family == "sam" and meta.encoder.family == "sam":
+                _check_sam1_encoder(meta, found.name, path if model is not None else None)
         if own_pass:  # SAM 2 regions next to the classifier's own chips (geosam.infer_sam2.plan_own_pass)
             enc = own_pass_encoding(
                 meta.chip_size or meta.input_size,

@@ -56,3 +56,21 @@ def test_own_pass_encoding_rule():
     assert own_pass_encoding(64, 1024, None, 28.5, match_resolution=True).chip_size == 64
     assert own_pass_encoding(64, 1024, 10.0, 1000.0, match_resolution=True).chip_size == 4  # floor
     assert own_pass_encoding(64, 100, 10.0, 28.5, match_resolution=True).tile_size == 110  # 5 chips of 22
+
+
+def test_info_refuses_a_sam1_checkpoint_the_bundle_was_not_trained_on(tmp_path, monkeypatch, capsys):
+    """As `geosam run` does: SAM 1 masks share the classifier's encoder (the default model is no ViT-B)."""
+    from geosam.cli.main import main
+    from geosam.models import sam_family
+
+    monkeypatch.setattr(
+        sam_family, "identify_sam_checkpoint", lambda p, named=None: sam_family.SamModelId("sam", "vit_b")
+    )
+    scene = make_raster(tmp_path / "s.tif", 64, 64, dtype="uint8", fill="random")
+    ckpt = tmp_path / "sam_vit_b_01ec64.pth"
+    ckpt.write_bytes(b"identified by the patched function")
+    desc = describe_run(open_scene(str(scene)), None, ckpt, RunConfig())
+    assert desc.problem is not None and "is not the SAM checkpoint's (vit_b)" in desc.problem
+    assert main(["info", str(scene), "--sam-checkpoint", str(ckpt)]) == 0
+    plan = [ln for ln in capsys.readouterr().out.splitlines() if ln.strip().startswith("plan")]
+    assert plan and "`geosam run` would stop" in plan[0] and "--backbone <checkpoint>" in plan[0]

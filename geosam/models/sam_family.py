@@ -164,6 +164,11 @@ _VIT_BLOCK = re.compile(r"^image_encoder\.blocks\.(\d+)\.")
 _SAM1_NAMES = {(768, 12): "vit_b", (1024, 24): "vit_l", (1280, 32): "vit_h"}
 
 
+def sam1_name(width: int, depth: int) -> str:
+    """Meta's name of a SAM 1 ViT of this width and depth (``vit_b``/``vit_l``/``vit_h``), else ``custom``."""
+    return _SAM1_NAMES.get((width, depth), "custom")
+
+
 def identify_sam_state(
     shapes: Mapping[str, tuple[int, ...]], *, source: str | os.PathLike[str] | None = None
 ) -> SamModelId:
@@ -198,7 +203,7 @@ def identify_sam_state(
         width = int(shapes["image_encoder.patch_embed.proj.weight"][0])
         depth = 1 + max((int(m.group(1)) for k in shapes if (m := _VIT_BLOCK.match(k))), default=-1)
         has_dec = any(k.startswith("mask_decoder.") for k in shapes)
-        return SamModelId("sam", _SAM1_NAMES.get((width, depth), "custom"), None, has_dec)
+        return SamModelId("sam", sam1_name(width, depth), None, has_dec)
     if any(k.startswith(("detector.", "tracker.")) for k in shapes):
         raise CheckpointError(
             "this is a SAM 3 checkpoint: pass it with --sam3-checkpoint (concept prompts), not "
