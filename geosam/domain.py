@@ -344,22 +344,28 @@ def chip_features(features: Any, valid: np.ndarray, grid: int, min_valid: float 
 
     Args:
         features: ``(C, F, F)`` tile features (numpy or torch), ``F`` a multiple of ``grid``.
-        valid: ``(T, T)`` valid pixels of the tile, ``T`` a multiple of ``F / grid``.
+        valid: ``(T, T)`` valid pixels of the tile (``T`` need not be a multiple of ``F``: a 22 px
+            chip read at 96 px has 12 feature cells of 1.83 px).
         grid: Feature cells per chip edge.
         min_valid: Chips with a smaller share of valid pixels are left out.
 
     Returns:
         ``(n, C)`` float64 features of the kept chips (pooled over their valid cells).
+
+    Pixel ``(r, c)`` belongs to feature cell ``(r * F // T, c * F // T)``, the rule
+    :func:`geosam.classify.label_weights` uses to pool regions (before 2026-11-30 the cells were taken
+    as ``T // F`` whole pixels, which for non-integer cells read the valid mask of the tile's top-left
+    corner only and scored padding chips of tiles that reach past the scene).
     """
+    from geosam.classify import label_weights
+
     f = np.asarray(features.detach().cpu().float() if hasattr(features, "detach") else features)
     c, fs, _ = f.shape
     k = fs // grid
     if k == 0 or fs % grid:
         raise ValueError(f"feature map {fs} is not a multiple of the chip grid {grid}")
-    t = valid.shape[0]
-    cell = t // fs
     # valid share per feature cell, then per chip
-    vc = valid[: cell * fs, : cell * fs].reshape(fs, cell, fs, cell).mean(axis=(1, 3))
+    vc = label_weights(valid.astype(np.int64), 1, (fs, fs))[0].astype(np.float64)
     fcells = f.reshape(c, k, grid, k, grid).transpose(1, 3, 0, 2, 4).reshape(k * k, c, grid * grid)
     wcells = vc.reshape(k, grid, k, grid).transpose(0, 2, 1, 3).reshape(k * k, grid * grid)
     share = wcells.mean(axis=1)

@@ -6,7 +6,7 @@ import hashlib
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from geosam.domain import DomainStats, chip_features, fit_domain, ledoit_wolf, load_domain
@@ -119,6 +119,32 @@ def test_chip_features_pool_each_chip_over_its_valid_cells():
     assert out[0, 0] == pytest.approx(0.0)  # the invalid cell's 100 is not pooled
     expected = [10 * i + j for i in range(k) for j in range(k) if (i, j) != (0, 1)]
     np.testing.assert_allclose(out[:, 1], expected)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    chip=st.integers(5, 30),
+    grid=st.sampled_from([4, 8, 12]),
+    k=st.integers(1, 6),
+    rows=st.integers(0, 6),
+    cols=st.integers(0, 6),
+)
+def test_chip_features_keep_the_valid_chips_for_any_cell_size(chip, grid, k, rows, cols):
+    """Chips of any pixel size, cells of a non-integer number of pixels (22 px chips at 12 cells:
+    1.83 px): exactly the chips inside the valid block are kept, and each pools its own features.
+    A chip has at least ``grid`` pixels per side (geosam.chip_grid's rule), so every cell has a pixel."""
+    assume(chip >= grid)
+    rows, cols = min(rows, k), min(cols, k)
+    f = np.zeros((2, k * grid, k * grid))
+    for i in range(k):
+        for j in range(k):
+            f[:, i * grid : (i + 1) * grid, j * grid : (j + 1) * grid] = 100 * i + j
+    valid = np.zeros((k * chip, k * chip), bool)
+    valid[: rows * chip, : cols * chip] = True  # the top-left rows x cols chips; padding elsewhere
+    out = chip_features(f, valid, grid)
+    expected = [100 * i + j for i in range(rows) for j in range(cols)]
+    assert out.shape == (len(expected), 2)
+    np.testing.assert_allclose(out[:, 0], expected)
 
 
 def test_chip_features_accept_torch():
