@@ -208,3 +208,37 @@ def test_bf16_training_is_recorded_learns_and_differs_from_fp32(tmp_path):
     wb = load_bundle(tmp_path / "bf16").model.head.net[-1].weight
     assert wb.dtype == torch.float32 and not torch.equal(wa, wb)  # bf16 arithmetic, float32 weights
     assert fp32.metrics["overall_accuracy"] >= 0.75
+
+
+def test_init_from_continues_at_the_bundle_input_size_and_refuses_other_folders(tmp_path):
+    """`--init-from geosam/data/default_model` (96 px input, 64 px chips) works without --input-size."""
+    data = two_class_chips()  # 32 px chips
+    train(tiny_cfg(tmp_path, "a", epochs=1, input_size=64), data)
+    cfg = tiny_cfg(tmp_path, "b", epochs=1, input_size=None, init_from=tmp_path / "a")
+    res = train(cfg, data)
+    assert res.meta.input_size == 64 and res.meta.chip_size == 32
+    (tmp_path / "not_a_bundle").mkdir()
+    for bad in (tmp_path / "not_a_bundle", tmp_path / "missing"):
+        with pytest.raises(DataError, match="init_from is not a geosam model bundle") as err:
+            train(cfg.model_copy(update={"out": tmp_path / "c", "init_from": bad}), data)
+        assert "--model" not in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_temperature_that_worsens_held_out_predictions_is_not_applied(tmp_path, monkeypatch, caplog):
+    """Cross-fitted NLL rose (few validation chips): the bundle keeps temperature 1 and says why."""
+    import dataclasses
+
+    from geosam.train import calibrate
+
+    real = calibrate.cross_fitted_calibration
+
+    def worse(*args, **kwargs):
+        cf = real(*args, **kwargs)
+        return dataclasses.replace(cf, nll_after=cf.nll_before + 0.5)
+
+    monkeypatch.setattr(calibrate, "cross_fitted_calibration", worse)
+    res = train(tiny_cfg(tmp_path, "t", epochs=1), two_class_chips())
+    assert res.meta.calibration.temperature == 1.0
+    assert "not applied" in res.meta.calibration.fitted_on
+    assert any("so it is not applied (temperature 1)" in r.message for r in caplog.records)
+    assert load_bundle(tmp_path / "t").model.head.temperature == pytest.approx(1.0)

@@ -167,6 +167,21 @@ def fit_posthoc(
     domain = domain.with_threshold(val_feats, 0.95)
     where = f"validation split of {data.provenance.get('root', data.provenance.get('source', 'the data'))}"
     cal = cf.meta(f"{where}, {len(val_idx)} chips; ECE cross-fitted over 2 folds")
+    if cf.nll_after > cf.nll_before:  # the temperature did not help on chips it was not fitted on
+        log.warning(
+            "calibration: the temperature fitted on %d validation chips (%.3f) made held-out predictions "
+            "worse (negative log-likelihood %.4f -> %.4f, ECE %.4f -> %.4f, cross-fitted), so it is not "
+            "applied (temperature 1); more validation chips (--val-fraction) give a usable fit",
+            len(val_idx),
+            cal.temperature,
+            cf.nll_before,
+            cf.nll_after,
+            cf.ece_before,
+            cf.ece_after,
+        )
+        cal = cal.model_copy(
+            update={"temperature": 1.0, "fitted_on": cal.fitted_on + "; not applied: held-out NLL rose"}
+        )
     dmeta = domain.meta(
         n_fit=len(fit_idx),
         n_threshold=len(val_idx),

@@ -221,6 +221,8 @@ class TrainConfig(BaseModel):
             (:mod:`geosam.train.calibrate`, docs/calibration.md).
         init_from: Start from this bundle's weights and normalisation (same encoder architecture, bands
             and classes), e.g. to continue training the packaged default model with another recipe.
+            Without ``input_size`` training continues at the bundle's input size; with another one its
+            position tables are interpolated.
             Its validation split should be this run's (same data, ``seed`` and ``val_fraction``), or the
             validation chips may be ones the bundle was trained on.
         patience: Stop after this many epochs without a better validation macro-F1 (0 = never).

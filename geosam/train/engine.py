@@ -122,7 +122,9 @@ def train(
     Returns the bundle path, the best epoch's validation metrics and the per-epoch history.
     """
     from geosam.train.checks import check_options, training_gsd
+    from geosam.train.init import with_init_input_size
 
+    cfg = with_init_input_size(cfg)  # a warm start continues at its bundle's input size unless told
     check_options(cfg, chip_size=data.chip_size)  # before any expensive work
     gsd_m = training_gsd(cfg, data)
     t_start = time.time()

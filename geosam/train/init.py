@@ -9,9 +9,40 @@ from geosam.errors import DataError
 from geosam.train.config import TrainConfig
 from geosam.train.data import ChipData
 
-__all__ = ["init_bundle"]
+__all__ = ["init_bundle", "with_init_input_size"]
 
 log = logging.getLogger(__name__)
+
+
+def _not_a_bundle(cfg: TrainConfig) -> DataError:
+    return DataError(
+        "init_from is not a geosam model bundle (a folder with model.json and weights.safetensors "
+        "written by `geosam train`): pass such a folder, e.g. geosam/data/default_model, or train "
+        "without --init-from",
+        cfg.init_from,
+    )
+
+
+def with_init_input_size(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with the ``init_from`` bundle's input size when the user set none.
+
+    A warm start continues at the size the bundle was trained at; another ``input_size`` interpolates
+    its position tables. Reads only the bundle's ``model.json``.
+
+    Raises:
+        DataError: ``init_from`` is not a readable model bundle.
+    """
+    if cfg.init_from is None or cfg.input_size is not None:
+        return cfg
+    from geosam.errors import GeosamError
+    from geosam.models.bundle import read_bundle_meta
+
+    try:
+        meta = read_bundle_meta(cfg.init_from)
+    except GeosamError:
+        raise _not_a_bundle(cfg) from None
+    log.info("init_from %s: continuing at its input size, %d px", cfg.init_from, meta.input_size)
+    return cfg.model_copy(update={"input_size": meta.input_size})
 
 
 def init_bundle(cfg: TrainConfig, data: ChipData) -> Any:
@@ -24,9 +55,13 @@ def init_bundle(cfg: TrainConfig, data: ChipData) -> Any:
     if cfg.init_from is None:
         return None
     from geosam.bands import canonical_band_name
+    from geosam.errors import GeosamError
     from geosam.models.bundle import load_bundle
 
-    init = load_bundle(cfg.init_from, img_size=cfg.input_size)  # position tables interpolated to it
+    try:
+        init = load_bundle(cfg.init_from, img_size=cfg.input_size)  # position tables interpolated to it
+    except GeosamError:
+        raise _not_a_bundle(cfg) from None
     bands = [canonical_band_name(b) for b in data.bands]
     if list(init.meta.class_scheme.names) != list(data.classes) or init.meta.bands != bands:
         raise DataError(
@@ -49,4 +84,11 @@ def init_bundle(cfg: TrainConfig, data: ChipData) -> Any:
             prev.get("seed"),
             prev.get("val_fraction"),
         )
+    log.info(
+        "starting from %s (%s, weights sha256 %s...) at %s px encoder input",
+        cfg.init_from,
+        init.meta.name,
+        init.meta.weights_sha256[:12],
+        cfg.input_size or data.chip_size,
+    )
     return init
