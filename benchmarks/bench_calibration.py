@@ -77,18 +77,14 @@ def _val_outputs(
     import torch
 
     from geosam.domain import capture_block
-    from geosam.preprocess import resample_chips
+    from geosam.train.chip_batches import model_input
 
     model = bundle.model
     logits, enc, blk = [], [], []
     with torch.inference_mode():
         for s in range(0, len(idx), batch):
             # the training path: 0..1 chips resampled to the encoder input (v3: 64 -> 96 px, bilinear)
-            x = resample_chips(
-                torch.from_numpy(data.to_unit(idx[s : s + batch])),
-                bundle.meta.input_size,
-                data.record.resampling,
-            )
+            x = model_input(data, idx[s : s + batch], bundle.meta.input_size, torch.device("cpu"))
             with capture_block(model.encoder, block) as captured:
                 pooled = model.features(x).float().mean(dim=(2, 3))
             dom = captured[0].mean(dim=(2, 3)) if captured else pooled

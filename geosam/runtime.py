@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from geosam.config import RunConfig
-from geosam.errors import ConfigError, InputMismatchError
+from geosam.errors import ConfigError
 from geosam.models.bundle import LoadedBundle
 
 if TYPE_CHECKING:
@@ -139,7 +139,7 @@ def load_models(
     from geosam.models.bundle import default_bundle_path, load_bundle, read_bundle_meta
     from geosam.models.sam import load_sam
     from geosam.models.sam_config import SamConfig
-    from geosam.scene_plan import model_geometry
+    from geosam.scene_plan import model_geometry, sam1_encoder_mismatch
 
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
@@ -181,13 +181,8 @@ def load_models(
             enc_cfg.out_chans,
             enc_cfg.patch_size,
         ):
-            raise InputMismatchError(
-                f"the model bundle's encoder ({enc_cfg.name}: width {enc_cfg.embed_dim}, "
-                f"depth {enc_cfg.depth}) is not the SAM checkpoint's ({sam_cfg.embed_dim}, {sam_cfg.depth}); "
-                "SAM masks and classes share one encoder pass, so use a bundle trained on this checkpoint "
-                "(geosam train ... --backbone <checkpoint>), or run without --sam-checkpoint "
-                "for felzenszwalb regions",
-                str(model) if model is not None else None,
+            raise sam1_encoder_mismatch(
+                enc_cfg, f"{sam_cfg.embed_dim}, {sam_cfg.depth}", str(model) if model is not None else None
             )
         # a bundle on the frozen checkpoint takes the encoder just loaded (one copy of the weights)
         shared: nn.Module | None = None

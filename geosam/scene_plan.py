@@ -36,7 +36,9 @@ from geosam.errors import ConfigError
 from geosam.resolution import TOLERANCE as GSD_TOLERANCE
 
 if TYPE_CHECKING:
+    from geosam.errors import InputMismatchError
     from geosam.models.bundle import BundleMeta
+    from geosam.models.sam_config import SamConfig
     from geosam.runtime import Models
     from geosam.tiling import PlanSummary
     from geosam.types import SceneInfo
@@ -48,6 +50,7 @@ __all__ = [
     "describe_run",
     "model_geometry",
     "own_pass_encoding",
+    "sam1_encoder_mismatch",
     "scene_encoding",
     "scene_tiling",
 ]
@@ -172,6 +175,23 @@ class SceneEncoding:
     halo: int | None = None
 
 
+def _unmatched_reason(model_gsd: float | None, scene_gsd: float | None, *, match_resolution: bool) -> str:
+    """Why chips keep the model's size for this scene (in words), or ``""`` when they are matched.
+
+    The rule of :func:`scene_encoding` and :func:`own_pass_encoding`: matching applies when it is on,
+    both GSDs are known and they differ by :data:`geosam.resolution.TOLERANCE` (5 %) or more.
+    """
+    if not match_resolution:
+        return "resolution matching is off (--no-match-resolution)"
+    if not model_gsd:
+        return "the model records no training GSD (train with --gsd to record it)"
+    if not scene_gsd:
+        return "the scene's CRS is not projected in metres: its GSD is unknown"
+    if abs(scene_gsd - model_gsd) / model_gsd < GSD_TOLERANCE:
+        return f"the scene's {scene_gsd:.3g} m pixels match the model's {model_gsd:.3g} m (within 5 %)"
+    return ""
+
+
 def scene_encoding(
     geom: ModelGeometry,
     info: SceneInfo,
@@ -212,10 +232,9 @@ def scene_encoding(
     scene_gsd = info.gsd_m
     if geom.region_source == "sam":
         reason = "SAM tiles are encoded at their own resolution (never resampled)"
-    elif not match_resolution:
-        reason = "resolution matching is off (--no-match-resolution)"
-    elif not gsd:
-        if scene_gsd is not None and not quiet:
+    else:
+        reason = _unmatched_reason(gsd, scene_gsd, match_resolution=match_resolution)
+        if match_resolution and not gsd and scene_gsd is not None and not quiet:
             log.info(
                 "%s: model %r records no training GSD, so resolution matching is off: the scene's "
                 "%.3g m pixels are encoded as %d px chips as they are; retrain with `geosam train ... "
@@ -225,13 +244,6 @@ def scene_encoding(
                 scene_gsd,
                 chip,
             )
-        reason = "the model records no training GSD (train with --gsd to record it)"
-    elif scene_gsd is None:
-        reason = "the scene's CRS is not projected in metres: its GSD is unknown"
-    elif abs(scene_gsd - gsd) / gsd < GSD_TOLERANCE:
-        reason = f"the scene's {scene_gsd:.3g} m pixels match the model's {gsd:.3g} m (within 5 %)"
-    else:
-        reason = ""
     chip_override: int | None = None
     sizes = None
     if geom.region_source != "sam":
@@ -286,15 +298,9 @@ def own_pass_encoding(
     nearest multiple of that chip. :func:`geosam.infer_sam2.plan_own_pass` (``run``) and
     :func:`describe_run` (``info``) both use it. Sizes in scene pixels; GSDs in metres.
     """
-    if not match_resolution:
-        reason = "resolution matching is off (--no-match-resolution)"
-    elif not model_gsd:
-        reason = "the model records no training GSD (train with --gsd to record it)"
-    elif not scene_gsd:
-        reason = "the scene's CRS is not projected in metres: its GSD is unknown"
-    elif abs(scene_gsd - model_gsd) / model_gsd < GSD_TOLERANCE:
-        reason = f"the scene's {scene_gsd:.3g} m pixels match the model's {model_gsd:.3g} m (within 5 %)"
-    else:
+    reason = _unmatched_reason(model_gsd, scene_gsd, match_resolution=match_resolution)
+    if not reason:
+        assert model_gsd and scene_gsd  # _unmatched_reason gave none: both are known
         new_chip = max(4, round(chip * model_gsd / scene_gsd))
         reason = (
             f"the scene's {scene_gsd:.3g} m pixels, model trained at {model_gsd:.3g} m: the ground of "
@@ -336,6 +342,23 @@ def scene_tiling(
     return enc, tiling
 
 
+def sam1_encoder_mismatch(enc: SamConfig, checkpoint: str, bundle: str | None) -> InputMismatchError:
+    """The error of a bundle whose encoder ``enc`` is not the SAM 1 checkpoint's.
+
+    ``checkpoint`` names the checkpoint's architecture (``vit_b``, or its width and depth); ``run``
+    (:func:`geosam.runtime.load_models`) and ``info`` raise it.
+    """
+    from geosam.errors import InputMismatchError
+
+    return InputMismatchError(
+        f"the model bundle's encoder ({enc.name}: width {enc.embed_dim}, depth {enc.depth}) is not the "
+        f"SAM checkpoint's ({checkpoint}); SAM masks and classes share one encoder pass, so use a bundle "
+        "trained on this checkpoint (geosam train ... --backbone <checkpoint>), or run without "
+        "--sam-checkpoint for felzenszwalb regions",
+        bundle,
+    )
+
+
 def _check_sam1_encoder(meta: BundleMeta, checkpoint_name: str, bundle: Path | None) -> None:
     """Refuse, as :func:`geosam.runtime.load_models` does, a bundle whose encoder is not a SAM 1 checkpoint's.
 
@@ -345,19 +368,12 @@ def _check_sam1_encoder(meta: BundleMeta, checkpoint_name: str, bundle: Path | N
     Raises:
         InputMismatchError: The bundle's encoder is not the checkpoint's architecture.
     """
-    from geosam.errors import InputMismatchError
     from geosam.models.sam_config import SamConfig
     from geosam.models.sam_family import sam1_name
 
     enc = SamConfig.from_dict(dict(meta.encoder.config))
     if sam1_name(enc.embed_dim, enc.depth) != checkpoint_name:
-        raise InputMismatchError(
-            f"the model bundle's encoder ({enc.name}: width {enc.embed_dim}, depth {enc.depth}) is not the "
-            f"SAM checkpoint's ({checkpoint_name}); SAM masks and classes share one encoder pass, so use a "
-            "bundle trained on this checkpoint (geosam train ... --backbone <checkpoint>), or run without "
-            "--sam-checkpoint for felzenszwalb regions",
-            os.fspath(bundle) if bundle is not None else None,
-        )
+        raise sam1_encoder_mismatch(enc, checkpoint_name, os.fspath(bundle) if bundle is not None else None)
 
 
 @dataclass(frozen=True)
